@@ -1,0 +1,83 @@
+"""Podium: durable, routed, governed and observable AI orchestration in plain async Python.
+
+```python
+import podium
+
+@podium.step(retries=3)
+async def greet(name: str) -> str:
+    return f"hello {name}"
+
+@podium.flow
+async def hello(ctx: podium.Context, name: str) -> str:
+    return await greet(name)
+
+print(podium.run(hello, "world"))
+```
+"""
+
+from .client import Client, JournalEntry, PendingApproval, Run, RunHandle, run
+from .config import Settings
+from .engine import TimelineRow, Worker
+from .errors import (
+    ApplicationError,
+    ConfigError,
+    InvalidInputError,
+    InvalidStateError,
+    LeaseLostError,
+    NondeterminismError,
+    PodiumError,
+    RunCancelledError,
+    RunError,
+    RunFailedError,
+    RunNotFoundError,
+    RunTimeoutError,
+    StepError,
+    StepTimeoutError,
+    StoreError,
+    UnknownFlowError,
+    UsageError,
+)
+from .types import RunStatus
+from .workflow import Approval, Context, Flow, RetryPolicy, StepFunction, StepInfo, current_step, flow, step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApplicationError",
+    "Approval",
+    "Client",
+    "ConfigError",
+    "Context",
+    "Flow",
+    "InvalidInputError",
+    "InvalidStateError",
+    "JournalEntry",
+    "LeaseLostError",
+    "NondeterminismError",
+    "PendingApproval",
+    "PodiumError",
+    "RetryPolicy",
+    "Run",
+    "RunCancelledError",
+    "RunError",
+    "RunFailedError",
+    "RunHandle",
+    "RunNotFoundError",
+    "RunStatus",
+    "RunTimeoutError",
+    "Settings",
+    "StepError",
+    "StepFunction",
+    "StepInfo",
+    "StepTimeoutError",
+    "StoreError",
+    "TimelineRow",
+    "UnknownFlowError",
+    "UsageError",
+    "Worker",
+    "__version__",
+    "current_step",
+    "flow",
+    "run",
+    "step",
+]

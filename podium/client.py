@@ -1,0 +1,455 @@
+"""The control plane: start, get, list, cancel, signal, approve. The CLI and the server use it too.
+
+```python
+async with podium.Client() as client:                 # settings from PODIUM_* variables
+    handle = await client.start(checkout, order, key="order-42")   # idempotent on key
+    receipt = await handle.result()
+```
+By default a ``Client`` also runs a worker in its process for the flows registered here, so a script needs
+nothing else; pass ``worker=False`` for a pure control-plane client (``podium worker`` runs elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from .config import Settings
+from .engine.timeline import TimelineRow, timeline
+from .engine.worker import Worker
+from .errors import (
+    InvalidStateError,
+    RunCancelledError,
+    RunFailedError,
+    RunNotFoundError,
+    UsageError,
+)
+from .runtime import make_store
+from .storage.base import Event, RunRecord, Store
+from .types import JSON, Duration, RunStatus, new_id, parse_duration
+from .workflow.flow import Flow, registered, resolve_flow
+
+T = TypeVar("T")
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run as the client sees it."""
+
+    id: str
+    flow: str
+    status: RunStatus
+    input: JSON
+    output: JSON
+    error: dict[str, Any] | None
+    key: str | None
+    parent_id: str | None
+    created_at: float
+    updated_at: float
+    ended_at: float | None
+    wake_at: float | None
+
+    @classmethod
+    def _of(cls, r: RunRecord) -> Run:
+        return cls(
+            r.id,
+            r.flow,
+            r.status,
+            r.input,
+            r.output,
+            r.error,
+            r.key,
+            r.parent_id,
+            r.created_at,
+            r.updated_at,
+            r.ended_at,
+            r.wake_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One event of a run's journal."""
+
+    seq: int
+    kind: str
+    position: str
+    name: str | None
+    data: JSON
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """An approval a flow is waiting for."""
+
+    run_id: str
+    flow: str
+    name: str
+    position: str
+    payload: JSON
+    requested_at: float
+
+
+class RunHandle(Generic[T]):
+    """A started run. ``await handle.result()`` waits for its output."""
+
+    def __init__(self, client: Client, run_id: str, flow: Flow[Any, T] | None) -> None:
+        self._client = client
+        self.id = run_id
+        self._flow = flow
+
+    async def result(self, *, timeout: Duration | None = None) -> T:
+        """Wait for the run to finish; its output, or ``RunFailedError`` / ``RunCancelledError``."""
+        return await self._client.result(self.id, timeout=timeout)  # type: ignore[no-any-return]
+
+    async def get(self) -> Run:
+        return await self._client.get(self.id)
+
+    async def cancel(self) -> Run:
+        return await self._client.cancel(self.id)
+
+    async def signal(self, name: str, payload: JSON = None, *, key: str | None = None) -> bool:
+        return await self._client.signal(self.id, name, payload, key=key)
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.id}>"
+
+
+class Client:
+    """Start and steer runs. Use as ``async with Client() as c: ...``."""
+
+    def __init__(
+        self, settings: Settings | None = None, *, store: Store | None = None, worker: bool = True
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.store = store or make_store(self.settings)
+        self._want_worker = worker
+        self.worker: Worker | None = None
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._open = False
+
+    async def __aenter__(self) -> Client:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._open:
+            return
+        await self.store.open()
+        self._open = True
+        if self._want_worker:
+            self.worker = Worker(self.store, self.settings, on_finish=self._finished)
+            await self.worker.start()
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
+        await self.store.close()
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise UsageError("the client is not open: use `async with podium.Client() as client:`")
+
+    # -- runs ---------------------------------------------------------------------------------
+    async def start(
+        self,
+        flow: Flow[Any, T] | str,
+        input: Any = None,
+        *,
+        key: str | None = None,
+        timeout: Duration | None = None,
+    ) -> RunHandle[T]:
+        """Start a run of ``flow``. With ``key``, starting again returns the same run (idempotent).
+
+        ``timeout`` bounds the whole run (default: the flow's own ``timeout``).
+        """
+        self._check_open()
+        fl = resolve_flow(flow)
+        if key is not None and (not isinstance(key, str) or not key):
+            raise UsageError("key must be a non-empty string")
+        value = fl.validate_input(input)
+        data = fl.dump_input(value)
+        seconds = parse_duration(timeout) if timeout is not None else fl.timeout
+        now = time.time()
+        run = RunRecord(
+            id=new_id(),
+            flow=fl.name,
+            status=RunStatus.PENDING,
+            input=data,
+            key=key,
+            created_at=now,
+            updated_at=now,
+            deadline=None if seconds is None else now + seconds,
+        )
+        rec, created = await self.store.create_run(
+            run, Event(run.id, "start", "", fl.name, {"input": data}, now)
+        )
+        if not created and rec.flow != fl.name:
+            raise InvalidStateError(f"key {key!r} belongs to run {rec.id} of flow {rec.flow!r}")
+        if self.worker is not None and not rec.status.terminal and not await self.worker.take(rec.id):
+            self.worker.poke(rec.id)
+        return RunHandle(self, rec.id, fl)
+
+    def handle(self, run_id: str) -> RunHandle[Any]:
+        """A handle for an existing run."""
+        return RunHandle(self, run_id, None)
+
+    async def _record(self, run_id: str) -> RunRecord:
+        self._check_open()
+        if not isinstance(run_id, str) or not run_id:
+            raise UsageError("a run id must be a non-empty string")
+        rec = await self.store.get_run(run_id)
+        if rec is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return rec
+
+    async def get(self, run_id: str) -> Run:
+        """The run's current state. ``RunNotFoundError`` if there is none."""
+        return Run._of(await self._record(run_id))
+
+    async def list(
+        self,
+        *,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        flow: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> builtins.list[Run]:
+        """Runs, newest first. ``before`` is the last id of the previous page."""
+        self._check_open()
+        if not 1 <= limit <= 1000:
+            raise UsageError("limit must be between 1 and 1000")
+        statuses = None
+        if status is not None:
+            items = [status] if isinstance(status, str | RunStatus) else list(status)
+            try:
+                statuses = [RunStatus(s) for s in items]
+            except ValueError:
+                valid = ", ".join(s.value for s in RunStatus)
+                raise UsageError(f"unknown status in {items!r}; use one of {valid}") from None
+        rows = await self.store.list_runs(status=statuses, flow=flow, limit=limit, before=before)
+        return [Run._of(r) for r in rows]
+
+    async def result(self, run_id: str, *, timeout: Duration | None = None) -> Any:
+        """Wait for the run to finish and return its output (see ``RunHandle.result``)."""
+        deadline = None if timeout is None else time.monotonic() + parse_duration(timeout)
+        while True:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(run_id, []).append(fut)
+            try:
+                rec = await self._record(run_id)
+                if rec.status.terminal:
+                    return self._outcome(rec)
+                wait = self.settings.poll_seconds
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"run {run_id} is still {rec.status.value}")
+                    wait = min(wait, left)
+                try:
+                    async with asyncio.timeout(wait):
+                        await fut
+                except TimeoutError:
+                    pass
+            finally:
+                waiters = self._waiters.get(run_id)
+                if waiters is not None:
+                    if fut in waiters:
+                        waiters.remove(fut)
+                    if not waiters:
+                        del self._waiters[run_id]
+
+    def _outcome(self, rec: RunRecord) -> Any:
+        if rec.status is RunStatus.COMPLETED:
+            fl = registered().get(rec.flow)
+            if fl is not None and self.store.durable:
+                return fl.output_adapter.validate_python(rec.output)
+            return rec.output
+        if rec.status is RunStatus.CANCELLED:
+            raise RunCancelledError(rec.id)
+        raise RunFailedError(rec.id, rec.error or {})
+
+    def _finished(self, run_id: str, outcome: str) -> None:
+        for fut in self._waiters.get(run_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- steering -----------------------------------------------------------------------------
+    async def _deliver(self, event: Event) -> Event | None:
+        stored = await self.store.deliver(event, now=time.time())
+        if stored is not None and self.worker is not None:
+            self.worker.notify_inbox(event.run_id)
+        return stored
+
+    async def cancel(self, run_id: str) -> Run:
+        """Cancel a run. Idempotent: cancelling a cancelled run returns it unchanged.
+
+        A pending or waiting run is cancelled at once; a running one as soon as its worker notices
+        (within a heartbeat), its in-flight steps interrupted.
+        """
+        rec = await self._record(run_id)
+        if rec.status is RunStatus.CANCELLED:
+            return Run._of(rec)
+        if rec.status.terminal:
+            raise InvalidStateError(f"run {run_id} is {rec.status.value}; it cannot be cancelled")
+        try:
+            await self._deliver(Event(run_id, "cancel", "", None, None, time.time()))
+        except InvalidStateError:
+            rec = await self._record(run_id)
+            if rec.status is RunStatus.CANCELLED:
+                return Run._of(rec)
+            raise
+        if await self.store.cancel_idle(run_id, now=time.time()):
+            self._finished(run_id, "cancelled")
+        return await self.get(run_id)
+
+    async def signal(self, run_id: str, name: str, payload: JSON = None, *, key: str | None = None) -> bool:
+        """Send signal ``name`` to a run (``ctx.wait_for_signal(name)`` receives it).
+
+        With ``key``, sending the same signal again is a no-op; returns False for such a duplicate.
+        """
+        if not isinstance(name, str) or not name:
+            raise UsageError("a signal needs a non-empty name")
+        await self._record(run_id)
+        from .engine.codec import to_json
+
+        try:
+            data = {"payload": to_json(payload)}
+        except Exception as exc:
+            raise UsageError(f"signal payload is not JSON-serializable: {exc}") from None
+        event = Event(
+            run_id, "signal", f"k:{key}" if key else f"u:{uuid.uuid4().hex}", name, data, time.time()
+        )
+        return await self._deliver(event) is not None
+
+    async def pending_approvals(self, run_id: str | None = None) -> builtins.list[PendingApproval]:
+        """Approvals waiting for a decision (all runs, or one run), oldest first."""
+        self._check_open()
+        if run_id is not None:
+            await self._record(run_id)
+            pairs = [(r, e) for r, e in await self.store.pending_approvals(limit=1000) if r.id == run_id]
+        else:
+            pairs = await self.store.pending_approvals(limit=1000)
+        return [
+            PendingApproval(r.id, r.flow, e.name or "", e.step, (e.data or {}).get("payload"), e.at)
+            for r, e in pairs
+        ]
+
+    async def approve(
+        self,
+        run_id: str,
+        name: str | None = None,
+        *,
+        payload: JSON = _UNSET,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> PendingApproval:
+        """Approve the run's pending approval (``name`` picks one if several wait).
+
+        ``payload`` replaces what the flow proposed (a human correction); the flow receives it.
+        Deciding twice raises ``InvalidStateError``; only the first decision counts.
+        """
+        return await self._decide(run_id, name, True, payload, by, comment)
+
+    async def reject(
+        self, run_id: str, name: str | None = None, *, by: str | None = None, comment: str | None = None
+    ) -> PendingApproval:
+        """Reject the run's pending approval."""
+        return await self._decide(run_id, name, False, _UNSET, by, comment)
+
+    async def _decide(
+        self,
+        run_id: str,
+        name: str | None,
+        approved: bool,
+        payload: JSON,
+        by: str | None,
+        comment: str | None,
+    ) -> PendingApproval:
+        rec = await self._record(run_id)
+        if rec.status.terminal:
+            raise InvalidStateError(f"run {run_id} is {rec.status.value}; it has no pending approval")
+        events = await self.store.load_events(run_id)
+        decided = {e.step for e in events if e.kind == "decision"}
+        requests = [e for e in events if e.kind == "approval"]
+        pending = [e for e in requests if e.step not in decided and (name is None or e.name == name)]
+        if not pending:
+            if name is not None and any(e.name == name for e in requests):
+                raise InvalidStateError(f"approval {name!r} of run {run_id} was decided already")
+            what = f"an approval named {name!r}" if name else "a pending approval"
+            raise InvalidStateError(f"run {run_id} ({rec.status.value}) is not waiting for {what}")
+        if len(pending) > 1 and name is None:
+            names = ", ".join(sorted({e.name or "" for e in pending}))
+            raise UsageError(f"run {run_id} waits for several approvals ({names}); name the one to decide")
+        target = pending[0]
+        data: dict[str, Any] = {"approved": approved, "by": by, "comment": comment, "edited": False}
+        if payload is not _UNSET:
+            from .engine.codec import to_json
+
+            try:
+                data["payload"] = to_json(payload)
+            except Exception as exc:
+                raise UsageError(f"edited payload is not JSON-serializable: {exc}") from None
+            data["edited"] = True
+        stored = await self._deliver(Event(run_id, "decision", target.step, target.name, data, time.time()))
+        if stored is None:
+            raise InvalidStateError(f"approval {target.name!r} of run {run_id} was decided already")
+        return PendingApproval(
+            run_id, rec.flow, target.name or "", target.step, (target.data or {}).get("payload"), target.at
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+    async def journal(self, run_id: str) -> builtins.list[JournalEntry]:
+        """The run's journal, in order."""
+        await self._record(run_id)
+        return [
+            JournalEntry(e.seq, e.kind, e.step, e.name, e.data, e.at)
+            for e in await self.store.load_events(run_id)
+        ]
+
+    async def timeline(self, run_id: str) -> builtins.list[TimelineRow]:
+        """The run's positions with outcomes, durations, attempts and errors."""
+        await self._record(run_id)
+        return timeline(await self.store.load_events(run_id), now=time.time())
+
+
+def run(
+    flow: Flow[Any, T] | str,
+    input: Any = None,
+    *,
+    key: str | None = None,
+    timeout: Duration | None = None,
+    settings: Settings | None = None,
+) -> T:
+    """Run a flow to completion from synchronous code and return its output.
+
+    ```python
+    receipt = podium.run(checkout, order)
+    ```
+    Uses the store from settings (by default ``.podium/podium.db``); the run is durable, so if this
+    process dies, ``podium worker`` (or another ``podium.run`` with the same ``key``) finishes it.
+    """
+
+    async def go() -> T:
+        async with Client(settings) as client:
+            handle = await client.start(flow, input, key=key)
+            return await handle.result(timeout=timeout)
+
+    return asyncio.run(go())

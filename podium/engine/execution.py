@@ -1,0 +1,535 @@
+"""One claimed run, executed: replay its journal, run the flow code, journal every new effect.
+
+Finished positions return their journaled outcome without running anything. New effects run and are
+appended to the journal (committed) before the flow moves on. When every branch of the flow waits for the
+outside world (a signal, an approval, a child run, a long timer) the run is **quiescent**: it is suspended
+in the store (status ``waiting``) and leaves memory; any worker resumes it later by replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    InvalidInputError,
+    NondeterminismError,
+    RunCancelledError,
+    RunError,
+    RunFailedError,
+    RunTimeoutError,
+    StepError,
+)
+from ..storage.base import Event, Outcome, RunRecord, Transition, Write
+from ..types import JSON
+from ..workflow.context import Approval, Context, Scope, enter_scope
+from ..workflow.flow import Flow
+from ..workflow.step import StepInfo, StepOptions, _current_step
+from .codec import PydanticSerializationError, describe_error, from_json, to_json
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+# Journal event kinds that occupy a position in the flow.
+POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child"})
+
+
+class Abort(BaseException):
+    """Internal: stop executing this run now (lease lost, store failure, suspended). Not an error of
+    the flow, so it derives from BaseException and flow code cannot swallow it."""
+
+
+@dataclass(slots=True)
+class _Wait:
+    kind: str  # "timer" | "signal" | "approval" | "child"
+    future: asyncio.Future[Any]
+    name: str = ""
+    fire_at: float | None = None
+
+
+class Execution:
+    """The engine's side of a running flow; implements ``workflow.context.Driver``."""
+
+    def __init__(self, worker: Worker, run: RunRecord, flow: Flow[Any, Any], events: list[Event]) -> None:
+        self.worker = worker
+        self.store = worker.store
+        self.durable = worker.store.durable
+        self.run = run
+        self.run_id = run.id
+        self.flow = flow
+        self.active = 1
+        self.blocked = 0
+        self.positions: dict[str, Event] = {}
+        self.decisions: dict[str, Event] = {}
+        self.children: dict[str, Event] = {}
+        self.signals: list[Event] = []
+        self.consumed: set[int] = set()
+        self.failed_attempts: dict[str, int] = {}
+        self.cancel_requested = False
+        self.last_seq = 0
+        self.seen_inbox = run.inbox_seq
+        self.buffer: list[Event] = []
+        self.transition: Write | None = None
+        self.waits: dict[str, _Wait] = {}
+        self.stop_reason: str | None = None
+        self.nondeterminism: NondeterminismError | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self._settling = False
+        self._refreshing = False
+        self.loop = asyncio.get_running_loop()
+        for e in events:
+            self._index(e)
+
+    # -- journal index ------------------------------------------------------------------------
+    def _index(self, e: Event) -> None:
+        if e.seq > self.last_seq:
+            self.last_seq = e.seq
+        kind = e.kind
+        if kind in POSITIONAL:
+            self.positions[e.step] = e
+            if kind == "receive":
+                self.consumed.add(e.data["seq"])
+        elif kind == "attempt":
+            sid, _, n = e.step.rpartition("@")
+            self.failed_attempts[sid] = max(self.failed_attempts.get(sid, 0), int(n))
+        elif kind == "decision":
+            self.decisions[e.step] = e
+            self._resolve(e.step, "approval", e)
+        elif kind == "child_done":
+            self.children[e.step] = e
+            self._resolve(e.step, "child", e)
+        elif kind == "signal":
+            self.signals.append(e)
+            self._match_signals()
+        elif kind == "cancel":
+            self.cancel_requested = True
+            if self.task is not None:
+                self.stop("cancel")
+
+    def _resolve(self, sid: str, kind: str, value: Any) -> None:
+        w = self.waits.get(sid)
+        if w is not None and w.kind == kind and not w.future.done():
+            w.future.set_result(value)
+
+    def _match_signals(self) -> None:
+        for w in self.waits.values():
+            if w.kind != "signal" or w.future.done():
+                continue
+            sig = self._next_signal(w.name)
+            if sig is not None:
+                self.consumed.add(sig.seq)
+                w.future.set_result(sig)
+
+    def _next_signal(self, name: str) -> Event | None:
+        for s in self.signals:
+            if s.name == name and s.seq not in self.consumed:
+                return s
+        return None
+
+    def _journaled(self, sid: str, kind: str, name: str) -> Event | None:
+        ev = self.positions.get(sid)
+        if ev is None:
+            return None
+        if ev.kind != kind or ev.name != name:
+            err = NondeterminismError(
+                run_id=self.run_id,
+                position=sid,
+                journaled=f"{ev.kind} {ev.name!r}",
+                requested=f"{kind} {name!r}",
+            )
+            self.nondeterminism = self.nondeterminism or err
+            raise err
+        return ev
+
+    # -- writing ------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return time.time()
+
+    async def flush(self, transition: Write | None = None) -> Outcome:
+        """Commit buffered events (and an optional transition); returns the outcome for this run."""
+        if transition is not None:
+            self.transition = transition
+        if not self.durable:
+            w = self.take_write()
+            now = self._now()
+            outcome = (
+                await self.store.commit(
+                    self.worker.owner, [w], now=now, lease_until=now + self.worker.settings.lease_seconds
+                )
+            )[0]
+        else:
+            outcome = await self.worker.committer.request(self)
+        if outcome is Outcome.LEASE_LOST:
+            self.stop("lease_lost")
+            raise Abort("lease lost")
+        return outcome
+
+    def take_write(self) -> Write:
+        events, self.buffer = self.buffer, []
+        w = self.transition
+        self.transition = None
+        if w is None:
+            return Write(self.run_id, events)
+        w.events = events + w.events
+        return w
+
+    def _append(self, kind: str, sid: str, name: str | None, data: JSON) -> Event:
+        e = Event(self.run_id, kind, sid, name, data, self._now())
+        self.buffer.append(e)
+        return e
+
+    # -- Driver: steps ------------------------------------------------------------------------
+    async def step(
+        self,
+        scope: Scope,
+        sid: str,
+        options: StepOptions,
+        fn: Callable[..., Any],
+        is_async: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        name = options.name
+        ev = self._journaled(sid, "step", name)
+        if ev is not None:
+            data = ev.data
+            if "error" in data:
+                err = data["error"]
+                raise StepError(
+                    err.get("message", ""),
+                    type=err.get("type"),
+                    retryable=bool(err.get("retryable")),
+                    step=sid,
+                    name=name,
+                    attempts=data.get("attempts", 1),
+                )
+            return from_json(fn, data["result"]) if self.durable else data["result"]
+        policy = options.retry
+        attempt = self.failed_attempts.get(sid, 0)
+        started = self._now()
+        while True:
+            attempt += 1
+            scope.in_step = True
+            token = _current_step.set(StepInfo(self.run_id, sid, name, attempt))
+            try:
+                if is_async:
+                    if options.timeout is None:
+                        result = await fn(*args, **kwargs)
+                    else:
+                        async with asyncio.timeout(options.timeout):
+                            result = await fn(*args, **kwargs)
+                else:
+                    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+                    fut = self.loop.run_in_executor(None, call)
+                    if options.timeout is None:
+                        result = await fut
+                    else:
+                        async with asyncio.timeout(options.timeout):
+                            result = await fut
+                if self.durable:
+                    try:
+                        stored = to_json(result)
+                    except PydanticSerializationError as exc:
+                        raise StepError(
+                            f"step {name!r} returned a value that cannot be journaled as JSON: {exc}",
+                            type="UnserializableResult",
+                            retryable=False,
+                            step=sid,
+                            name=name,
+                        ) from None
+                else:
+                    stored = result
+            except Exception as exc:
+                error = describe_error(exc)
+                if isinstance(exc, TimeoutError) and options.timeout is not None:
+                    error["message"] = f"step {name!r} attempt {attempt} timed out after {options.timeout}s"
+                retryable = error["retryable"] and not isinstance(exc, policy.non_retryable)
+                if retryable and attempt < policy.max_attempts:
+                    delay = policy.delay(attempt)
+                    self._append("attempt", f"{sid}@{attempt}", name, {"error": error, "delay": delay})
+                    if self.durable:
+                        self.worker.committer.request(self)  # journal the attempt; no need to wait
+                    await asyncio.sleep(delay)
+                    continue
+                error["retryable"] = retryable
+                self._append(
+                    "step",
+                    sid,
+                    name,
+                    {
+                        "error": error,
+                        "attempts": attempt,
+                        "started": started,
+                        "ended": self._now(),
+                    },
+                )
+                await self.flush()
+                raise StepError(
+                    error["message"],
+                    type=error["type"],
+                    retryable=retryable,
+                    step=sid,
+                    name=name,
+                    attempts=attempt,
+                ) from exc
+            finally:
+                _current_step.reset(token)
+                scope.in_step = False
+            self._append(
+                "step",
+                sid,
+                name,
+                {
+                    "result": stored,
+                    "attempts": attempt,
+                    "started": started,
+                    "ended": self._now(),
+                },
+            )
+            await self.flush()
+            return result
+
+    def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON:
+        ev = self._journaled(sid, "value", name)
+        if ev is not None:
+            return ev.data
+        value = produce()
+        self._append("value", sid, name, value)
+        if self.durable:
+            self.worker.committer.request(self)  # committed before (or with) anything that depends on it
+        return value
+
+    # -- Driver: waiting ----------------------------------------------------------------------
+    async def _block(self, sid: str, kind: str, name: str = "", fire_at: float | None = None) -> Any:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.waits[sid] = _Wait(kind, fut, name, fire_at)
+        handle = None
+        if fire_at is not None:
+            handle = self.loop.call_later(max(0.0, fire_at - self._now()), _set_if_pending, fut)
+        if kind == "signal":
+            self._match_signals()
+        self.blocked += 1
+        self.active -= 1
+        self.settle()
+        try:
+            return await fut
+        finally:
+            self.blocked -= 1
+            self.active += 1
+            self.waits.pop(sid, None)
+            if handle is not None:
+                handle.cancel()
+
+    async def sleep(self, sid: str, seconds: float) -> None:
+        ev = self._journaled(sid, "timer", "sleep")
+        if ev is None:
+            fire_at = self._now() + seconds
+            self._append("timer", sid, "sleep", {"fire_at": fire_at, "seconds": seconds})
+            await self.flush()
+        else:
+            fire_at = ev.data["fire_at"]
+        remaining = fire_at - self._now()
+        if remaining <= 0:
+            return
+        if remaining <= self.worker.settings.hold_seconds:
+            await asyncio.sleep(remaining)
+            return
+        await self._block(sid, "timer", "sleep", fire_at)
+
+    async def wait_signal(self, sid: str, name: str) -> JSON:
+        ev = self._journaled(sid, "receive", name)
+        if ev is not None:
+            return ev.data["payload"]
+        sig = self._next_signal(name)
+        if sig is not None:
+            self.consumed.add(sig.seq)
+        else:
+            sig = await self._block(sid, "signal", name)
+        payload = (sig.data or {}).get("payload")
+        self._append("receive", sid, name, {"seq": sig.seq, "payload": payload, "key": sig.step})
+        await self.flush()
+        return payload
+
+    async def approval(self, sid: str, name: str, payload: JSON) -> Approval:
+        ev = self._journaled(sid, "approval", name)
+        if ev is None:
+            payload = to_json(payload)
+            self._append("approval", sid, name, {"payload": payload})
+            await self.flush()
+        else:
+            payload = ev.data["payload"]
+        dec = self.decisions.get(sid)
+        if dec is None:
+            dec = await self._block(sid, "approval", name)
+        d = dec.data
+        edited = bool(d.get("edited"))
+        return Approval(
+            approved=bool(d["approved"]),
+            payload=d.get("payload") if edited else payload,
+            by=d.get("by"),
+            comment=d.get("comment"),
+            edited=edited,
+        )
+
+    async def child(self, sid: str, flow: Flow[Any, Any], input: Any) -> Any:
+        ev = self._journaled(sid, "child", flow.name)
+        if ev is None:
+            child = await self.worker.start_child(self.run, sid, flow, input)
+            self._append("child", sid, flow.name, {"run_id": child.id})
+            await self.flush()
+            self.worker.poke(child.id)
+        done = self.children.get(sid)
+        if done is None:
+            done = await self._block(sid, "child", flow.name)
+        d = done.data
+        if d["status"] == "completed":
+            out = d.get("output")
+            return flow.output_adapter.validate_python(out) if self.durable else out
+        if d["status"] == "cancelled":
+            raise RunCancelledError(d["run_id"])
+        raise RunFailedError(d["run_id"], d.get("error") or {})
+
+    # -- quiescence, inbox, stopping ----------------------------------------------------------
+    def settle(self) -> None:
+        if self.active <= 0 and self.blocked > 0 and not self._settling and self.stop_reason is None:
+            self._settling = True
+            self.loop.call_soon(self._check_quiescent)
+
+    def _check_quiescent(self) -> None:
+        self._settling = False
+        if self.active <= 0 and self.blocked > 0 and self.stop_reason is None:
+            self.loop.create_task(self._suspend())
+
+    async def _suspend(self) -> None:
+        timers = [w.fire_at for w in self.waits.values() if w.fire_at is not None and not w.future.done()]
+        if self.run.deadline is not None:
+            timers.append(self.run.deadline)
+        wake_at = min(timers) if timers else None
+        w = Write(self.run_id, transition=Transition.SUSPEND, wake_at=wake_at, seen_inbox=self.seen_inbox)
+        try:
+            outcome = await self.flush(w)
+        except Abort:
+            return
+        if outcome is Outcome.OK:
+            self.stop("suspend")
+        elif outcome is Outcome.INBOX_CHANGED:
+            await self.refresh()
+            self.settle()
+
+    async def refresh(self) -> None:
+        """Read inbox events that arrived since the journal was loaded (signals, decisions, cancel)."""
+        if self._refreshing or self.stop_reason is not None:
+            return
+        self._refreshing = True
+        try:
+            run = await self.store.get_run(self.run_id)
+            if run is None:
+                return
+            for e in await self.store.load_events(self.run_id, after=self.last_seq):
+                self._index(e)
+            self.seen_inbox = max(self.seen_inbox, run.inbox_seq)
+        finally:
+            self._refreshing = False
+
+    def stop(self, reason: str) -> None:
+        """Stop the flow's task: 'suspend', 'cancel', 'timeout', 'lease_lost', 'store', 'shutdown'."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            if self.task is not None and not self.task.done():
+                self.task.cancel()
+
+    # -- the whole run ------------------------------------------------------------------------
+    async def execute(self) -> str:
+        """Run the flow to its next stop; returns the reason it stopped or the final status."""
+        run = self.run
+        try:
+            if self.cancel_requested:
+                return await self._end(Transition.CANCEL, error=_cancelled())
+            if run.deadline is not None and run.deadline <= self._now():
+                return await self._end(Transition.FAIL, error=RunTimeoutError("the run timed out").to_dict())
+            try:
+                value = self.flow.validate_input(run.input)
+            except InvalidInputError as exc:
+                return await self._end(Transition.FAIL, error={**describe_error(exc), "retryable": False})
+            ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims)
+            self.task = self.loop.create_task(self._main(ctx, value))
+            deadline = None
+            if run.deadline is not None:
+                deadline = self.loop.call_later(run.deadline - self._now(), self.stop, "timeout")
+            try:
+                output = await self.task
+            except asyncio.CancelledError:
+                if self.stop_reason is None:  # the worker itself is being cancelled
+                    self.stop("shutdown")
+                    raise
+                return await self._stopped()
+            except Abort:
+                return self.stop_reason or "aborted"
+            except Exception as exc:
+                if self.nondeterminism is not None:
+                    return await self._end(Transition.FAIL, error=self.nondeterminism.to_dict())
+                if isinstance(exc, StepError | RunError):
+                    error = exc.to_dict()
+                else:
+                    error = {**describe_error(exc), "retryable": False}
+                return await self._end(Transition.FAIL, error=error)
+            finally:
+                if deadline is not None:
+                    deadline.cancel()
+            if self.nondeterminism is not None:
+                return await self._end(Transition.FAIL, error=self.nondeterminism.to_dict())
+            try:
+                stored = self.flow.output_adapter.dump_python(output, mode="json")
+            except Exception as exc:
+                error = {
+                    "type": "InvalidOutput",
+                    "message": f"flow output cannot be stored: {exc}",
+                    "retryable": False,
+                }
+                return await self._end(Transition.FAIL, error=error)
+            return await self._end(Transition.COMPLETE, output=stored)
+        except Abort:
+            return self.stop_reason or "aborted"
+
+    async def _main(self, ctx: Context, value: Any) -> Any:
+        enter_scope(Scope(self, "", asyncio.current_task()))
+        if self.flow.takes_input:
+            return await self.flow.fn(ctx, value)
+        return await self.flow.fn(ctx)
+
+    async def _stopped(self) -> str:
+        reason = self.stop_reason or "shutdown"
+        if reason == "cancel":
+            return await self._end(Transition.CANCEL, error=_cancelled())
+        if reason == "timeout":
+            return await self._end(Transition.FAIL, error=RunTimeoutError("the run timed out").to_dict())
+        if reason == "shutdown":
+            self.buffer.clear()
+            await self.flush(Write(self.run_id, transition=Transition.RELEASE))
+        return reason
+
+    async def _end(
+        self, transition: Transition, *, output: JSON = None, error: dict[str, Any] | None = None
+    ) -> str:
+        data: dict[str, Any] = {"status": transition.value}
+        if transition is Transition.COMPLETE:
+            data["output"] = output
+        else:
+            data["error"] = error
+        self.buffer.append(Event(self.run_id, "end", "", None, data, self._now()))
+        await self.flush(Write(self.run_id, transition=transition, output=output, error=error))
+        return transition.value
+
+
+def _cancelled() -> dict[str, Any]:
+    return {"type": "Cancelled", "message": "cancelled", "retryable": False}
+
+
+def _set_if_pending(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(None)

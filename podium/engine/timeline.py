@@ -1,0 +1,120 @@
+"""A run's journal turned into rows a person can read (used by ``podium show`` and the API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..storage.base import Event
+
+
+@dataclass(slots=True)
+class TimelineRow:
+    """One position of a run: a step, timer, wait or child run, with its outcome."""
+
+    position: str
+    kind: str
+    name: str
+    status: str  # "ok" | "failed" | "waiting" | "fired" | "consumed" | "approved" | "rejected" | ...
+    started: float | None = None
+    ended: float | None = None
+    attempts: int = 1
+    detail: Any = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return max(0.0, self.ended - self.started)
+
+
+def _key(position: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in position.split(".") if p.isdigit())
+
+
+def timeline(events: list[Event], *, now: float) -> list[TimelineRow]:
+    """Rows in position order (branch positions sort under the gather that made them)."""
+    rows: dict[str, TimelineRow] = {}
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    decisions: dict[str, Event] = {}
+    children: dict[str, Event] = {}
+    for e in events:
+        if e.kind == "attempt":
+            sid = e.step.rpartition("@")[0]
+            attempts.setdefault(sid, []).append({**e.data["error"], "at": e.at})
+        elif e.kind == "decision":
+            decisions[e.step] = e
+        elif e.kind == "child_done":
+            children[e.step] = e
+    for e in events:
+        d = e.data or {}
+        if e.kind == "step":
+            failed = "error" in d
+            rows[e.step] = TimelineRow(
+                e.step,
+                "step",
+                e.name or "",
+                "failed" if failed else "ok",
+                d.get("started"),
+                d.get("ended"),
+                d.get("attempts", 1),
+                d.get("error") if failed else d.get("result"),
+            )
+        elif e.kind == "value":
+            rows[e.step] = TimelineRow(e.step, "value", e.name or "", "ok", e.at, e.at, detail=d)
+        elif e.kind == "timer":
+            fired = d["fire_at"] <= now
+            rows[e.step] = TimelineRow(
+                e.step,
+                "timer",
+                "sleep",
+                "fired" if fired else "waiting",
+                e.at,
+                d["fire_at"] if fired else None,
+                detail={"until": d["fire_at"]},
+            )
+        elif e.kind == "receive":
+            rows[e.step] = TimelineRow(
+                e.step, "signal", e.name or "", "received", e.at, e.at, detail=d.get("payload")
+            )
+        elif e.kind == "approval":
+            dec = decisions.get(e.step)
+            if dec is None:
+                rows[e.step] = TimelineRow(
+                    e.step, "approval", e.name or "", "waiting", e.at, detail=d.get("payload")
+                )
+            else:
+                dd = dec.data
+                rows[e.step] = TimelineRow(
+                    e.step,
+                    "approval",
+                    e.name or "",
+                    "approved" if dd["approved"] else "rejected",
+                    e.at,
+                    dec.at,
+                    detail={
+                        "payload": dd.get("payload") if dd.get("edited") else d.get("payload"),
+                        "by": dd.get("by"),
+                        "comment": dd.get("comment"),
+                        "edited": bool(dd.get("edited")),
+                    },
+                )
+        elif e.kind == "child":
+            done = children.get(e.step)
+            status = "waiting" if done is None else done.data["status"]
+            rows[e.step] = TimelineRow(
+                e.step,
+                "child",
+                e.name or "",
+                status,
+                e.at,
+                None if done is None else done.at,
+                detail={"run_id": d["run_id"]},
+            )
+    for sid, errs in attempts.items():
+        row = rows.get(sid)
+        if row is None:  # failed attempts of a step that has not finished yet
+            rows[sid] = row = TimelineRow(sid, "step", "", "retrying", errs[0]["at"], attempts=len(errs) + 1)
+        row.errors = errs
+    return [rows[k] for k in sorted(rows, key=_key)]

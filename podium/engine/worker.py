@@ -1,0 +1,253 @@
+"""The worker: claims runnable runs, executes them, keeps their leases alive, and lets go cleanly.
+
+Several workers (in one process or many, on one SQLite file or a shared database) can run at once: a run
+is executed by whoever holds its lease, and the lease of a dead worker expires so another takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from ..config import Settings
+from ..storage.base import Event, RunRecord, Store
+from ..types import RunStatus, new_id
+from ..workflow.flow import Flow, registered
+from .committer import Committer
+from .execution import Execution
+
+log = logging.getLogger("podium.worker")
+
+FinishCallback = Callable[[str, str], None]
+
+
+class Worker:
+    """Executes runs of the flows registered in this process (or of ``flows`` only).
+
+    ```python
+    worker = Worker(store, Settings.from_env())
+    await worker.start()
+    ...
+    await worker.stop()
+    ```
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        flows: Collection[str] | None = None,
+        owner: str | None = None,
+        on_finish: FinishCallback | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._flows = None if flows is None else set(flows)
+        self._on_finish = on_finish
+        self.executions: dict[str, Execution] = {}
+        self._tasks: dict[str, asyncio.Task[str]] = {}
+        self._targets: list[str] = []
+        self._wake: asyncio.Event | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self.committer = Committer(self)
+        self.finished = 0
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._loops:
+            return
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="podium-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="podium-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming; release every run this worker holds so another worker resumes it at once."""
+        self._stopping = True
+        for t in self._loops:
+            t.cancel()
+        for t in self._loops:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+        self._loops = []
+        for ex in list(self.executions.values()):
+            ex.stop("shutdown")
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def run_forever(self) -> None:
+        """Start and keep running until cancelled (``podium worker``)."""
+        await self.start()
+        try:
+            await asyncio.gather(*self._loops)
+        finally:
+            await self.stop()
+
+    def flows(self) -> dict[str, Flow[Any, Any]]:
+        known = registered()
+        if self._flows is None:
+            return known
+        return {k: v for k, v in known.items() if k in self._flows}
+
+    # -- signals from the client --------------------------------------------------------------
+    def poke(self, run_id: str | None = None) -> None:
+        """Something became runnable (maybe ``run_id``): look now instead of at the next poll."""
+        if run_id is not None:
+            self._targets.append(run_id)
+        if self._wake is not None:
+            self._wake.set()
+
+    def notify_inbox(self, run_id: str) -> None:
+        """An inbox event for ``run_id`` was stored by this process."""
+        ex = self.executions.get(run_id)
+        if ex is not None:
+            asyncio.get_running_loop().create_task(ex.refresh())
+        else:
+            self.poke(run_id)
+
+    async def take(self, run_id: str) -> bool:
+        """Claim and start one specific run now if it is runnable and this worker knows its flow."""
+        if self._stopping or run_id in self.executions or len(self.executions) >= self.settings.concurrency:
+            return False
+        now = time.time()
+        run = await self.store.claim_run(
+            run_id, self.owner, now=now, lease_until=now + self.settings.lease_seconds
+        )
+        if run is None:
+            return False
+        await self._launch(run)
+        return True
+
+    # -- loops --------------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        assert self._wake is not None
+        while not self._stopping:
+            self._wake.clear()
+            names = [n for n in self.flows()]
+            while self._targets:
+                run_id = self._targets.pop(0)
+                run = await self.store.get_run(run_id)
+                if run is not None and run.flow in names:
+                    await self.take(run_id)
+            capacity = self.settings.concurrency - len(self.executions)
+            claimed = 0
+            if capacity > 0 and names:
+                now = time.time()
+                runs = await self.store.claim(
+                    self.owner, names, now=now, lease_until=now + self.settings.lease_seconds, limit=capacity
+                )
+                for run in runs:
+                    await self._launch(run)
+                claimed = len(runs)
+            if claimed and claimed == capacity:
+                await asyncio.sleep(0)
+                continue
+            timeout = self.settings.poll_seconds
+            due = await self.store.next_wakeup(names) if names else None
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - time.time()) + 0.001)
+            if self._targets:
+                continue
+            try:
+                async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancel
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self.executions:
+                continue
+            held = list(self.executions)
+            try:
+                seqs = await self.store.heartbeat(
+                    self.owner, held, lease_until=time.time() + self.settings.lease_seconds
+                )
+            except Exception as exc:
+                self.log_store_error(exc)
+                continue
+            for run_id in held:
+                ex = self.executions.get(run_id)
+                if ex is None:
+                    continue
+                if run_id not in seqs:
+                    if ex.stop_reason is None:
+                        log.warning("lost the lease of run %s; another worker has it", run_id)
+                    ex.stop("lease_lost")
+                elif seqs[run_id] != ex.seen_inbox:
+                    asyncio.get_running_loop().create_task(ex.refresh())
+
+    # -- executions ---------------------------------------------------------------------------
+    async def _launch(self, run: RunRecord) -> None:
+        flow = self.flows().get(run.flow)
+        if flow is None:  # raced with a registry change; let the lease lapse for another worker
+            return
+        events = await self.store.load_events(run.id)
+        ex = Execution(self, run, flow, events)
+        self.executions[run.id] = ex
+        task = asyncio.get_running_loop().create_task(ex.execute(), name=f"podium-run-{run.id}")
+        self._tasks[run.id] = task
+        task.add_done_callback(functools.partial(self._done, run.id))
+
+    def _done(self, run_id: str, task: asyncio.Task[str]) -> None:
+        ex = self.executions.pop(run_id, None)
+        self._tasks.pop(run_id, None)
+        outcome = "cancelled" if task.cancelled() else None
+        if outcome is None:
+            exc = task.exception()
+            if exc is not None:
+                log.error("run %s: the engine failed: %r", run_id, exc, exc_info=exc)
+                outcome = "error"
+            else:
+                outcome = task.result()
+        self.finished += 1
+        if (
+            ex is not None
+            and ex.run.parent_id is not None
+            and outcome in ("completed", "failed", "cancelled")
+        ):
+            self.poke(ex.run.parent_id)
+        if outcome in ("suspend", "lease_lost", "store", "error") and not self._stopping:
+            self.poke()  # it may be runnable again already (or must be retried)
+        if self._on_finish is not None:
+            self._on_finish(run_id, outcome)
+
+    async def start_child(self, parent: RunRecord, sid: str, flow: Flow[Any, Any], input: Any) -> RunRecord:
+        """Create (idempotently) the child run of ``parent`` at position ``sid``."""
+        value = flow.validate_input(input)
+        data = flow.dump_input(value)
+        now = time.time()
+        run = RunRecord(
+            id=new_id(),
+            flow=flow.name,
+            status=RunStatus.PENDING,
+            input=data,
+            key=f"{parent.id}/{sid}",
+            parent_id=parent.id,
+            parent_step=sid,
+            created_at=now,
+            updated_at=now,
+            deadline=None if flow.timeout is None else now + flow.timeout,
+        )
+        rec, _ = await self.store.create_run(run, Event(run.id, "start", "", flow.name, {"input": data}, now))
+        return rec
+
+    def log_store_error(self, exc: BaseException) -> None:
+        log.warning("store error (runs will be retried): %s", exc)

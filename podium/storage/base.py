@@ -1,0 +1,175 @@
+"""The Store protocol: what the engine and the client need from persistence.
+
+A store keeps two things: **runs** (one row per run: flow, status, input, output, lease) and each run's
+**journal** (an append-only, ordered list of events). It knows no flow semantics; it guarantees:
+
+* ``create_run`` is idempotent on ``key``;
+* an event is unique per ``(run_id, kind, step)``, so an inbox event (signal, decision, cancel) sent twice
+  is stored once;
+* a worker's writes to a run are fenced by its lease: a worker that lost the lease writes nothing;
+* a run that receives an inbox event while ``waiting`` becomes ``pending`` (runnable) in the same
+  transaction; a worker can only suspend a run if no inbox event arrived since it last looked.
+
+Every time is a float of seconds since the epoch passed in by the caller, so stores never read a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..types import JSON, RunStatus
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One run's row."""
+
+    id: str
+    flow: str
+    status: RunStatus
+    input: JSON
+    key: str | None = None
+    output: JSON = None
+    error: dict[str, Any] | None = None
+    parent_id: str | None = None
+    parent_step: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    ended_at: float | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    wake_at: float | None = None
+    deadline: float | None = None
+    inbox_seq: int = 0
+    claims: int = 0
+
+
+@dataclass(slots=True)
+class Event:
+    """One journal entry. ``step`` is the position in the flow ('' for run-level events)."""
+
+    run_id: str
+    kind: str
+    step: str
+    name: str | None = None
+    data: JSON = None
+    at: float = 0.0
+    seq: int = 0
+
+
+class Transition(enum.Enum):
+    """What a worker's commit does to the run's row besides appending events."""
+
+    NONE = "none"
+    COMPLETE = "completed"
+    FAIL = "failed"
+    CANCEL = "cancelled"
+    SUSPEND = "waiting"
+    RELEASE = "pending"
+
+
+@dataclass(slots=True)
+class Write:
+    """A worker's write to one run: events to append and an optional status transition."""
+
+    run_id: str
+    events: list[Event] = field(default_factory=list)
+    transition: Transition = Transition.NONE
+    output: JSON = None
+    error: dict[str, Any] | None = None
+    wake_at: float | None = None
+    seen_inbox: int = 0
+
+
+class Outcome(enum.Enum):
+    """The result of one ``Write``."""
+
+    OK = "ok"
+    LEASE_LOST = "lease_lost"
+    INBOX_CHANGED = "inbox_changed"  # a suspend was refused: new inbox events arrived; run stays held
+
+
+class Store(Protocol):
+    """Persistence for runs and journals. Implementations: memory, SQLite (PostgreSQL follows)."""
+
+    durable: bool
+    """True when events survive the process; the engine then stores results in their JSON form."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
+        """Insert ``run`` with its first journal event; on a ``key`` already used, return that run.
+
+        Returns ``(run, created)``.
+        """
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self,
+        *,
+        status: Collection[RunStatus] | None = None,
+        flow: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        """Newest first; ``before`` is a run id to page from (exclusive)."""
+        ...
+
+    async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
+        """The run's journal in order, optionally only events with ``seq > after``."""
+        ...
+
+    async def claim(
+        self, owner: str, flows: Collection[str], *, now: float, lease_until: float, limit: int
+    ) -> list[RunRecord]:
+        """Take up to ``limit`` runnable runs of the given flows: pending ones, waiting ones whose
+        ``wake_at`` has passed, and running ones whose lease expired."""
+        ...
+
+    async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:
+        """Take one specific run if it is runnable."""
+        ...
+
+    async def commit(
+        self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
+    ) -> list[Outcome]:
+        """Apply a worker's writes in one transaction (group commit), each fenced by the lease.
+
+        Terminal transitions release the lease, set output/error, and append ``child_done`` to the
+        parent's journal (waking it). ``SUSPEND`` sets ``waiting`` with ``wake_at`` unless the run's
+        ``inbox_seq`` differs from ``seen_inbox``.
+        """
+        ...
+
+    async def heartbeat(self, owner: str, run_ids: Collection[str], *, lease_until: float) -> dict[str, int]:
+        """Extend the lease of runs still held by ``owner``; returns their current ``inbox_seq``."""
+        ...
+
+    async def deliver(self, event: Event, *, now: float) -> Event | None:
+        """Append an inbox event (signal, decision, cancel) from outside the run.
+
+        Raises ``RunNotFoundError`` or ``InvalidStateError`` (run finished). Returns ``None`` when an
+        event with the same ``(run_id, kind, step)`` exists already (a duplicate), else the stored event.
+        Bumps ``inbox_seq``; a ``waiting`` run becomes ``pending``.
+        """
+        ...
+
+    async def cancel_idle(self, run_id: str, *, now: float) -> bool:
+        """Cancel the run at once if no worker holds it (pending or waiting). True if it did."""
+        ...
+
+    async def next_wakeup(self, flows: Collection[str]) -> float | None:
+        """The earliest time a waiting run's timer falls due or a held run's lease expires."""
+        ...
+
+    async def pending_approvals(self, *, limit: int = 100) -> list[tuple[RunRecord, Event]]:
+        """Approval requests of waiting or running runs that have no decision yet, oldest first."""
+        ...

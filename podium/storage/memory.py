@@ -1,0 +1,254 @@
+"""An in-memory store: fast, for tests and for flows that need no durability."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection, Sequence
+
+from ..errors import InvalidStateError, RunNotFoundError
+from ..types import RunStatus
+from .base import Event, Outcome, RunRecord, Transition, Write
+
+_TERMINAL_STATUS = {
+    Transition.COMPLETE: RunStatus.COMPLETED,
+    Transition.FAIL: RunStatus.FAILED,
+    Transition.CANCEL: RunStatus.CANCELLED,
+}
+
+
+class MemoryStore:
+    """Keeps runs and journals in dictionaries. Nothing survives the process."""
+
+    durable = False
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._unique: set[tuple[str, str, str]] = set()
+        self._keys: dict[str, str] = {}
+        self._pending: dict[str, None] = {}  # insertion-ordered set of pending run ids
+        self._seq = itertools.count(1)
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _append(self, event: Event, now: float) -> bool:
+        ident = (event.run_id, event.kind, event.step)
+        if ident in self._unique:
+            return False
+        self._unique.add(ident)
+        event.seq = next(self._seq)
+        if not event.at:
+            event.at = now
+        self._events[event.run_id].append(event)
+        return True
+
+    def _set_status(self, run: RunRecord, status: RunStatus) -> None:
+        if status is RunStatus.PENDING:
+            self._pending[run.id] = None
+        else:
+            self._pending.pop(run.id, None)
+        run.status = status
+
+    async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
+        if run.key is not None and run.key in self._keys:
+            return self._runs[self._keys[run.key]], False
+        if run.id in self._runs:
+            raise InvalidStateError(f"run id {run.id} exists already")
+        self._runs[run.id] = run
+        self._events[run.id] = []
+        if run.key is not None:
+            self._keys[run.key] = run.id
+        self._set_status(run, run.status)
+        self._append(first, run.created_at)
+        return run, True
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return self._runs.get(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: Collection[RunStatus] | None = None,
+        flow: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        rows = sorted(self._runs.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+        if before is not None and before in self._runs:
+            b = self._runs[before]
+            rows = [r for r in rows if (r.created_at, r.id) < (b.created_at, b.id)]
+        out = [
+            r
+            for r in rows
+            if (status is None or r.status in status)
+            and (flow is None or r.flow == flow)
+            and (parent_id is None or r.parent_id == parent_id)
+        ]
+        return out[:limit]
+
+    async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
+        events = self._events.get(run_id, [])
+        if after:
+            return [e for e in events if e.seq > after]
+        return list(events)
+
+    def _runnable(self, run: RunRecord, now: float) -> bool:
+        if run.status is RunStatus.PENDING:
+            return True
+        if run.status is RunStatus.WAITING:
+            return run.wake_at is not None and run.wake_at <= now
+        if run.status is RunStatus.RUNNING:
+            return run.lease_until is not None and run.lease_until < now
+        return False
+
+    def _take(self, run: RunRecord, owner: str, now: float, lease_until: float) -> RunRecord:
+        self._set_status(run, RunStatus.RUNNING)
+        run.lease_owner = owner
+        run.lease_until = lease_until
+        run.wake_at = None
+        run.updated_at = now
+        run.claims += 1
+        return run
+
+    async def claim(
+        self, owner: str, flows: Collection[str], *, now: float, lease_until: float, limit: int
+    ) -> list[RunRecord]:
+        out: list[RunRecord] = []
+        for run_id in list(self._pending):
+            run = self._runs[run_id]
+            if run.flow in flows:
+                out.append(self._take(run, owner, now, lease_until))
+                if len(out) >= limit:
+                    return out
+        for run in list(self._runs.values()):
+            if len(out) >= limit:
+                break
+            if run.status is not RunStatus.PENDING and run.flow in flows and self._runnable(run, now):
+                out.append(self._take(run, owner, now, lease_until))
+        return out
+
+    async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:
+        run = self._runs.get(run_id)
+        if run is None or not self._runnable(run, now):
+            return None
+        return self._take(run, owner, now, lease_until)
+
+    def _finish(self, run: RunRecord, status: RunStatus, now: float) -> None:
+        self._set_status(run, status)
+        run.ended_at = now
+        run.updated_at = now
+        run.lease_owner = None
+        run.lease_until = None
+        run.wake_at = None
+        if run.parent_id is not None and run.parent_step is not None:
+            self._deliver(
+                Event(
+                    run.parent_id,
+                    "child_done",
+                    run.parent_step,
+                    name=run.flow,
+                    data={"run_id": run.id, "status": status.value, "output": run.output, "error": run.error},
+                ),
+                now,
+            )
+
+    async def commit(
+        self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for w in writes:
+            run = self._runs.get(w.run_id)
+            if run is None or run.lease_owner != owner or run.status is not RunStatus.RUNNING:
+                outcomes.append(Outcome.LEASE_LOST)
+                continue
+            for e in w.events:
+                if not self._append(e, now):
+                    raise InvalidStateError(f"duplicate journal event {e.kind} {e.step} in run {e.run_id}")
+            run.lease_until = lease_until
+            run.updated_at = now
+            t = w.transition
+            if t is Transition.NONE:
+                pass
+            elif t in _TERMINAL_STATUS:
+                run.output = w.output
+                run.error = w.error
+                self._finish(run, _TERMINAL_STATUS[t], now)
+            elif t is Transition.SUSPEND:
+                if run.inbox_seq != w.seen_inbox:
+                    outcomes.append(Outcome.INBOX_CHANGED)
+                    continue
+                self._set_status(run, RunStatus.WAITING)
+                run.wake_at = w.wake_at
+                run.lease_owner = None
+                run.lease_until = None
+            elif t is Transition.RELEASE:
+                self._set_status(run, RunStatus.PENDING)
+                run.lease_owner = None
+                run.lease_until = None
+            outcomes.append(Outcome.OK)
+        return outcomes
+
+    async def heartbeat(self, owner: str, run_ids: Collection[str], *, lease_until: float) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run is not None and run.lease_owner == owner and run.status is RunStatus.RUNNING:
+                run.lease_until = lease_until
+                out[run_id] = run.inbox_seq
+        return out
+
+    def _deliver(self, event: Event, now: float) -> Event | None:
+        run = self._runs.get(event.run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run with id {event.run_id!r}")
+        if run.status.terminal:
+            raise InvalidStateError(f"run {run.id} is {run.status.value}")
+        if not self._append(event, now):
+            return None
+        run.inbox_seq += 1
+        run.updated_at = now
+        if run.status is RunStatus.WAITING:
+            self._set_status(run, RunStatus.PENDING)
+            run.wake_at = None
+        return event
+
+    async def deliver(self, event: Event, *, now: float) -> Event | None:
+        return self._deliver(event, now)
+
+    async def cancel_idle(self, run_id: str, *, now: float) -> bool:
+        run = self._runs.get(run_id)
+        if run is None or run.status not in (RunStatus.PENDING, RunStatus.WAITING):
+            return False
+        self._append(Event(run_id, "end", "", data={"status": "cancelled"}), now)
+        run.error = {"type": "Cancelled", "message": "cancelled", "retryable": False}
+        self._finish(run, RunStatus.CANCELLED, now)
+        return True
+
+    async def next_wakeup(self, flows: Collection[str]) -> float | None:
+        times = [
+            t
+            for r in self._runs.values()
+            if r.flow in flows
+            for t in (
+                r.wake_at if r.status is RunStatus.WAITING else None,
+                r.lease_until if r.status is RunStatus.RUNNING else None,
+            )
+            if t is not None
+        ]
+        return min(times) if times else None
+
+    async def pending_approvals(self, *, limit: int = 100) -> list[tuple[RunRecord, Event]]:
+        out: list[tuple[RunRecord, Event]] = []
+        for run in self._runs.values():
+            if run.status.terminal:
+                continue
+            events = self._events[run.id]
+            decided = {e.step for e in events if e.kind == "decision"}
+            out.extend((run, e) for e in events if e.kind == "approval" and e.step not in decided)
+        out.sort(key=lambda pair: pair[1].seq)
+        return out[:limit]

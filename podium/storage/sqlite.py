@@ -1,0 +1,395 @@
+"""The default store: one SQLite file in WAL mode, safe for several worker processes.
+
+Every commit is durable (``synchronous=FULL``): a finished step is on disk before the flow moves on.
+Writes use ``BEGIN IMMEDIATE`` so concurrent processes serialize on the database's write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InvalidStateError, RunNotFoundError, StoreError
+from ..types import RunStatus
+from .base import Event, Outcome, RunRecord, Transition, Write
+
+_RUN_COLS = (
+    "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
+    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims"
+)
+_EVENT_COLS = "seq, run_id, kind, step, name, data, at"
+_RUNNABLE = (
+    "(status = 'pending' OR (status = 'waiting' AND wake_at <= :now) "
+    "OR (status = 'running' AND lease_until < :now))"
+)
+_TERMINAL_STATUS = {
+    Transition.COMPLETE: RunStatus.COMPLETED,
+    Transition.FAIL: RunStatus.FAILED,
+    Transition.CANCEL: RunStatus.CANCELLED,
+}
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _run(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        flow=row[1],
+        status=RunStatus(row[2]),
+        key=row[3],
+        input=_load(row[4]),
+        output=_load(row[5]),
+        error=_load(row[6]),
+        parent_id=row[7],
+        parent_step=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+        ended_at=row[11],
+        lease_owner=row[12],
+        lease_until=row[13],
+        wake_at=row[14],
+        deadline=row[15],
+        inbox_seq=row[16],
+        claims=row[17],
+    )
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(
+        seq=row[0], run_id=row[1], kind=row[2], step=row[3], name=row[4], data=_load(row[5]), at=row[6]
+    )
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative.db`` or ``sqlite:////absolute.db`` to a path."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"not a SQLite URL: {url!r} (expected sqlite:///PATH)")
+    rest = url[len("sqlite:///") :]
+    if not rest:
+        raise ConfigError(f"SQLite URL {url!r} has no path")
+    return Path(rest)
+
+
+class SQLiteStore:
+    """Runs and journals in one SQLite file. ``SQLiteStore("path/to/podium.db")``."""
+
+    durable = True
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        return cls(path_from_url(url))
+
+    # -- connection ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+        self._db = db
+        self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the SQLite store is not open")
+        return self._db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite: {exc}") from exc
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise StoreError(f"SQLite commit failed: {exc}") from exc
+
+    def _migrate(self) -> None:
+        files = sorted(
+            (
+                f
+                for f in resources.files("podium.storage").joinpath("migrations").iterdir()
+                if f.name.endswith(".sqlite.sql")
+            ),
+            key=lambda f: f.name,
+        )
+        with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for f in files:
+                number = int(f.name.split("_", 1)[0])
+                if number > version:
+                    for statement in f.read_text().split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version={number}")
+
+    # -- runs ---------------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
+        with self._tx() as db:
+            if run.key is not None:
+                row = db.execute(f"SELECT {_RUN_COLS} FROM runs WHERE key = ?", (run.key,)).fetchone()
+                if row is not None:
+                    return _run(row), False
+            try:
+                db.execute(
+                    f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run.id,
+                        run.flow,
+                        run.status.value,
+                        run.key,
+                        _dump(run.input),
+                        _dump(run.output),
+                        _dump(run.error),
+                        run.parent_id,
+                        run.parent_step,
+                        run.created_at,
+                        run.updated_at,
+                        run.ended_at,
+                        run.lease_owner,
+                        run.lease_until,
+                        run.wake_at,
+                        run.deadline,
+                        run.inbox_seq,
+                        run.claims,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise InvalidStateError(f"run id {run.id} exists already") from exc
+            self._insert(db, [first], run.created_at)
+        return run, True
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        row = self.db.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else _run(row)
+
+    async def list_runs(
+        self,
+        *,
+        status: Collection[RunStatus] | None = None,
+        flow: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            where.append(f"status IN ({','.join('?' * len(status))})")
+            args.extend(s.value for s in status)
+        if flow is not None:
+            where.append("flow = ?")
+            args.append(flow)
+        if parent_id is not None:
+            where.append("parent_id = ?")
+            args.append(parent_id)
+        if before is not None:
+            where.append("(created_at, id) < (SELECT created_at, id FROM runs WHERE id = ?)")
+            args.append(before)
+        sql = f"SELECT {_RUN_COLS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+        return [_run(r) for r in self.db.execute(sql, args)]
+
+    async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
+        rows = self.db.execute(
+            f"SELECT {_EVENT_COLS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
+        )
+        return [_event(r) for r in rows]
+
+    # -- workers ------------------------------------------------------------------------------
+    async def claim(
+        self, owner: str, flows: Collection[str], *, now: float, lease_until: float, limit: int
+    ) -> list[RunRecord]:
+        if not flows:
+            return []
+        names = {f"f{i}": f for i, f in enumerate(flows)}
+        sql = (
+            "UPDATE runs SET status = 'running', lease_owner = :owner, lease_until = :until, "
+            "wake_at = NULL, updated_at = :now, claims = claims + 1 WHERE id IN ("
+            f"SELECT id FROM runs WHERE flow IN ({','.join(':' + k for k in names)}) AND {_RUNNABLE} "
+            f"ORDER BY created_at LIMIT :limit) RETURNING {_RUN_COLS}"
+        )
+        with self._tx() as db:
+            rows = db.execute(
+                sql, {"owner": owner, "until": lease_until, "now": now, "limit": limit, **names}
+            )
+            return [_run(r) for r in rows.fetchall()]
+
+    async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:
+        sql = (
+            "UPDATE runs SET status = 'running', lease_owner = :owner, lease_until = :until, "
+            f"wake_at = NULL, updated_at = :now, claims = claims + 1 WHERE id = :id AND {_RUNNABLE} "
+            f"RETURNING {_RUN_COLS}"
+        )
+        with self._tx() as db:
+            row = db.execute(sql, {"owner": owner, "until": lease_until, "now": now, "id": run_id}).fetchone()
+        return None if row is None else _run(row)
+
+    def _insert(self, db: sqlite3.Connection, events: Sequence[Event], now: float) -> int:
+        for e in events:
+            if not e.at:
+                e.at = now
+        cur = db.executemany(
+            "INSERT OR IGNORE INTO events (run_id, kind, step, name, data, at) VALUES (?,?,?,?,?,?)",
+            [(e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at) for e in events],
+        )
+        return cur.rowcount
+
+    def _finish(
+        self, db: sqlite3.Connection, run_id: str, status: RunStatus, output: Any, error: Any, now: float
+    ) -> None:
+        row = db.execute(
+            "UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ?, updated_at = ?, "
+            "lease_owner = NULL, lease_until = NULL, wake_at = NULL WHERE id = ? "
+            "RETURNING parent_id, parent_step, flow",
+            (status.value, _dump(output), _dump(error), now, now, run_id),
+        ).fetchone()
+        if row is not None and row[0] is not None and row[1] is not None:
+            data = {"run_id": run_id, "status": status.value, "output": output, "error": error}
+            self._deliver(db, Event(row[0], "child_done", row[1], name=row[2], data=data), now)
+
+    async def commit(
+        self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        with self._tx() as db:
+            for w in writes:
+                held = db.execute(
+                    "UPDATE runs SET lease_until = ?, updated_at = ? "
+                    "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                    (lease_until, now, w.run_id, owner),
+                ).rowcount
+                if not held:
+                    outcomes.append(Outcome.LEASE_LOST)
+                    continue
+                if w.events and self._insert(db, w.events, now) != len(w.events):
+                    outcomes.append(Outcome.LEASE_LOST)  # someone else journaled this position
+                    continue
+                t = w.transition
+                if t in _TERMINAL_STATUS:
+                    self._finish(db, w.run_id, _TERMINAL_STATUS[t], w.output, w.error, now)
+                elif t is Transition.SUSPEND:
+                    changed = db.execute(
+                        "UPDATE runs SET status = 'waiting', wake_at = ?, lease_owner = NULL, "
+                        "lease_until = NULL WHERE id = ? AND inbox_seq = ?",
+                        (w.wake_at, w.run_id, w.seen_inbox),
+                    ).rowcount
+                    if not changed:
+                        outcomes.append(Outcome.INBOX_CHANGED)
+                        continue
+                elif t is Transition.RELEASE:
+                    db.execute(
+                        "UPDATE runs SET status = 'pending', lease_owner = NULL, lease_until = NULL "
+                        "WHERE id = ?",
+                        (w.run_id,),
+                    )
+                outcomes.append(Outcome.OK)
+        return outcomes
+
+    async def heartbeat(self, owner: str, run_ids: Collection[str], *, lease_until: float) -> dict[str, int]:
+        if not run_ids:
+            return {}
+        ids = list(run_ids)
+        marks = ",".join("?" * len(ids))
+        with self._tx() as db:
+            rows = db.execute(
+                f"UPDATE runs SET lease_until = ? WHERE lease_owner = ? AND status = 'running' "
+                f"AND id IN ({marks}) RETURNING id, inbox_seq",
+                (lease_until, owner, *ids),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    # -- inbox --------------------------------------------------------------------------------
+    def _deliver(self, db: sqlite3.Connection, event: Event, now: float) -> Event | None:
+        row = db.execute("SELECT status FROM runs WHERE id = ?", (event.run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(f"no run with id {event.run_id!r}")
+        if RunStatus(row[0]).terminal:
+            raise InvalidStateError(f"run {event.run_id} is {row[0]}")
+        if not self._insert(db, [event], now):
+            return None
+        event.seq = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        db.execute(
+            "UPDATE runs SET inbox_seq = inbox_seq + 1, updated_at = ?, "
+            "wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END, "
+            "status = CASE WHEN status = 'waiting' THEN 'pending' ELSE status END WHERE id = ?",
+            (now, event.run_id),
+        )
+        return event
+
+    async def deliver(self, event: Event, *, now: float) -> Event | None:
+        with self._tx() as db:
+            return self._deliver(db, event, now)
+
+    async def cancel_idle(self, run_id: str, *, now: float) -> bool:
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or row[0] not in ("pending", "waiting"):
+                return False
+            self._insert(db, [Event(run_id, "end", "", data={"status": "cancelled"})], now)
+            error = {"type": "Cancelled", "message": "cancelled", "retryable": False}
+            self._finish(db, run_id, RunStatus.CANCELLED, None, error, now)
+            return True
+
+    async def next_wakeup(self, flows: Collection[str]) -> float | None:
+        if not flows:
+            return None
+        names = list(flows)
+        marks = ",".join("?" * len(names))
+        row = self.db.execute(
+            f"SELECT MIN(CASE WHEN status = 'waiting' THEN wake_at ELSE lease_until END) FROM runs "
+            f"WHERE status IN ('waiting', 'running') AND flow IN ({marks})",
+            names,
+        ).fetchone()
+        return None if row is None else row[0]
+
+    async def pending_approvals(self, *, limit: int = 100) -> list[tuple[RunRecord, Event]]:
+        cols = ", ".join(f"r.{c.strip()}" for c in _RUN_COLS.split(","))
+        ecols = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLS.split(","))
+        rows = self.db.execute(
+            f"SELECT {cols}, {ecols} FROM events e JOIN runs r ON r.id = e.run_id "
+            "WHERE e.kind = 'approval' AND r.status IN ('pending', 'running', 'waiting') "
+            "AND NOT EXISTS (SELECT 1 FROM events d WHERE d.run_id = e.run_id AND d.kind = 'decision' "
+            "AND d.step = e.step) ORDER BY e.seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        n = len(_RUN_COLS.split(","))
+        return [(_run(r[:n]), _event(r[n:])) for r in rows]

@@ -1,0 +1,75 @@
+"""Small shared types: JSON values, durations, ids, run status."""
+
+from __future__ import annotations
+
+import enum
+import re
+import secrets
+import time
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+JSON: TypeAlias = Any
+"""A JSON-compatible value (dict, list, str, int, float, bool or None)."""
+
+Duration: TypeAlias = "float | int | str | timedelta"
+"""Seconds as a number, a ``timedelta``, or a string such as ``"500ms"``, ``"10m"`` or ``"1h30m"``."""
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Duration) -> float:
+    """Turn a duration into seconds.
+
+    >>> parse_duration("1h30m"), parse_duration("250ms"), parse_duration(5)
+    (5400.0, 0.25, 5.0)
+    """
+    from .errors import UsageError
+
+    if isinstance(value, bool):
+        raise UsageError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        parts = _PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise UsageError(
+                    f"invalid duration {value!r}: use seconds or a string like '500ms', '10m', '1h30m'"
+                ) from None
+        else:
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    else:
+        raise UsageError(f"invalid duration {value!r}")
+    if seconds < 0 or seconds != seconds:
+        raise UsageError(f"invalid duration {value!r}: must be zero or positive")
+    return seconds
+
+
+def new_id() -> str:
+    """A new run id: 24 hex characters, sortable by creation time."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"

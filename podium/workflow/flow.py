@@ -1,0 +1,159 @@
+"""``@podium.flow``: register an async function ``(ctx, input) -> output`` as a durable flow."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from typing import Any, Generic, TypeVar, overload
+
+from pydantic import TypeAdapter, ValidationError
+
+from ..errors import InvalidInputError, UnknownFlowError, UsageError
+from ..types import Duration, parse_duration
+
+I = TypeVar("I")
+O = TypeVar("O")
+
+_REGISTRY: dict[str, Flow[Any, Any]] = {}
+
+
+class Flow(Generic[I, O]):
+    """A registered flow. Call ``podium.run(flow, input)`` or ``client.start(flow, input)`` to run it."""
+
+    def __init__(self, fn: Callable[..., Awaitable[O]], *, name: str, timeout: float | None) -> None:
+        self.fn = fn
+        self.name = name
+        self.timeout = timeout
+        params = list(inspect.signature(fn).parameters.values())
+        if (
+            not params
+            or len(params) > 2
+            or any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        ):
+            raise UsageError(
+                f"flow {name!r} must be `async def {fn.__name__}(ctx, input)` "
+                f"or `async def {fn.__name__}(ctx)`"
+            )
+        self.takes_input = len(params) == 2
+        self._input_param = params[1] if self.takes_input else None
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    @cached_property
+    def _hints(self) -> dict[str, Any]:
+        try:
+            return typing.get_type_hints(self.fn)
+        except Exception:
+            return {}
+
+    @cached_property
+    def input_adapter(self) -> TypeAdapter[Any] | None:
+        if self._input_param is None:
+            return None
+        hint = self._hints.get(self._input_param.name, Any)
+        return TypeAdapter(hint)
+
+    @cached_property
+    def output_adapter(self) -> TypeAdapter[Any]:
+        return TypeAdapter(self._hints.get("return", Any))
+
+    def validate_input(self, value: Any) -> Any:
+        """The input as the flow receives it; raises ``InvalidInputError`` if it does not fit."""
+        if self.input_adapter is None:
+            if value is not None:
+                raise InvalidInputError(f"flow {self.name!r} takes no input, got {value!r}")
+            return None
+        try:
+            return self.input_adapter.validate_python(value)
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid input for flow {self.name!r}: {_short(exc)}") from None
+
+    def dump_input(self, value: Any) -> Any:
+        """The validated input in JSON form, as stored."""
+        if self.input_adapter is None:
+            return None
+        return self.input_adapter.dump_python(value, mode="json")
+
+    def __repr__(self) -> str:
+        return f"<podium flow {self.name}>"
+
+
+def _short(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(x) for x in err["loc"]) or "input"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - 3
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+@overload
+def flow(fn: Callable[..., Awaitable[O]], /) -> Flow[Any, O]: ...
+@overload
+def flow(
+    *, name: str | None = None, timeout: Duration | None = None
+) -> Callable[[Callable[..., Awaitable[O]]], Flow[Any, O]]: ...
+
+
+def flow(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: Duration | None = None,
+) -> Any:
+    """Register an async function as a durable flow.
+
+    ```python
+    @podium.flow
+    async def triage(ctx: podium.Context, ticket: Ticket) -> Triage: ...
+
+    @podium.flow(name="checkout.v2", timeout="1h")     # run-level timeout
+    async def checkout(ctx: podium.Context, order: Order) -> Receipt: ...
+    ```
+    The input and output may be pydantic models or any JSON values; both are validated.
+    """
+
+    def wrap(f: Callable[..., Awaitable[Any]]) -> Flow[Any, Any]:
+        if not inspect.iscoroutinefunction(f):
+            raise UsageError(f"@podium.flow needs an `async def` function, not {f!r}")
+        seconds = None if timeout is None else parse_duration(timeout)
+        fl: Flow[Any, Any] = Flow(f, name=name or f.__name__, timeout=seconds)
+        register(fl)
+        return fl
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def register(fl: Flow[Any, Any]) -> None:
+    """Add a flow to the process-wide registry (``@podium.flow`` does this)."""
+    old = _REGISTRY.get(fl.name)
+    if old is not None and old.fn is not fl.fn:
+        same_place = (old.fn.__module__, old.fn.__qualname__) == (fl.fn.__module__, fl.fn.__qualname__)
+        if not same_place:
+            raise UsageError(
+                f"a flow named {fl.name!r} is registered already "
+                f"({old.fn.__module__}.{old.fn.__qualname__}); "
+                "give one of them another name with @podium.flow(name=...)"
+            )
+    _REGISTRY[fl.name] = fl
+
+
+def registered() -> dict[str, Flow[Any, Any]]:
+    """The flows this process knows, by name."""
+    return _REGISTRY
+
+
+def resolve_flow(flow: Flow[Any, Any] | str) -> Flow[Any, Any]:
+    """A ``Flow`` from a flow or a registered name; ``UnknownFlowError`` otherwise."""
+    if isinstance(flow, Flow):
+        return flow
+    if isinstance(flow, str):
+        found = _REGISTRY.get(flow)
+        if found is None:
+            known = ", ".join(sorted(_REGISTRY)) or "none"
+            raise UnknownFlowError(f"unknown flow {flow!r} (registered here: {known})")
+        return found
+    raise UsageError(f"expected a flow or a flow name, got {flow!r}")

@@ -1,0 +1,131 @@
+"""``@podium.step``: functions whose calls inside a flow are journaled."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from ..errors import UsageError
+from ..types import Duration, parse_duration
+from .retry import NO_RETRY, RetryPolicy
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """What a running step knows about itself. Get it with ``podium.current_step()``.
+
+    ``idempotency_key`` is ``"<run id>/<step id>"``: stable across retries and crashes, so an external
+    system (a payment API, an email service) can deduplicate the step's side effect.
+    """
+
+    run_id: str
+    step_id: str
+    name: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run_id}/{self.step_id}"
+
+
+_current_step: ContextVar[StepInfo | None] = ContextVar("podium_step", default=None)
+
+
+def current_step() -> StepInfo | None:
+    """The ``StepInfo`` of the step running now, or ``None`` outside a step."""
+    return _current_step.get()
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """A step's name, retry policy and per-attempt timeout (seconds or None)."""
+
+    name: str
+    retry: RetryPolicy = NO_RETRY
+    timeout: float | None = None
+
+
+def make_options(name: str, retries: int | RetryPolicy | None, timeout: Duration | None) -> StepOptions:
+    if retries is None:
+        policy = NO_RETRY
+    elif isinstance(retries, RetryPolicy):
+        policy = retries
+    elif isinstance(retries, int) and not isinstance(retries, bool):
+        policy = RetryPolicy.retries(retries)
+    else:
+        raise UsageError(f"retries must be an int or a RetryPolicy, not {retries!r}")
+    seconds = None if timeout is None else parse_duration(timeout)
+    if seconds is not None and seconds <= 0:
+        raise UsageError("a step timeout must be positive")
+    return StepOptions(name=name, retry=policy, timeout=seconds)
+
+
+class StepFunction(Generic[P, R]):
+    """A function decorated with ``@podium.step``. Calling it returns an awaitable.
+
+    Inside a flow the call is journaled (run once, replayed from the journal afterwards); outside a flow,
+    or inside another step, it simply runs the function.
+    """
+
+    def __init__(self, fn: Callable[P, Any], options: StepOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        from .context import call_step
+
+        return call_step(self.options, self.fn, self.is_async, args, kwargs)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<podium step {self.options.name}>"
+
+
+@overload
+def step(fn: Callable[P, Awaitable[R]], /) -> StepFunction[P, R]: ...
+@overload
+def step(fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retries: int | RetryPolicy | None = None,
+    timeout: Duration | None = None,
+) -> Callable[[Callable[P, Any]], StepFunction[P, Any]]: ...
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int | RetryPolicy | None = None,
+    timeout: Duration | None = None,
+) -> Any:
+    """Declare a step: a unit of work whose result is journaled.
+
+    ```python
+    @podium.step(retries=3, timeout=30)
+    async def charge(order_id: str, amount: float) -> str:
+        key = podium.current_step().idempotency_key   # stable across retries and crashes
+        ...
+    ```
+    Sync functions run in a thread pool. ``retries`` is a count of retries after the first attempt or a
+    ``RetryPolicy``; ``timeout`` bounds each attempt. Results must be JSON-serializable (pydantic models,
+    dataclasses, dates are fine); annotate the return type so replay rebuilds the same type.
+    """
+
+    def wrap(f: Callable[..., Any]) -> StepFunction[Any, Any]:
+        if not callable(f):
+            raise UsageError(f"@podium.step needs a function, not {f!r}")
+        return StepFunction(f, make_options(name or f.__name__, retries, timeout))
+
+    return wrap(fn) if fn is not None else wrap
