@@ -1,0 +1,331 @@
+"""The ``podium`` command line. Every command goes through ``podium.Client``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal as _signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.text import Text
+
+from ..client import Client, Run
+from ..config import Settings
+from ..engine.worker import Worker
+from ..errors import PodiumError, RunCancelledError, RunFailedError
+from ..types import RunStatus
+from . import render
+from .loader import load_flow, load_module
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="podium",
+    help="Podium: durable, observable AI orchestration. Run flows, steer them, look inside.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = render.console()
+err = render.console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), message))
+    raise typer.Exit(code)
+
+
+def _json(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        _fail(f"{what} is not valid JSON ({exc.msg} at position {exc.pos}): {value!r}")
+
+
+def _settings(db: str | None) -> Settings:
+    return Settings.from_env(database_url=db)
+
+
+def _call(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` and turn Podium's user-facing errors into one clear line."""
+    try:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    except PodiumError as exc:
+        _fail(str(exc))
+        raise  # unreachable
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: PODIUM_DATABASE_URL or .podium/podium.db)")
+]
+
+
+@app.command("run")
+def run_cmd(
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:FLOW", help="e.g. examples/hello.py:hello")],
+    input: Annotated[str | None, typer.Option("--input", "-i", help="The flow's input as JSON")] = None,
+    key: Annotated[str | None, typer.Option("--key", "-k", help="Idempotency key: same key, same run")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Only enqueue; a `podium worker` runs it")] = False,
+    db: DbOption = None,
+) -> None:
+    """Start a flow and (unless --no-wait) run it here until it finishes."""
+    flow = load_flow(flow_ref) if ":" in flow_ref else _fail(f"expected MODULE:FLOW, got {flow_ref!r}")
+    value = _json(input, "--input")
+    assert flow is not None
+
+    async def go() -> None:
+        async with Client(_settings(db), worker=not no_wait) as client:
+            handle = await client.start(flow, value, key=key)
+            if no_wait:
+                out.print(f"started run [bold]{handle.id}[/] ({flow.name}); run `podium worker {flow_ref.rpartition(':')[0]}`")
+                return
+            await _follow(client, handle.id)
+
+    _call(go)
+
+
+async def _follow(client: Client, run_id: str) -> None:
+    """Wait for a run with a live status line; print its outcome."""
+    spinner = Spinner("dots", text="starting")
+    hinted: set[str] = set()
+    with Live(spinner, console=err, transient=True, refresh_per_second=12) as live:
+        while True:
+            run = await client.get(run_id)
+            if run.status.terminal:
+                break
+            rows = await client.timeline(run_id)
+            done = sum(1 for r in rows if r.status in ("ok", "fired", "received", "approved", "completed"))
+            text = Text.assemble(("run ", "dim"), run_id, " ", render.status_text(run.status), f"  {done} step(s) done")
+            if run.status is RunStatus.WAITING:
+                for p in await client.pending_approvals(run_id):
+                    text.append(f"  waiting for approval {p.name!r}", style="magenta")
+                    if p.position not in hinted:
+                        hinted.add(p.position)
+                        live.console.print(
+                            f"run {run_id} waits for approval [bold]{p.name}[/] of {render.short(p.payload)}\n"
+                            f"  decide from another terminal: podium approve {run_id}  |  podium reject {run_id}"
+                        )
+            spinner.update(text=text)
+            try:
+                await client.result(run_id, timeout=0.25)
+            except TimeoutError:
+                pass
+            except (RunFailedError, RunCancelledError):
+                break
+    run = await client.get(run_id)
+    if run.status is RunStatus.COMPLETED:
+        out.print(json.dumps(run.output, indent=2, ensure_ascii=False, default=str))
+        err.print(Text.assemble(("✔ ", "green"), f"run {run_id} completed"))
+        return
+    detail = f"{run.error.get('type')}: {run.error.get('message')}" if run.error else run.status.value
+    _fail(f"run {run_id} {run.status.value}: {detail}")
+
+
+@app.command()
+def worker(
+    modules: Annotated[list[str] | None, typer.Argument(help="Modules or .py files whose flows to run")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Runs executed at once")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run a worker: claim runnable runs of the loaded flows and execute them until stopped."""
+    for m in modules or []:
+        try:
+            load_module(m.rpartition(":")[0] if ":" in m and not m.endswith(".py") else m)
+        except PodiumError as exc:
+            _fail(str(exc))
+    from ..workflow.flow import registered
+
+    names = sorted(registered())
+    if not names:
+        _fail("no flows loaded: pass the modules that define them, e.g. `podium worker examples/hello.py`")
+    settings = _settings(db).with_(**({"concurrency": concurrency} if concurrency else {}))
+
+    async def go() -> None:
+        client = Client(settings, worker=False)
+        await client.open()
+        w = Worker(client.store, settings)
+        err.print(f"worker {w.owner} on {settings.database_url}: flows {', '.join(names)} (Ctrl-C stops)")
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (_signal.SIGINT, _signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await w.start()
+        try:
+            await stop.wait()
+        finally:
+            err.print("stopping: releasing held runs")
+            await w.stop()
+            await client.close()
+
+    _call(go)
+
+
+@app.command()
+def runs(
+    status: Annotated[str | None, typer.Option("--status", "-s", help="pending|running|waiting|completed|failed|cancelled")] = None,
+    flow: Annotated[str | None, typer.Option("--flow", "-f")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    db: DbOption = None,
+) -> None:
+    """List runs, newest first."""
+
+    async def go() -> list[Run]:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.list(status=status, flow=flow, limit=limit)
+
+    items = _call(go)
+    if as_json:
+        out.print_json(data=[_run_json(r) for r in items])
+    else:
+        out.print(render.runs_table(items))
+
+
+def _run_json(r: Run) -> dict[str, Any]:
+    return {"id": r.id, "flow": r.flow, "status": r.status.value, "input": r.input, "output": r.output,
+            "error": r.error, "key": r.key, "parent_id": r.parent_id, "created_at": r.created_at,
+            "ended_at": r.ended_at}
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    journal: Annotated[bool, typer.Option("--journal", help="Also print the raw journal")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    db: DbOption = None,
+) -> None:
+    """Show a run: status, input/output, and its timeline of steps (attempts, durations, errors)."""
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            run = await client.get(run_id)
+            return run, await client.timeline(run_id), await client.pending_approvals(run_id), (
+                await client.journal(run_id) if journal or as_json else []
+            )
+
+    run, rows, pending, entries = _call(go)
+    if as_json:
+        out.print_json(data={**_run_json(run), "journal": [e.__dict__ if hasattr(e, "__dict__") else
+                                                            {"seq": e.seq, "kind": e.kind, "position": e.position,
+                                                             "name": e.name, "data": e.data, "at": e.at}
+                                                            for e in entries]})
+        return
+    out.print(render.run_panel(run, rows, pending))
+    if journal:
+        out.print(render.journal_table(entries))
+
+
+@app.command()
+def inbox(db: DbOption = None) -> None:
+    """List approvals waiting for a human."""
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.pending_approvals()
+
+    out.print(render.approvals_table(_call(go)))
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    name: Annotated[str | None, typer.Option("--name", help="Which approval, if the run waits for several")] = None,
+    payload: Annotated[str | None, typer.Option("--payload", help="Edited payload (JSON) to approve instead")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who decides")] = None,
+    comment: Annotated[str | None, typer.Option("--comment")] = None,
+    db: DbOption = None,
+) -> None:
+    """Approve a run's pending approval, optionally with an edited payload."""
+    kwargs: dict[str, Any] = {"by": by, "comment": comment}
+    if payload is not None:
+        kwargs["payload"] = _json(payload, "--payload")
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.approve(run_id, name, **kwargs)
+
+    p = _call(go)
+    out.print(Text.assemble(("✔ approved ", "green"), f"{p.name!r} of run {run_id}"))
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    by: Annotated[str | None, typer.Option("--by")] = None,
+    comment: Annotated[str | None, typer.Option("--comment")] = None,
+    db: DbOption = None,
+) -> None:
+    """Reject a run's pending approval."""
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.reject(run_id, name, by=by, comment=comment)
+
+    p = _call(go)
+    out.print(Text.assemble(("✘ rejected ", "red"), f"{p.name!r} of run {run_id}"))
+
+
+@app.command("signal")
+def signal_cmd(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    payload: Annotated[str | None, typer.Option("--payload", help="JSON payload")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Deduplication key: sent twice, applied once")] = None,
+    db: DbOption = None,
+) -> None:
+    """Send a signal to a run."""
+    value = _json(payload, "--payload")
+
+    async def go() -> bool:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.signal(run_id, name, value, key=key)
+
+    if _call(go):
+        out.print(f"signal {name!r} sent to run {run_id}")
+    else:
+        out.print(f"signal {name!r} with key {key!r} was already delivered to run {run_id}; nothing changed")
+
+
+@app.command()
+def cancel(run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], db: DbOption = None) -> None:
+    """Cancel a run (idempotent)."""
+
+    async def go() -> Run:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.cancel(run_id)
+
+    run = _call(go)
+    verb = "cancelled" if run.status is RunStatus.CANCELLED else "cancel requested for"
+    out.print(f"{verb} run {run_id}")
+
+
+@app.command()
+def demo(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Act as the reviewer automatically")] = False,
+    db: DbOption = None,
+) -> None:
+    """Run the customer-support triage demo: classify, look up, draft, approve large refunds, send."""
+    from .demo import run_demo
+
+    interactive = not yes and sys.stdin.isatty()
+    _call(lambda: run_demo(_settings(db), interactive=interactive, console=out))
+
+
+def main() -> None:
+    """Entry point of the ``podium`` command."""
+    try:
+        app()
+    except PodiumError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
+        sys.exit(1)
