@@ -198,13 +198,23 @@ class Client:
             updated_at=now,
             deadline=None if seconds is None else now + seconds,
         )
-        rec, created = await self.store.create_run(
-            run, Event(run.id, "start", "", fl.name, {"input": data}, now)
-        )
+        lease = None if self.worker is None else self.worker.lease_new(fl.name)
+        if lease is not None:  # created already claimed by our worker: one transaction fewer
+            run.status, run.lease_owner, run.lease_until, run.claims = (
+                RunStatus.RUNNING,
+                lease[0],
+                lease[1],
+                1,
+            )
+        first = Event(run.id, "start", "", fl.name, {"input": data}, now)
+        rec, created = await self.store.create_run(run, first)
         if not created and rec.flow != fl.name:
             raise InvalidStateError(f"key {key!r} belongs to run {rec.id} of flow {rec.flow!r}")
-        if self.worker is not None and not rec.status.terminal and not await self.worker.take(rec.id):
-            self.worker.poke(rec.id)
+        if self.worker is not None and not rec.status.terminal:
+            if created and lease is not None:
+                await self.worker.adopt(rec, [first])
+            elif not await self.worker.take(rec.id):
+                self.worker.poke(rec.id)
         return RunHandle(self, rec.id, fl)
 
     def handle(self, run_id: str) -> RunHandle[Any]:

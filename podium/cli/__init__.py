@@ -7,7 +7,7 @@ import json
 import signal as _signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.live import Live
@@ -35,7 +35,7 @@ out = render.console()
 err = render.console(stderr=True)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(Text.assemble(("error: ", "bold red"), message))
     raise typer.Exit(code)
 
@@ -59,7 +59,6 @@ def _call(fn: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(fn())  # type: ignore[arg-type]
     except PodiumError as exc:
         _fail(str(exc))
-        raise  # unreachable
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -74,20 +73,24 @@ DbOption = Annotated[
 def run_cmd(
     flow_ref: Annotated[str, typer.Argument(metavar="MODULE:FLOW", help="e.g. examples/hello.py:hello")],
     input: Annotated[str | None, typer.Option("--input", "-i", help="The flow's input as JSON")] = None,
-    key: Annotated[str | None, typer.Option("--key", "-k", help="Idempotency key: same key, same run")] = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Only enqueue; a `podium worker` runs it")] = False,
+    key: Annotated[
+        str | None, typer.Option("--key", "-k", help="Idempotency key: same key, same run")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Only enqueue; a `podium worker` runs it")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Start a flow and (unless --no-wait) run it here until it finishes."""
-    flow = load_flow(flow_ref) if ":" in flow_ref else _fail(f"expected MODULE:FLOW, got {flow_ref!r}")
+    flow = load_flow(flow_ref)
     value = _json(input, "--input")
-    assert flow is not None
 
     async def go() -> None:
         async with Client(_settings(db), worker=not no_wait) as client:
             handle = await client.start(flow, value, key=key)
             if no_wait:
-                out.print(f"started run [bold]{handle.id}[/] ({flow.name}); run `podium worker {flow_ref.rpartition(':')[0]}`")
+                module = flow_ref.rpartition(":")[0]
+                out.print(f"started run [bold]{handle.id}[/] ({flow.name}); run `podium worker {module}`")
                 return
             await _follow(client, handle.id)
 
@@ -105,7 +108,9 @@ async def _follow(client: Client, run_id: str) -> None:
                 break
             rows = await client.timeline(run_id)
             done = sum(1 for r in rows if r.status in ("ok", "fired", "received", "approved", "completed"))
-            text = Text.assemble(("run ", "dim"), run_id, " ", render.status_text(run.status), f"  {done} step(s) done")
+            text = Text.assemble(
+                ("run ", "dim"), run_id, " ", render.status_text(run.status), f"  {done} step(s) done"
+            )
             if run.status is RunStatus.WAITING:
                 for p in await client.pending_approvals(run_id):
                     text.append(f"  waiting for approval {p.name!r}", style="magenta")
@@ -113,7 +118,8 @@ async def _follow(client: Client, run_id: str) -> None:
                         hinted.add(p.position)
                         live.console.print(
                             f"run {run_id} waits for approval [bold]{p.name}[/] of {render.short(p.payload)}\n"
-                            f"  decide from another terminal: podium approve {run_id}  |  podium reject {run_id}"
+                            f"  decide from another terminal: podium approve {run_id}"
+                            f"  |  podium reject {run_id}"
                         )
             spinner.update(text=text)
             try:
@@ -133,7 +139,9 @@ async def _follow(client: Client, run_id: str) -> None:
 
 @app.command()
 def worker(
-    modules: Annotated[list[str] | None, typer.Argument(help="Modules or .py files whose flows to run")] = None,
+    modules: Annotated[
+        list[str] | None, typer.Argument(help="Modules or .py files whose flows to run")
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Runs executed at once")] = None,
     db: DbOption = None,
 ) -> None:
@@ -172,7 +180,9 @@ def worker(
 
 @app.command()
 def runs(
-    status: Annotated[str | None, typer.Option("--status", "-s", help="pending|running|waiting|completed|failed|cancelled")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="pending|running|waiting|completed|failed|cancelled")
+    ] = None,
     flow: Annotated[str | None, typer.Option("--flow", "-f")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -192,9 +202,18 @@ def runs(
 
 
 def _run_json(r: Run) -> dict[str, Any]:
-    return {"id": r.id, "flow": r.flow, "status": r.status.value, "input": r.input, "output": r.output,
-            "error": r.error, "key": r.key, "parent_id": r.parent_id, "created_at": r.created_at,
-            "ended_at": r.ended_at}
+    return {
+        "id": r.id,
+        "flow": r.flow,
+        "status": r.status.value,
+        "input": r.input,
+        "output": r.output,
+        "error": r.error,
+        "key": r.key,
+        "parent_id": r.parent_id,
+        "created_at": r.created_at,
+        "ended_at": r.ended_at,
+    }
 
 
 @app.command()
@@ -209,16 +228,33 @@ def show(
     async def go() -> Any:
         async with Client(_settings(db), worker=False) as client:
             run = await client.get(run_id)
-            return run, await client.timeline(run_id), await client.pending_approvals(run_id), (
-                await client.journal(run_id) if journal or as_json else []
+            return (
+                run,
+                await client.timeline(run_id),
+                await client.pending_approvals(run_id),
+                (await client.journal(run_id) if journal or as_json else []),
             )
 
     run, rows, pending, entries = _call(go)
     if as_json:
-        out.print_json(data={**_run_json(run), "journal": [e.__dict__ if hasattr(e, "__dict__") else
-                                                            {"seq": e.seq, "kind": e.kind, "position": e.position,
-                                                             "name": e.name, "data": e.data, "at": e.at}
-                                                            for e in entries]})
+        out.print_json(
+            data={
+                **_run_json(run),
+                "journal": [
+                    e.__dict__
+                    if hasattr(e, "__dict__")
+                    else {
+                        "seq": e.seq,
+                        "kind": e.kind,
+                        "position": e.position,
+                        "name": e.name,
+                        "data": e.data,
+                        "at": e.at,
+                    }
+                    for e in entries
+                ],
+            }
+        )
         return
     out.print(render.run_panel(run, rows, pending))
     if journal:
@@ -239,8 +275,12 @@ def inbox(db: DbOption = None) -> None:
 @app.command()
 def approve(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
-    name: Annotated[str | None, typer.Option("--name", help="Which approval, if the run waits for several")] = None,
-    payload: Annotated[str | None, typer.Option("--payload", help="Edited payload (JSON) to approve instead")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Which approval, if the run waits for several")
+    ] = None,
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="Edited payload (JSON) to approve instead")
+    ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who decides")] = None,
     comment: Annotated[str | None, typer.Option("--comment")] = None,
     db: DbOption = None,
@@ -281,7 +321,9 @@ def signal_cmd(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
     name: Annotated[str, typer.Argument(metavar="NAME")],
     payload: Annotated[str | None, typer.Option("--payload", help="JSON payload")] = None,
-    key: Annotated[str | None, typer.Option("--key", help="Deduplication key: sent twice, applied once")] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Deduplication key: sent twice, applied once")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Send a signal to a run."""

@@ -109,7 +109,9 @@ async def support_triage(ctx: podium.Context, ticket: Ticket) -> Resolution:
     reply = await draft_reply(category, customer, refund)
     approved_by = None
     if refund > 500:
-        decision = await ctx.approval("refund", payload={"amount": refund, "reply": reply, "customer": customer.name})
+        decision = await ctx.approval(
+            "refund", payload={"amount": refund, "reply": reply, "customer": customer.name}
+        )
         if decision:
             refund = float(decision.payload["amount"])
             reply = await draft_reply(category, customer, refund)
@@ -118,8 +120,14 @@ async def support_triage(ctx: podium.Context, ticket: Ticket) -> Resolution:
             refund = 0.0
             reply = f"Hi {customer.name}, a colleague will contact you about your refund request."
     message_id = await send_reply(ticket.email, reply)
-    return Resolution(ticket=ticket.id, category=category, refund=refund, reply=reply,
-                      approved_by=approved_by, message_id=message_id)
+    return Resolution(
+        ticket=ticket.id,
+        category=category,
+        refund=refund,
+        reply=reply,
+        approved_by=approved_by,
+        message_id=message_id,
+    )
 
 
 def _log(ticket_id: str) -> str:
@@ -159,7 +167,9 @@ async def run_demo(settings: Settings, *, interactive: bool, console: Console) -
                 console.print(_status_table(rows))
                 await _review(client, p.run_id, p.payload, interactive, console)
             await asyncio.sleep(0.1)
-        console.print(_status_table([(t, h.id, (await h.get()).status) for t, h in zip(TICKETS, handles, strict=True)]))
+        console.print(
+            _status_table([(t, h.id, (await h.get()).status) for t, h in zip(TICKETS, handles, strict=True)])
+        )
         for t, h in zip(TICKETS, handles, strict=True):
             res = await h.result()
             console.print(Text.assemble(("✔ ", "green"), (t.id, "bold"), f" {res.category}: ", res.reply))
@@ -167,21 +177,26 @@ async def run_demo(settings: Settings, *, interactive: bool, console: Console) -
         console.print()
         console.print(render.run_panel(await client.get(big.id), await client.timeline(big.id), []))
         console.print(
-            "\nEverything above is journaled. Try:\n"
-            f"  podium runs\n  podium show {big.id} --journal\n",
+            f"\nEverything above is journaled. Try:\n  podium runs\n  podium show {big.id} --journal\n",
             style="dim",
         )
 
 
-async def _review(client: Client, run_id: str, payload: dict[str, object], interactive: bool,
-                  console: Console) -> None:
-    console.print(Text.assemble(
-        ("approval needed ", "bold magenta"), f"run {run_id}: refund {payload['amount']} to {payload['customer']}\n",
-        ("  draft: ", "dim"), str(payload["reply"]),
-    ))
+async def _review(
+    client: Client, run_id: str, payload: dict[str, object], interactive: bool, console: Console
+) -> None:
+    console.print(
+        Text.assemble(
+            ("approval needed ", "bold magenta"),
+            f"run {run_id}: refund {payload['amount']} to {payload['customer']}\n",
+            ("  draft: ", "dim"),
+            str(payload["reply"]),
+        )
+    )
     if interactive:
-        choice = Prompt.ask("approve, edit amount, or reject?", choices=["a", "e", "r"], default="a",
-                            console=console)
+        choice = Prompt.ask(
+            "approve, edit amount, or reject?", choices=["a", "e", "r"], default="a", console=console
+        )
         if choice == "r":
             await client.reject(run_id, by="you", comment="rejected in the demo")
             return
@@ -192,5 +207,7 @@ async def _review(client: Client, run_id: str, payload: dict[str, object], inter
         await client.approve(run_id, by="you")
         return
     edited = {**payload, "amount": 750.0}
-    console.print("  reviewer (automatic, --yes): approves with the amount lowered to 750.00", style="magenta")
+    console.print(
+        "  reviewer (automatic, --yes): approves with the amount lowered to 750.00", style="magenta"
+    )
     await client.approve(run_id, payload=edited, by="demo-reviewer", comment="partial refund")

@@ -103,12 +103,26 @@ def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
             detail = short(f"{row.detail.get('type')}: {row.detail.get('message')}", 48)
         tries = str(row.attempts) if row.attempts > 1 or row.errors else ""
         table.add_row(
-            row.position, row.kind, row.name, Text(row.status, style=ROW_STYLE.get(row.status, "white")),
-            tries, seconds(row.duration), _bar(row, start, span), detail,
+            row.position,
+            row.kind,
+            row.name,
+            Text(row.status, style=ROW_STYLE.get(row.status, "white")),
+            tries,
+            seconds(row.duration),
+            _bar(row, start, span),
+            detail,
         )
         for err in row.errors:
-            table.add_row("", "", "", Text("retry", style="yellow"), "", "", "",
-                          Text(short(f"{err.get('type')}: {err.get('message')}", 48), style="yellow"))
+            table.add_row(
+                "",
+                "",
+                "",
+                Text("retry", style="yellow"),
+                "",
+                "",
+                "",
+                Text(short(f"{err.get('type')}: {err.get('message')}", 48), style="yellow"),
+            )
     return table
 
 
@@ -133,10 +147,17 @@ def run_panel(run: Run, rows: list[TimelineRow], pending: list[PendingApproval])
         head.add_row("wakes", when(run.wake_at))
     parts: list[Any] = [Panel(head, title="podium run", title_align="left"), timeline_table(run, rows)]
     for p in pending:
-        parts.append(Text.assemble(
-            ("waiting for approval ", "magenta"), (repr(p.name), "bold"), f" of {short(p.payload, 60)}\n",
-            ("  podium approve ", "dim"), run.id, ("  |  podium reject ", "dim"), run.id,
-        ))
+        parts.append(
+            Text.assemble(
+                ("waiting for approval ", "magenta"),
+                (repr(p.name), "bold"),
+                f" of {short(p.payload, 60)}\n",
+                ("  podium approve ", "dim"),
+                run.id,
+                ("  |  podium reject ", "dim"),
+                run.id,
+            )
+        )
     return Group(*parts)
 
 

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import StoreError
-from ..storage.base import Outcome
+from ..storage.base import Outcome, Transition, Write
 
 if TYPE_CHECKING:
     from .execution import Execution
@@ -28,8 +28,7 @@ class Committer:
 
     def request(self, ex: Execution) -> asyncio.Future[Outcome]:
         """Include ``ex``'s buffered events in the next commit; the future gives this run's outcome."""
-        loop = ex.loop
-        fut: asyncio.Future[Outcome] = loop.create_future()
+        fut: asyncio.Future[Outcome] = ex.loop.create_future()
         waiters = self._dirty.get(ex)
         if waiters is None:
             self._dirty[ex] = [fut]
@@ -37,29 +36,51 @@ class Committer:
             waiters.append(fut)
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._start)
+            ex.loop.call_soon(self._start)
         return fut
+
+    def request_nowait(self, ex: Execution) -> None:
+        """Include ``ex``'s buffered events in the next commit without waiting for it."""
+        if ex not in self._dirty:
+            self._dirty[ex] = []
+        if not self._scheduled:
+            self._scheduled = True
+            ex.loop.call_soon(self._start)
 
     def _start(self) -> None:
         self._scheduled = False
         batch, self._dirty = self._dirty, {}
-        if batch:
-            asyncio.get_running_loop().create_task(self._commit(batch))
+        # Take the writes now, not when the commit task runs: events buffered after this point belong
+        # to the next batch, so a batch never commits an empty or out-of-order write.
+        work = [(ex, ex.take_write(), futs) for ex, futs in batch.items()]
+        work = [
+            item
+            for item in work
+            if item[1].events or item[1].transition is not Transition.NONE or _resolve(item[2], Outcome.OK)
+        ]
+        if work:
+            asyncio.get_running_loop().create_task(self._commit(work))
 
-    async def _commit(self, batch: dict[Execution, list[asyncio.Future[Outcome]]]) -> None:
-        executions = list(batch)
-        writes = [ex.take_write() for ex in executions]
+    async def _commit(self, work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]]) -> None:
         now = time.time()
         try:
             outcomes = await self.worker.store.commit(
-                self.worker.owner, writes, now=now, lease_until=now + self.worker.settings.lease_seconds
+                self.worker.owner,
+                [w for _, w, _ in work],
+                now=now,
+                lease_until=now + self.worker.settings.lease_seconds,
             )
         except (StoreError, OSError) as exc:
             self.worker.log_store_error(exc)
-            for ex in executions:
+            for ex, _, _ in work:
                 ex.stop("store")
-            outcomes = [Outcome.LEASE_LOST] * len(executions)
-        for ex, outcome in zip(executions, outcomes, strict=True):
-            for fut in batch[ex]:
-                if not fut.done():
-                    fut.set_result(outcome)
+            outcomes = [Outcome.LEASE_LOST] * len(work)
+        for (_, _, futs), outcome in zip(work, outcomes, strict=True):
+            _resolve(futs, outcome)
+
+
+def _resolve(futs: list[asyncio.Future[Outcome]], outcome: Outcome) -> bool:
+    for fut in futs:
+        if not fut.done():
+            fut.set_result(outcome)
+    return False

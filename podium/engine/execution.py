@@ -29,7 +29,7 @@ from ..storage.base import Event, Outcome, RunRecord, Transition, Write
 from ..types import JSON
 from ..workflow.context import Approval, Context, Scope, enter_scope
 from ..workflow.flow import Flow
-from ..workflow.step import StepInfo, StepOptions, _current_step
+from ..workflow.step import StepOptions
 from .codec import PydanticSerializationError, describe_error, from_json, to_json
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class Execution:
         self.task: asyncio.Task[Any] | None = None
         self._settling = False
         self._refreshing = False
+        self._in_flow = False
         self.loop = asyncio.get_running_loop()
         for e in events:
             self._index(e)
@@ -154,16 +155,19 @@ class Execution:
         """Commit buffered events (and an optional transition); returns the outcome for this run."""
         if transition is not None:
             self.transition = transition
-        if not self.durable:
-            w = self.take_write()
-            now = self._now()
+        elif not self.durable:  # nothing to wait for: the journal is visible from the next loop turn
+            self.worker.committer.request_nowait(self)
+            return Outcome.OK
+        if self.durable:
+            outcome = await self.worker.committer.request(self)
+        else:  # an in-memory transition: commit inline, no batching needed
+            now = time.time()
+            lease_until = now + self.worker.settings.lease_seconds
             outcome = (
                 await self.store.commit(
-                    self.worker.owner, [w], now=now, lease_until=now + self.worker.settings.lease_seconds
+                    self.worker.owner, [self.take_write()], now=now, lease_until=lease_until
                 )
             )[0]
-        else:
-            outcome = await self.worker.committer.request(self)
         if outcome is Outcome.LEASE_LOST:
             self.stop("lease_lost")
             raise Abort("lease lost")
@@ -211,11 +215,13 @@ class Execution:
             return from_json(fn, data["result"]) if self.durable else data["result"]
         policy = options.retry
         attempt = self.failed_attempts.get(sid, 0)
-        started = self._now()
+        started = time.time()
+        scope.step_id = sid
+        scope.step_name = name
         while True:
             attempt += 1
             scope.in_step = True
-            token = _current_step.set(StepInfo(self.run_id, sid, name, attempt))
+            scope.attempt = attempt
             try:
                 if is_async:
                     if options.timeout is None:
@@ -252,8 +258,7 @@ class Execution:
                 if retryable and attempt < policy.max_attempts:
                     delay = policy.delay(attempt)
                     self._append("attempt", f"{sid}@{attempt}", name, {"error": error, "delay": delay})
-                    if self.durable:
-                        self.worker.committer.request(self)  # journal the attempt; no need to wait
+                    self.worker.committer.request_nowait(self)  # journal the attempt; no need to wait
                     await asyncio.sleep(delay)
                     continue
                 error["retryable"] = retryable
@@ -278,18 +283,22 @@ class Execution:
                     attempts=attempt,
                 ) from exc
             finally:
-                _current_step.reset(token)
                 scope.in_step = False
-            self._append(
-                "step",
-                sid,
-                name,
-                {
-                    "result": stored,
-                    "attempts": attempt,
-                    "started": started,
-                    "ended": self._now(),
-                },
+            ended = time.time()
+            self.buffer.append(
+                Event(
+                    self.run_id,
+                    "step",
+                    sid,
+                    name,
+                    {
+                        "result": stored,
+                        "attempts": attempt,
+                        "started": started,
+                        "ended": ended,
+                    },
+                    ended,
+                )
             )
             await self.flush()
             return result
@@ -300,8 +309,7 @@ class Execution:
             return ev.data
         value = produce()
         self._append("value", sid, name, value)
-        if self.durable:
-            self.worker.committer.request(self)  # committed before (or with) anything that depends on it
+        self.worker.committer.request_nowait(self)  # committed before (or with) anything that needs it
         return value
 
     # -- Driver: waiting ----------------------------------------------------------------------
@@ -440,7 +448,7 @@ class Execution:
         """Stop the flow's task: 'suspend', 'cancel', 'timeout', 'lease_lost', 'store', 'shutdown'."""
         if self.stop_reason is None:
             self.stop_reason = reason
-            if self.task is not None and not self.task.done():
+            if self._in_flow and self.task is not None and not self.task.done():
                 self.task.cancel()
 
     # -- the whole run ------------------------------------------------------------------------
@@ -457,16 +465,24 @@ class Execution:
             except InvalidInputError as exc:
                 return await self._end(Transition.FAIL, error={**describe_error(exc), "retryable": False})
             ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims)
-            self.task = self.loop.create_task(self._main(ctx, value))
+            # The flow runs in this very task (one task per run); stop() cancels it while flow code runs.
+            self.task = asyncio.current_task()
+            enter_scope(Scope(self, "", self.task))
             deadline = None
             if run.deadline is not None:
                 deadline = self.loop.call_later(run.deadline - self._now(), self.stop, "timeout")
+            self._in_flow = True
             try:
-                output = await self.task
+                if self.flow.takes_input:
+                    output = await self.flow.fn(ctx, value)
+                else:
+                    output = await self.flow.fn(ctx)
             except asyncio.CancelledError:
-                if self.stop_reason is None:  # the worker itself is being cancelled
-                    self.stop("shutdown")
+                if self.stop_reason is None:  # cancelled from outside (the worker is going away)
                     raise
+                if self.task is not None:
+                    self.task.uncancel()
+                self._in_flow = False
                 return await self._stopped()
             except Abort:
                 return self.stop_reason or "aborted"
@@ -479,6 +495,7 @@ class Execution:
                     error = {**describe_error(exc), "retryable": False}
                 return await self._end(Transition.FAIL, error=error)
             finally:
+                self._in_flow = False
                 if deadline is not None:
                     deadline.cancel()
             if self.nondeterminism is not None:
@@ -495,12 +512,6 @@ class Execution:
             return await self._end(Transition.COMPLETE, output=stored)
         except Abort:
             return self.stop_reason or "aborted"
-
-    async def _main(self, ctx: Context, value: Any) -> Any:
-        enter_scope(Scope(self, "", asyncio.current_task()))
-        if self.flow.takes_input:
-            return await self.flow.fn(ctx, value)
-        return await self.flow.fn(ctx)
 
     async def _stopped(self) -> str:
         reason = self.stop_reason or "shutdown"

@@ -133,6 +133,17 @@ class Worker:
         await self._launch(run)
         return True
 
+    def lease_new(self, flow: str) -> tuple[str, float] | None:
+        """``(owner, lease_until)`` to create a new run already claimed by this worker, or None if this
+        worker cannot take it now. Saves a claim transaction per run started in this process."""
+        if self._stopping or len(self.executions) >= self.settings.concurrency or flow not in self.flows():
+            return None
+        return self.owner, time.time() + self.settings.lease_seconds
+
+    async def adopt(self, run: RunRecord, events: list[Event]) -> None:
+        """Start executing a run this worker created already claimed (see ``lease_new``)."""
+        await self._launch(run, events)
+
     # -- loops --------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         assert self._wake is not None
@@ -195,11 +206,12 @@ class Worker:
                     asyncio.get_running_loop().create_task(ex.refresh())
 
     # -- executions ---------------------------------------------------------------------------
-    async def _launch(self, run: RunRecord) -> None:
+    async def _launch(self, run: RunRecord, events: list[Event] | None = None) -> None:
         flow = self.flows().get(run.flow)
         if flow is None:  # raced with a registry change; let the lease lapse for another worker
             return
-        events = await self.store.load_events(run.id)
+        if events is None:
+            events = await self.store.load_events(run.id)
         ex = Execution(self, run, flow, events)
         self.executions[run.id] = ex
         task = asyncio.get_running_loop().create_task(ex.execute(), name=f"podium-run-{run.id}")

@@ -169,8 +169,6 @@ class MemoryStore:
             for e in w.events:
                 if not self._append(e, now):
                     raise InvalidStateError(f"duplicate journal event {e.kind} {e.step} in run {e.run_id}")
-            run.lease_until = lease_until
-            run.updated_at = now
             t = w.transition
             if t is Transition.NONE:
                 pass

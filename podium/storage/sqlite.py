@@ -267,10 +267,11 @@ class SQLiteStore:
         for e in events:
             if not e.at:
                 e.at = now
-        cur = db.executemany(
-            "INSERT OR IGNORE INTO events (run_id, kind, step, name, data, at) VALUES (?,?,?,?,?,?)",
-            [(e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at) for e in events],
-        )
+        sql = "INSERT OR IGNORE INTO events (run_id, kind, step, name, data, at) VALUES (?,?,?,?,?,?)"
+        if len(events) == 1:
+            e = events[0]
+            return db.execute(sql, (e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at)).rowcount
+        cur = db.executemany(sql, [(e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at) for e in events])
         return cur.rowcount
 
     def _finish(
@@ -292,12 +293,12 @@ class SQLiteStore:
         outcomes: list[Outcome] = []
         with self._tx() as db:
             for w in writes:
+                # A read, not a write: heartbeats extend leases, commits only check them.
                 held = db.execute(
-                    "UPDATE runs SET lease_until = ?, updated_at = ? "
-                    "WHERE id = ? AND lease_owner = ? AND status = 'running'",
-                    (lease_until, now, w.run_id, owner),
-                ).rowcount
-                if not held:
+                    "SELECT 1 FROM runs WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                    (w.run_id, owner),
+                ).fetchone()
+                if held is None:
                     outcomes.append(Outcome.LEASE_LOST)
                     continue
                 if w.events and self._insert(db, w.events, now) != len(w.events):

@@ -11,14 +11,23 @@ from __future__ import annotations
 import asyncio
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import UsageError
 from ..types import JSON, Duration, parse_duration
-from .step import StepFunction, StepOptions, make_options
+from . import step as _step_module
+from .step import StepFunction, StepOptions, _scope, make_options
+
+try:  # the C-level map of running tasks: a cheaper asyncio.current_task() on the hot path
+    from _asyncio import _current_tasks  # type: ignore[attr-defined]
+    from asyncio.events import _get_running_loop
+
+    def _current_task() -> asyncio.Task[Any] | None:
+        return _current_tasks.get(_get_running_loop())  # type: ignore[no-any-return]
+except ImportError:  # pragma: no cover - other interpreters
+    _current_task = asyncio.current_task
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -79,22 +88,22 @@ class Driver(Protocol):
 class Scope:
     """A sequence of positions owned by one task of the flow (the main task or one branch)."""
 
-    __slots__ = ("driver", "in_step", "n", "prefix", "task")
+    __slots__ = ("attempt", "driver", "in_step", "n", "prefix", "step_id", "step_name", "task")
 
     def __init__(self, driver: Driver, prefix: str, task: asyncio.Task[Any] | None) -> None:
         self.driver = driver
         self.prefix = prefix
         self.n = 0
         self.task = task
-        self.in_step = False
+        self.in_step = False  # while True, step_id/step_name/attempt describe the running step
+        self.step_id = ""
+        self.step_name = ""
+        self.attempt = 0
 
     def next(self) -> str:
         sid = self.prefix + str(self.n)
         self.n += 1
         return sid
-
-
-_scope: ContextVar[Scope | None] = ContextVar("podium_scope", default=None)
 
 
 def enter_scope(scope: Scope) -> None:
@@ -103,7 +112,7 @@ def enter_scope(scope: Scope) -> None:
 
 
 def _here(what: str) -> Scope:
-    s = _scope.get()
+    s: Scope | None = _scope.get()
     if s is None:
         raise UsageError(f"{what} can only be used inside a running flow")
     if s.in_step:
@@ -116,16 +125,6 @@ def _here(what: str) -> Scope:
     return s
 
 
-def call_step(
-    options: StepOptions,
-    fn: Callable[..., Any],
-    is_async: bool,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    return _step(options, fn, is_async, args, kwargs)
-
-
 async def _step(
     options: StepOptions,
     fn: Callable[..., Any],
@@ -136,11 +135,14 @@ async def _step(
     s = _scope.get()
     if s is None or s.in_step:  # outside a flow, or a step calling a step: plain call
         return (await fn(*args, **kwargs)) if is_async else fn(*args, **kwargs)
-    if asyncio.current_task() is not s.task:
+    if _current_task() is not s.task:
         _here(f"step {options.name!r}")
     sid = s.prefix + str(s.n)
     s.n += 1
     return await s.driver.step(s, sid, options, fn, is_async, args, kwargs)
+
+
+_step_module._dispatch = _step  # steps call straight into the flow's driver
 
 
 async def _branch(driver: Driver, scope: Scope, aw: Awaitable[T]) -> T:

@@ -35,12 +35,25 @@ class StepInfo:
         return f"{self.run_id}/{self.step_id}"
 
 
-_current_step: ContextVar[StepInfo | None] = ContextVar("podium_step", default=None)
+# The running flow branch's ``workflow.context.Scope`` (defined there; kept here so that
+# ``current_step`` needs no import cycle). While a step runs, the scope knows which step it is.
+_scope: ContextVar[Any] = ContextVar("podium_scope", default=None)
 
 
 def current_step() -> StepInfo | None:
-    """The ``StepInfo`` of the step running now, or ``None`` outside a step."""
-    return _current_step.get()
+    """The ``StepInfo`` of the step running now, or ``None`` outside a step.
+
+    ```python
+    @podium.step
+    async def charge(amount: float) -> str:
+        key = podium.current_step().idempotency_key      # same on every retry and after a crash
+        return payments.charge(amount, idempotency_key=key)
+    ```
+    """
+    s = _scope.get()
+    if s is None or not s.in_step:
+        return None
+    return StepInfo(s.driver.run_id, s.step_id, s.step_name, s.attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +94,23 @@ class StepFunction(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        from .context import call_step
-
-        return call_step(self.options, self.fn, self.is_async, args, kwargs)  # type: ignore[no-any-return]
+        return _dispatch(self.options, self.fn, self.is_async, args, kwargs)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<podium step {self.options.name}>"
+
+
+def _dispatch(
+    options: StepOptions,
+    fn: Callable[..., Any],
+    is_async: bool,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Replaced by ``context._step`` when ``podium.workflow.context`` is imported (it always is)."""
+    from . import context
+
+    return context._step(options, fn, is_async, args, kwargs)
 
 
 @overload

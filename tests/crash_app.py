@@ -1,0 +1,138 @@
+"""The program ``test_crash.py`` runs in subprocesses and kills with SIGKILL.
+
+Every step appends ``start`` and ``done`` lines to a ledger file (fsynced, so a line written before a
+kill is on disk), each line ``EVENT RUN_ID TAG IDEMPOTENCY_KEY PID``. A step returns its tag and the pid
+of the process that ran it, so the journaled result names the execution that counted.
+
+```
+python crash_app.py chain  DB LEDGER KEY --steps 12      # start (or resume) one run, print its output
+python crash_app.py fanout DB LEDGER KEY --items 20
+python crash_app.py create DB LEDGER --runs 30 --steps 5  # create runs only (worker=False)
+python crash_app.py work   DB --expect 30                 # a worker that idles until all runs end
+```
+Output (stdout) is one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+from typing import Any
+
+import podium
+
+
+def append(ledger: str, line: str) -> None:
+    """Append one line durably: once this returns, the line survives a SIGKILL."""
+    with open(ledger, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@podium.step(name="crash.work")
+async def work(ledger: str, tag: str, low: float, high: float) -> dict[str, Any]:
+    info = podium.current_step()
+    assert info is not None
+    pid = os.getpid()
+    append(ledger, f"start {info.run_id} {tag} {info.idempotency_key} {pid}")
+    await asyncio.sleep(random.uniform(low, high))
+    append(ledger, f"done {info.run_id} {tag} {info.idempotency_key} {pid}")
+    return {"tag": tag, "pid": pid}
+
+
+@podium.flow(name="crash.chain")
+async def chain(ctx: podium.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """``steps`` sequential steps; the output is the step results in order and the sum of squares."""
+    results = []
+    for k in range(params["steps"]):
+        results.append(await work(params["ledger"], str(k), 0.02, 0.05))
+    total = sum(int(r["tag"]) ** 2 for r in results)
+    return {"results": results, "total": total}
+
+
+@podium.flow(name="crash.fanout")
+async def fanout(ctx: podium.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """A step, then ``items`` parallel steps (``ctx.map``) of uneven length, then a last step."""
+    ledger = params["ledger"]
+    first = await work(ledger, "before", 0.02, 0.05)
+    items = await ctx.map(lambda i: work(ledger, f"item{i}", 0.02, 0.4), range(params["items"]))
+    last = await work(ledger, "after", 0.02, 0.05)
+    return {"results": [first, *items, last], "count": len(items)}
+
+
+def settings(db: str, lease: float, concurrency: int = 100) -> podium.Settings:
+    return podium.Settings(
+        database_url=f"sqlite:///{db}", lease_seconds=lease, poll_seconds=0.05, concurrency=concurrency
+    )
+
+
+async def run_one(args: argparse.Namespace, flow: podium.Flow[Any, Any], params: dict[str, Any]) -> None:
+    async with podium.Client(settings(args.db, args.lease)) as client:
+        handle = await client.start(flow, params, key=args.key)
+        output = await handle.result(timeout=60)
+    print(json.dumps({"run_id": handle.id, "pid": os.getpid(), "output": output}), flush=True)
+
+
+async def create(args: argparse.Namespace) -> None:
+    async with podium.Client(settings(args.db, args.lease), worker=False) as client:
+        ids = []
+        for i in range(args.runs):
+            params = {"ledger": args.ledger, "steps": args.steps}
+            ids.append((await client.start(chain, params, key=f"multi-{i}")).id)
+    print(json.dumps({"run_ids": ids}), flush=True)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Work until ``expect`` runs exist and all of them have ended; then report them."""
+    async with podium.Client(settings(args.db, args.lease, args.concurrency)) as client:
+        while True:
+            runs = await client.list(limit=1000)
+            if len(runs) >= args.expect and all(r.status.terminal for r in runs):
+                break
+            await asyncio.sleep(0.05)
+    report = [{"id": r.id, "status": r.status.value, "output": r.output, "error": r.error} for r in runs]
+    print(json.dumps({"pid": os.getpid(), "runs": report}), flush=True)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="crash_app")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("chain")
+    p.add_argument("db")
+    p.add_argument("ledger")
+    p.add_argument("key")
+    p.add_argument("--steps", type=int, default=12)
+    p = sub.add_parser("fanout")
+    p.add_argument("db")
+    p.add_argument("ledger")
+    p.add_argument("key")
+    p.add_argument("--items", type=int, default=20)
+    p = sub.add_parser("create")
+    p.add_argument("db")
+    p.add_argument("ledger")
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--steps", type=int, default=5)
+    p = sub.add_parser("work")
+    p.add_argument("db")
+    p.add_argument("--expect", type=int, required=True)
+    p.add_argument("--concurrency", type=int, default=4)
+    for p in sub.choices.values():
+        p.add_argument("--lease", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    if args.command == "chain":
+        asyncio.run(run_one(args, chain, {"ledger": args.ledger, "steps": args.steps}))
+    elif args.command == "fanout":
+        asyncio.run(run_one(args, fanout, {"ledger": args.ledger, "items": args.items}))
+    elif args.command == "create":
+        asyncio.run(create(args))
+    else:
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

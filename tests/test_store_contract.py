@@ -1,0 +1,530 @@
+"""One contract suite for every ``Store``: the guarantees the engine and the client rely on.
+
+Each test runs against ``MemoryStore`` and ``SQLiteStore``; a new store passes this file or is not done.
+Times are explicit floats (stores never read a clock), so nothing here depends on the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podium import InvalidStateError, RunNotFoundError, RunStatus
+from podium.storage.base import Event, Outcome, RunRecord, Store, Transition, Write
+from podium.storage.memory import MemoryStore
+from podium.storage.sqlite import SQLiteStore
+
+T0 = 1_000.0
+LEASE = 30.0
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "contract.db")
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+async def create(
+    store: Store,
+    run_id: str,
+    *,
+    flow: str = "f",
+    key: str | None = None,
+    at: float = T0,
+    parent: tuple[str, str] | None = None,
+    input: Any = None,
+) -> RunRecord:
+    rec = RunRecord(
+        id=run_id,
+        flow=flow,
+        status=RunStatus.PENDING,
+        input=input,
+        key=key,
+        parent_id=parent[0] if parent else None,
+        parent_step=parent[1] if parent else None,
+        created_at=at,
+        updated_at=at,
+    )
+    run, created = await store.create_run(rec, Event(run_id, "start", "", flow, {"input": input}, at))
+    assert created
+    return run
+
+
+async def held(store: Store, run_id: str, owner: str = "w1", *, now: float = T0 + 1) -> RunRecord:
+    """Claim one run for ``owner``; fails the test if it is not runnable."""
+    run = await store.claim_run(run_id, owner, now=now, lease_until=now + LEASE)
+    assert run is not None, f"run {run_id} should be claimable"
+    return run
+
+
+async def commit1(
+    store: Store, owner: str, write: Write, *, now: float = T0 + 2, lease_until: float | None = None
+) -> Outcome:
+    outcomes = await store.commit(
+        owner, [write], now=now, lease_until=now + LEASE if lease_until is None else lease_until
+    )
+    assert len(outcomes) == 1
+    return outcomes[0]
+
+
+async def waiting(
+    store: Store, run_id: str, *, wake_at: float | None = None, flow: str = "f", at: float = T0
+) -> RunRecord:
+    """A run in status ``waiting`` (suspended by its worker), optionally with a timer."""
+    await create(store, run_id, flow=flow, at=at)
+    await held(store, run_id)
+    w = Write(run_id, transition=Transition.SUSPEND, wake_at=wake_at, seen_inbox=0)
+    assert await commit1(store, "w1", w) is Outcome.OK
+    run = await store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.WAITING
+    return run
+
+
+async def finished(store: Store, run_id: str, *, flow: str = "f", at: float = T0) -> RunRecord:
+    await create(store, run_id, flow=flow, at=at)
+    await held(store, run_id)
+    end = Event(run_id, "end", "", None, {"status": "completed", "output": 1})
+    w = Write(run_id, [end], transition=Transition.COMPLETE, output=1)
+    assert await commit1(store, "w1", w) is Outcome.OK
+    run = await store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.COMPLETED
+    return run
+
+
+async def kinds(store: Store, run_id: str) -> list[tuple[str, str]]:
+    return [(e.kind, e.step) for e in await store.load_events(run_id)]
+
+
+# -- creating runs ----------------------------------------------------------------------------------
+
+
+async def test_create_run_is_idempotent_on_key(store: Store) -> None:
+    first = await create(store, "r1", key="order-42", input={"n": 1})
+    again = RunRecord(
+        id="r2", flow="f", status=RunStatus.PENDING, input={"n": 2}, key="order-42", created_at=T0 + 5
+    )
+    run, created = await store.create_run(again, Event("r2", "start", "", "f", {"input": {"n": 2}}, T0 + 5))
+    assert created is False
+    assert run.id == first.id == "r1"
+    assert run.input == {"n": 1}
+    assert await store.get_run("r2") is None
+    assert [r.id for r in await store.list_runs()] == ["r1"]
+    assert await kinds(store, "r1") == [("start", "")]
+    assert await store.load_events("r2") == []
+
+
+async def test_create_run_without_key_always_creates(store: Store) -> None:
+    await create(store, "a")
+    await create(store, "b")
+    assert {r.id for r in await store.list_runs()} == {"a", "b"}
+
+
+async def test_get_run_roundtrips_fields(store: Store) -> None:
+    await create(store, "r1", flow="shop", key="k", input={"items": ["x", 2, None]}, parent=("p", "3"))
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.flow, run.status, run.key, run.input) == ("shop", RunStatus.PENDING, "k", {"items": ["x", 2, None]})
+    assert (run.parent_id, run.parent_step, run.created_at, run.inbox_seq) == ("p", "3", T0, 0)
+    assert await store.get_run("nope") is None
+
+
+# -- journal ----------------------------------------------------------------------------------------
+
+
+async def test_events_are_unique_per_run_kind_and_step(store: Store) -> None:
+    await create(store, "r1")
+    first = await store.deliver(Event("r1", "signal", "k:1", "go", {"payload": 1}), now=T0 + 1)
+    assert first is not None and first.seq > 0
+    dup = await store.deliver(Event("r1", "signal", "k:1", "go", {"payload": 2}), now=T0 + 2)
+    assert dup is None
+    # same step, other kind: a different event
+    assert await store.deliver(Event("r1", "decision", "k:1", "go", {}), now=T0 + 3) is not None
+    events = await store.load_events("r1")
+    signals = [e for e in events if e.kind == "signal"]
+    assert len(signals) == 1 and signals[0].data == {"payload": 1}
+    run = await store.get_run("r1")
+    assert run is not None and run.inbox_seq == 2  # the duplicate did not count
+
+
+async def test_load_events_in_order_and_after(store: Store) -> None:
+    await create(store, "r1")
+    await held(store, "r1")
+    events = [Event("r1", "step", str(i), f"s{i}", {"result": i}) for i in range(3)]
+    assert await commit1(store, "w1", Write("r1", events)) is Outcome.OK
+    loaded = await store.load_events("r1")
+    assert [(e.kind, e.step) for e in loaded] == [("start", ""), ("step", "0"), ("step", "1"), ("step", "2")]
+    assert [e.seq for e in loaded] == sorted(e.seq for e in loaded)
+    assert len({e.seq for e in loaded}) == 4
+    assert loaded[1].at == T0 + 2  # stamped with the commit's time
+    later = await store.load_events("r1", after=loaded[1].seq)
+    assert [e.step for e in later] == ["1", "2"]
+
+
+# -- claiming ---------------------------------------------------------------------------------------
+
+
+async def test_claim_takes_only_runnable_runs_of_the_given_flows(store: Store) -> None:
+    await create(store, "pending", flow="A", at=T0 + 1)
+    await create(store, "other_flow", flow="B", at=T0 + 2)
+    await waiting(store, "no_timer", flow="A", at=T0 + 3)
+    await waiting(store, "timer_due", wake_at=T0 + 50, flow="A", at=T0 + 4)
+    await waiting(store, "timer_later", wake_at=T0 + 500, flow="A", at=T0 + 5)
+    await create(store, "lease_expired", flow="A", at=T0 + 6)
+    await held(store, "lease_expired", "dead")  # lease until T0 + 1 + LEASE
+    await create(store, "lease_live", flow="A", at=T0 + 7)
+    await store.claim_run("lease_live", "alive", now=T0 + 90, lease_until=T0 + 1000)
+    await finished(store, "done", flow="A", at=T0 + 8)
+
+    now = T0 + 100
+    got = await store.claim("w2", ["A"], now=now, lease_until=now + LEASE, limit=10)
+    assert {r.id for r in got} == {"pending", "timer_due", "lease_expired"}
+    for r in got:
+        assert r.status is RunStatus.RUNNING
+        assert r.lease_owner == "w2" and r.lease_until == now + LEASE
+        assert r.wake_at is None
+        stored = await store.get_run(r.id)
+        assert stored is not None and stored.status is RunStatus.RUNNING and stored.lease_owner == "w2"
+    expired = await store.get_run("lease_expired")
+    assert expired is not None and expired.claims == 2
+    assert await store.claim("w3", ["A"], now=now, lease_until=now + LEASE, limit=10) == []
+    untouched = {r.id: r for r in await store.list_runs()}
+    assert untouched["other_flow"].status is RunStatus.PENDING
+    assert untouched["no_timer"].status is RunStatus.WAITING
+    assert untouched["timer_later"].status is RunStatus.WAITING
+    assert untouched["lease_live"].lease_owner == "alive"
+    assert untouched["done"].status is RunStatus.COMPLETED
+    assert await store.claim("w3", [], now=now, lease_until=now + LEASE, limit=10) == []
+
+
+async def test_claim_respects_limit(store: Store) -> None:
+    for i in range(5):
+        await create(store, f"r{i}", at=T0 + i)
+    first = await store.claim("w1", ["f"], now=T0 + 10, lease_until=T0 + 40, limit=2)
+    second = await store.claim("w2", ["f"], now=T0 + 10, lease_until=T0 + 40, limit=10)
+    assert len(first) == 2 and len(second) == 3
+    assert not {r.id for r in first} & {r.id for r in second}
+
+
+async def test_claim_run_only_if_runnable(store: Store) -> None:
+    await create(store, "r1")
+    assert (await held(store, "r1", "w1")).lease_owner == "w1"
+    assert await store.claim_run("r1", "w2", now=T0 + 2, lease_until=T0 + 50) is None  # held
+    taken = await store.claim_run("r1", "w2", now=T0 + 2 + LEASE, lease_until=T0 + 100)  # expired
+    assert taken is not None and taken.lease_owner == "w2"
+    assert await store.claim_run("missing", "w2", now=T0, lease_until=T0 + 1) is None
+
+
+# -- commits and leases -----------------------------------------------------------------------------
+
+
+async def test_commit_by_non_owner_is_fenced(store: Store) -> None:
+    await create(store, "r1")
+    await held(store, "r1", "w1")
+    step = Event("r1", "step", "0", "s", {"result": 1})
+    w = Write("r1", [step], transition=Transition.COMPLETE, output=1)
+    assert await commit1(store, "intruder", w) is Outcome.LEASE_LOST
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.lease_owner, run.output) == (RunStatus.RUNNING, "w1", None)
+    assert await kinds(store, "r1") == [("start", "")]
+
+
+async def test_lease_taken_over_fences_the_old_owner(store: Store) -> None:
+    await create(store, "r1")
+    await held(store, "r1", "old", now=T0 + 1)
+    taken = await store.claim_run("r1", "new", now=T0 + 2 + LEASE, lease_until=T0 + 200)
+    assert taken is not None
+    stale = Write("r1", [Event("r1", "step", "0", "s", {"result": "old"})])
+    assert await commit1(store, "old", stale) is Outcome.LEASE_LOST
+    fresh = Write("r1", [Event("r1", "step", "0", "s", {"result": "new"})])
+    assert await commit1(store, "new", fresh) is Outcome.OK
+    steps = [e for e in await store.load_events("r1") if e.kind == "step"]
+    assert [e.data for e in steps] == [{"result": "new"}]
+
+
+async def test_commit_in_a_group_is_fenced_per_run(store: Store) -> None:
+    await create(store, "mine")
+    await create(store, "theirs", at=T0 + 1)
+    await held(store, "mine", "w1")
+    await held(store, "theirs", "w2")
+    writes = [
+        Write("mine", [Event("mine", "step", "0", "s", {"result": 1})]),
+        Write("theirs", [Event("theirs", "step", "0", "s", {"result": 1})]),
+    ]
+    outcomes = await store.commit("w1", writes, now=T0 + 3, lease_until=T0 + 99)
+    assert outcomes == [Outcome.OK, Outcome.LEASE_LOST]
+    assert ("step", "0") in await kinds(store, "mine")
+    assert ("step", "0") not in await kinds(store, "theirs")
+    theirs = await store.get_run("theirs")
+    assert theirs is not None and theirs.lease_owner == "w2"
+
+
+async def test_terminal_commit_sets_output_and_releases(store: Store) -> None:
+    await create(store, "ok")
+    await held(store, "ok")
+    end = Event("ok", "end", "", None, {"status": "completed", "output": {"a": 1}})
+    ok = Write("ok", [end], transition=Transition.COMPLETE, output={"a": 1})
+    assert await commit1(store, "w1", ok, now=T0 + 7) is Outcome.OK
+    run = await store.get_run("ok")
+    assert run is not None
+    assert (run.status, run.output, run.error) == (RunStatus.COMPLETED, {"a": 1}, None)
+    assert (run.lease_owner, run.lease_until, run.ended_at) == (None, None, T0 + 7)
+
+    await create(store, "bad", at=T0 + 1)
+    await held(store, "bad")
+    error = {"type": "Boom", "message": "boom", "retryable": False}
+    assert await commit1(store, "w1", Write("bad", transition=Transition.FAIL, error=error)) is Outcome.OK
+    run = await store.get_run("bad")
+    assert run is not None and (run.status, run.error) == (RunStatus.FAILED, error)
+    # a finished run is nobody's: its former owner cannot write to it
+    late = Write("bad", [Event("bad", "step", "9", "s", {})])
+    assert await commit1(store, "w1", late) is Outcome.LEASE_LOST
+
+
+async def test_release_makes_the_run_pending_again(store: Store) -> None:
+    await create(store, "r1")
+    await held(store, "r1")
+    assert await commit1(store, "w1", Write("r1", transition=Transition.RELEASE)) is Outcome.OK
+    run = await store.get_run("r1")
+    assert run is not None and (run.status, run.lease_owner) == (RunStatus.PENDING, None)
+    assert [r.id for r in await store.claim("w2", ["f"], now=T0 + 3, lease_until=T0 + 9, limit=5)] == ["r1"]
+
+
+async def test_suspend_is_refused_when_the_inbox_moved(store: Store) -> None:
+    await create(store, "r1")
+    run = await held(store, "r1")
+    seen = run.inbox_seq
+    assert await store.deliver(Event("r1", "signal", "u:1", "go", {"payload": 1}), now=T0 + 2) is not None
+    still = await store.get_run("r1")
+    assert still is not None and still.status is RunStatus.RUNNING  # a running run stays running
+
+    w = Write("r1", transition=Transition.SUSPEND, wake_at=None, seen_inbox=seen)
+    assert await commit1(store, "w1", w) is Outcome.INBOX_CHANGED
+    run2 = await store.get_run("r1")
+    assert run2 is not None
+    assert (run2.status, run2.lease_owner) == (RunStatus.RUNNING, "w1")  # still held by w1
+
+    ok = Write("r1", transition=Transition.SUSPEND, wake_at=T0 + 60, seen_inbox=run2.inbox_seq)
+    assert await commit1(store, "w1", ok) is Outcome.OK
+    run3 = await store.get_run("r1")
+    assert run3 is not None
+    assert (run3.status, run3.wake_at, run3.lease_owner) == (RunStatus.WAITING, T0 + 60, None)
+
+
+# -- inbox ------------------------------------------------------------------------------------------
+
+
+async def test_deliver_to_a_waiting_run_makes_it_pending(store: Store) -> None:
+    await waiting(store, "r1", wake_at=T0 + 10_000)
+    stored = await store.deliver(Event("r1", "decision", "0", "ok", {"approved": True}), now=T0 + 5)
+    assert stored is not None and stored.seq > 0
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.wake_at, run.inbox_seq) == (RunStatus.PENDING, None, 1)
+    claimed = await store.claim("w2", ["f"], now=T0 + 6, lease_until=T0 + 60, limit=5)
+    assert [r.id for r in claimed] == ["r1"]
+
+
+async def test_deliver_to_a_finished_run_is_refused(store: Store) -> None:
+    await finished(store, "r1")
+    before = await kinds(store, "r1")
+    with pytest.raises(InvalidStateError):
+        await store.deliver(Event("r1", "signal", "u:1", "go", None), now=T0 + 5)
+    assert await kinds(store, "r1") == before
+
+
+async def test_deliver_to_an_unknown_run_is_refused(store: Store) -> None:
+    with pytest.raises(RunNotFoundError):
+        await store.deliver(Event("ghost", "signal", "u:1", "go", None), now=T0)
+    assert await store.load_events("ghost") == []
+
+
+# -- parents and children ---------------------------------------------------------------------------
+
+
+async def _parent_waiting_for_child(store: Store) -> None:
+    await create(store, "parent")
+    await held(store, "parent")
+    w = Write(
+        "parent",
+        [Event("parent", "child", "0", "kid", {"run_id": "child"})],
+        transition=Transition.SUSPEND,
+        seen_inbox=0,
+    )
+    assert await commit1(store, "w1", w) is Outcome.OK
+    await create(store, "child", flow="kid", parent=("parent", "0"), at=T0 + 1)
+
+
+@pytest.mark.parametrize("transition", [Transition.COMPLETE, Transition.FAIL, Transition.CANCEL])
+async def test_child_end_is_journaled_in_the_parent_and_wakes_it(store: Store, transition: Transition) -> None:
+    await _parent_waiting_for_child(store)
+    await held(store, "child", "w2")
+    error = None if transition is Transition.COMPLETE else {"type": "X", "message": "x", "retryable": False}
+    output = {"v": 7} if transition is Transition.COMPLETE else None
+    end = Write("child", transition=transition, output=output, error=error)
+    assert await commit1(store, "w2", end, now=T0 + 9) is Outcome.OK
+
+    parent = await store.get_run("parent")
+    assert parent is not None and parent.status is RunStatus.PENDING
+    done = [e for e in await store.load_events("parent") if e.kind == "child_done"]
+    assert len(done) == 1
+    assert done[0].step == "0" and done[0].name == "kid"
+    assert done[0].data == {"run_id": "child", "status": transition.value, "output": output, "error": error}
+
+
+async def test_cancel_idle_child_is_journaled_in_the_parent(store: Store) -> None:
+    await _parent_waiting_for_child(store)
+    assert await store.cancel_idle("child", now=T0 + 4) is True
+    done = [e for e in await store.load_events("parent") if e.kind == "child_done"]
+    assert len(done) == 1 and done[0].data["status"] == "cancelled"
+    parent = await store.get_run("parent")
+    assert parent is not None and parent.status is RunStatus.PENDING
+
+
+async def test_child_can_finish_after_its_parent_ended(store: Store) -> None:
+    """A parent cancelled while its child runs must not make the child's own completion impossible."""
+    await _parent_waiting_for_child(store)
+    await held(store, "child", "w2")
+    assert await store.cancel_idle("parent", now=T0 + 3) is True
+    end = Write(
+        "child",
+        [Event("child", "end", "", None, {"status": "completed", "output": 1})],
+        transition=Transition.COMPLETE,
+        output=1,
+    )
+    assert await commit1(store, "w2", end, now=T0 + 5) is Outcome.OK
+    child = await store.get_run("child")
+    assert child is not None and (child.status, child.output) == (RunStatus.COMPLETED, 1)
+    assert ("end", "") in await kinds(store, "child")
+    parent = await store.get_run("parent")
+    assert parent is not None and parent.status is RunStatus.CANCELLED
+
+
+# -- cancel, heartbeat ------------------------------------------------------------------------------
+
+
+async def test_cancel_idle(store: Store) -> None:
+    await create(store, "pending")
+    assert await store.cancel_idle("pending", now=T0 + 5) is True
+    run = await store.get_run("pending")
+    assert run is not None
+    assert run.status is RunStatus.CANCELLED and run.ended_at == T0 + 5
+    assert run.error is not None and run.error["type"] == "Cancelled"
+    assert (await store.load_events("pending"))[-1].kind == "end"
+
+    await waiting(store, "waiting", wake_at=T0 + 99)
+    assert await store.cancel_idle("waiting", now=T0 + 5) is True
+    run = await store.get_run("waiting")
+    assert run is not None and (run.status, run.wake_at) == (RunStatus.CANCELLED, None)
+
+    await create(store, "running")
+    await held(store, "running")
+    assert await store.cancel_idle("running", now=T0 + 5) is False
+    run = await store.get_run("running")
+    assert run is not None and (run.status, run.lease_owner) == (RunStatus.RUNNING, "w1")
+
+    await finished(store, "done")
+    assert await store.cancel_idle("done", now=T0 + 5) is False
+    assert await store.cancel_idle("ghost", now=T0 + 5) is False
+    assert await store.cancel_idle("pending", now=T0 + 6) is False  # already cancelled
+
+
+async def test_heartbeat_extends_only_own_running_leases(store: Store) -> None:
+    await create(store, "mine")
+    await create(store, "theirs")
+    await create(store, "idle")
+    await held(store, "mine", "w1")
+    await held(store, "theirs", "w2")
+    await store.deliver(Event("mine", "signal", "u:1", "go", None), now=T0 + 2)
+    seqs = await store.heartbeat("w1", ["mine", "theirs", "idle", "ghost"], lease_until=T0 + 500)
+    assert seqs == {"mine": 1}
+    mine = await store.get_run("mine")
+    theirs = await store.get_run("theirs")
+    assert mine is not None and mine.lease_until == T0 + 500
+    assert theirs is not None and theirs.lease_until == T0 + 1 + LEASE
+    assert await store.heartbeat("w1", [], lease_until=T0 + 600) == {}
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+async def test_list_runs_filters_and_pages(store: Store) -> None:
+    for i in range(6):
+        await create(store, f"a{i}", flow="A" if i % 2 == 0 else "B", at=T0 + i)
+    await create(store, "kid", flow="A", at=T0 + 10, parent=("a0", "1"))
+    await finished(store, "done", flow="A", at=T0 + 11)
+
+    assert [r.id for r in await store.list_runs()] == ["done", "kid", "a5", "a4", "a3", "a2", "a1", "a0"]
+    assert [r.id for r in await store.list_runs(flow="B")] == ["a5", "a3", "a1"]
+    assert [r.id for r in await store.list_runs(status=[RunStatus.COMPLETED])] == ["done"]
+    assert [r.id for r in await store.list_runs(status=[RunStatus.PENDING], flow="A")] == [
+        "kid",
+        "a4",
+        "a2",
+        "a0",
+    ]
+    assert [r.id for r in await store.list_runs(parent_id="a0")] == ["kid"]
+    assert await store.list_runs(status=[RunStatus.WAITING]) == []
+
+    page1 = await store.list_runs(limit=3)
+    page2 = await store.list_runs(limit=3, before=page1[-1].id)
+    page3 = await store.list_runs(limit=3, before=page2[-1].id)
+    assert [r.id for r in page1] == ["done", "kid", "a5"]
+    assert [r.id for r in page2] == ["a4", "a3", "a2"]
+    assert [r.id for r in page3] == ["a1", "a0"]
+    assert [r.id for r in await store.list_runs(flow="A", limit=2, before="a4")] == ["a2", "a0"]
+
+
+async def test_list_runs_orders_same_time_runs_by_id(store: Store) -> None:
+    for run_id in ("b", "c", "a"):
+        await create(store, run_id, at=T0)
+    assert [r.id for r in await store.list_runs()] == ["c", "b", "a"]
+    assert [r.id for r in await store.list_runs(before="b")] == ["a"]
+
+
+async def test_pending_approvals(store: Store) -> None:
+    async def ask(run_id: str, names: list[str], at: float) -> None:
+        await create(store, run_id, at=at)
+        await held(store, run_id)
+        events = [Event(run_id, "approval", str(i), n, {"payload": {"n": n}}) for i, n in enumerate(names)]
+        w = Write(run_id, events, transition=Transition.SUSPEND, seen_inbox=0)
+        assert await commit1(store, "w1", w) is Outcome.OK
+
+    await ask("r1", ["refund", "email"], T0)
+    await ask("r2", ["deploy"], T0 + 1)
+    got = await store.pending_approvals()
+    assert [(r.id, e.name, e.step) for r, e in got] == [("r1", "refund", "0"), ("r1", "email", "1"), ("r2", "deploy", "0")]
+    assert got[0][1].data == {"payload": {"n": "refund"}}
+    assert got[0][0].status is RunStatus.WAITING
+    assert len(await store.pending_approvals(limit=1)) == 1
+
+    await store.deliver(Event("r1", "decision", "0", "refund", {"approved": True}), now=T0 + 3)
+    assert [(r.id, e.name) for r, e in await store.pending_approvals()] == [("r1", "email"), ("r2", "deploy")]
+    assert await store.cancel_idle("r2", now=T0 + 4) is True
+    assert [(r.id, e.name) for r, e in await store.pending_approvals()] == [("r1", "email")]
+
+
+async def test_next_wakeup(store: Store) -> None:
+    assert await store.next_wakeup(["f"]) is None
+    await create(store, "pending")  # pending runs are claimable now; they are no timer
+    await waiting(store, "no_timer")
+    assert await store.next_wakeup(["f"]) is None
+    await waiting(store, "later", wake_at=T0 + 300)
+    await waiting(store, "sooner", wake_at=T0 + 200)
+    await waiting(store, "other", wake_at=T0 + 5, flow="other")
+    assert await store.next_wakeup(["f"]) == T0 + 200
+    assert await store.next_wakeup(["f", "other"]) == T0 + 5
+    assert await store.next_wakeup(["nothing"]) is None
+    assert await store.next_wakeup([]) is None
+    await held(store, "pending", now=T0 + 10)  # running with a lease until T0 + 10 + LEASE
+    assert await store.next_wakeup(["f"]) == T0 + 10 + LEASE
