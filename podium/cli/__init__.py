@@ -117,7 +117,8 @@ async def _follow(client: Client, run_id: str) -> None:
                     if p.position not in hinted:
                         hinted.add(p.position)
                         live.console.print(
-                            f"run {run_id} waits for approval [bold]{p.name}[/] of {render.short(p.payload)}\n"
+                            f"run {run_id} waits for approval [bold]{p.name}[/] "
+                            f"of {render.short(p.payload)}\n"
                             f"  decide from another terminal: podium approve {run_id}"
                             f"  |  podium reject {run_id}"
                         )
