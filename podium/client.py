@@ -32,7 +32,7 @@ from .errors import (
 )
 from .runtime import make_store
 from .storage.base import Event, RunRecord, Store
-from .types import JSON, Duration, RunStatus, new_id, parse_duration
+from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
 
 T = TypeVar("T")
@@ -127,9 +127,15 @@ class Client:
     """Start and steer runs. Use as ``async with Client() as c: ...``."""
 
     def __init__(
-        self, settings: Settings | None = None, *, store: Store | None = None, worker: bool = True
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        worker: bool = True,
+        clock: Clock = time.time,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        self.clock = clock
         self.store = store or make_store(self.settings)
         self._want_worker = worker
         self.worker: Worker | None = None
@@ -151,7 +157,7 @@ class Client:
         await self.store.open()
         self._open = True
         if self._want_worker:
-            self.worker = Worker(self.store, self.settings, on_finish=self._finished)
+            self.worker = Worker(self.store, self.settings, on_finish=self._finished, clock=self.clock)
             await self.worker.start()
 
     async def close(self) -> None:
@@ -187,7 +193,7 @@ class Client:
         value = fl.validate_input(input)
         data = fl.dump_input(value)
         seconds = parse_duration(timeout) if timeout is not None else fl.timeout
-        now = time.time()
+        now = self.clock()
         run = RunRecord(
             id=new_id(),
             flow=fl.name,
@@ -303,7 +309,7 @@ class Client:
 
     # -- steering -----------------------------------------------------------------------------
     async def _deliver(self, event: Event) -> Event | None:
-        stored = await self.store.deliver(event, now=time.time())
+        stored = await self.store.deliver(event, now=self.clock())
         if stored is not None and self.worker is not None:
             self.worker.notify_inbox(event.run_id)
         return stored
@@ -320,13 +326,13 @@ class Client:
         if rec.status.terminal:
             raise InvalidStateError(f"run {run_id} is {rec.status.value}; it cannot be cancelled")
         try:
-            await self._deliver(Event(run_id, "cancel", "", None, None, time.time()))
+            await self._deliver(Event(run_id, "cancel", "", None, None, self.clock()))
         except InvalidStateError:
             rec = await self._record(run_id)
             if rec.status is RunStatus.CANCELLED:
                 return Run._of(rec)
             raise
-        if await self.store.cancel_idle(run_id, now=time.time()):
+        if await self.store.cancel_idle(run_id, now=self.clock()):
             self._finished(run_id, "cancelled")
         return await self.get(run_id)
 
@@ -345,7 +351,7 @@ class Client:
         except Exception as exc:
             raise UsageError(f"signal payload is not JSON-serializable: {exc}") from None
         event = Event(
-            run_id, "signal", f"k:{key}" if key else f"u:{uuid.uuid4().hex}", name, data, time.time()
+            run_id, "signal", f"k:{key}" if key else f"u:{uuid.uuid4().hex}", name, data, self.clock()
         )
         return await self._deliver(event) is not None
 
@@ -418,7 +424,7 @@ class Client:
             except Exception as exc:
                 raise UsageError(f"edited payload is not JSON-serializable: {exc}") from None
             data["edited"] = True
-        stored = await self._deliver(Event(run_id, "decision", target.step, target.name, data, time.time()))
+        stored = await self._deliver(Event(run_id, "decision", target.step, target.name, data, self.clock()))
         if stored is None:
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was decided already")
         return PendingApproval(
@@ -437,7 +443,7 @@ class Client:
     async def timeline(self, run_id: str) -> builtins.list[TimelineRow]:
         """The run's positions with outcomes, durations, attempts and errors."""
         await self._record(run_id)
-        return timeline(await self.store.load_events(run_id), now=time.time())
+        return timeline(await self.store.load_events(run_id), now=self.clock())
 
 
 def run(

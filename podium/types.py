@@ -6,8 +6,12 @@ import enum
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeAlias
+
+Clock: TypeAlias = Callable[[], float]
+"""Seconds since the epoch, like ``time.time`` (the default); tests pass ``podium.testing.ManualClock``."""
 
 JSON: TypeAlias = Any
 """A JSON-compatible value (dict, list, str, int, float, bool or None)."""

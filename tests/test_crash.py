@@ -52,10 +52,11 @@ class Line:
 
 
 def read_ledger(path: Path) -> list[Line]:
+    """The ledger's complete lines (a reader may catch a writer mid-line: that line is left for later)."""
     if not path.exists():
         return []
     lines = []
-    for i, text in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    for i, text in enumerate(path.read_text(encoding="utf-8").split("\n")[:-1]):
         event, run_id, tag, key, pid = text.split()
         assert event in ("start", "done"), text
         lines.append(Line(i, event, run_id, tag, key, int(pid)))

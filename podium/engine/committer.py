@@ -7,7 +7,6 @@ starts joins it. One fsync then makes many steps durable, which is what keeps a 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 from ..errors import StoreError
@@ -62,7 +61,7 @@ class Committer:
             asyncio.get_running_loop().create_task(self._commit(work))
 
     async def _commit(self, work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]]) -> None:
-        now = time.time()
+        now = self.worker.clock()
         try:
             outcomes = await self.worker.store.commit(
                 self.worker.owner,

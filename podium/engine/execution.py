@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,6 +56,7 @@ class Execution:
 
     def __init__(self, worker: Worker, run: RunRecord, flow: Flow[Any, Any], events: list[Event]) -> None:
         self.worker = worker
+        self.clock = worker.clock
         self.store = worker.store
         self.durable = worker.store.durable
         self.run = run
@@ -135,6 +135,15 @@ class Execution:
     def _journaled(self, sid: str, kind: str, name: str) -> Event | None:
         ev = self.positions.get(sid)
         if ev is None:
+            if self.worker.replay_only:
+                err = NondeterminismError(
+                    run_id=self.run_id,
+                    position=sid,
+                    journaled="nothing (the journal ends here)",
+                    requested=f"{kind} {name!r}",
+                )
+                self.nondeterminism = self.nondeterminism or err
+                raise err
             return None
         if ev.kind != kind or ev.name != name:
             err = NondeterminismError(
@@ -149,7 +158,7 @@ class Execution:
 
     # -- writing ------------------------------------------------------------------------------
     def _now(self) -> float:
-        return time.time()
+        return self.clock()
 
     async def flush(self, transition: Write | None = None) -> Outcome:
         """Commit buffered events (and an optional transition); returns the outcome for this run."""
@@ -161,7 +170,7 @@ class Execution:
         if self.durable:
             outcome = await self.worker.committer.request(self)
         else:  # an in-memory transition: commit inline, no batching needed
-            now = time.time()
+            now = self.clock()
             lease_until = now + self.worker.settings.lease_seconds
             outcome = (
                 await self.store.commit(
@@ -215,7 +224,7 @@ class Execution:
             return from_json(fn, data["result"]) if self.durable else data["result"]
         policy = options.retry
         attempt = self.failed_attempts.get(sid, 0)
-        started = time.time()
+        started = self.clock()
         scope.step_id = sid
         scope.step_name = name
         while True:
@@ -284,7 +293,7 @@ class Execution:
                 ) from exc
             finally:
                 scope.in_step = False
-            ended = time.time()
+            ended = self.clock()
             self.buffer.append(
                 Event(
                     self.run_id,

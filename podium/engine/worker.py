@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import Settings
 from ..storage.base import Event, RunRecord, Store
-from ..types import RunStatus, new_id
+from ..types import Clock, RunStatus, new_id
 from ..workflow.flow import Flow, registered
 from .committer import Committer
 from .execution import Execution
@@ -47,8 +47,15 @@ class Worker:
         flows: Collection[str] | None = None,
         owner: str | None = None,
         on_finish: FinishCallback | None = None,
+        clock: Clock = time.time,
+        replay_only: bool = False,
     ) -> None:
         self.store = store
+        self.replay_only = replay_only  # new effects are a NondeterminismError (replaying recorded runs)
+        self.clock = clock
+        subscribe = getattr(clock, "subscribe", None)
+        if subscribe is not None:  # a manual clock: look for due timers whenever it moves
+            subscribe(self.poke)
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._flows = None if flows is None else set(flows)
@@ -124,7 +131,7 @@ class Worker:
         """Claim and start one specific run now if it is runnable and this worker knows its flow."""
         if self._stopping or run_id in self.executions or len(self.executions) >= self.settings.concurrency:
             return False
-        now = time.time()
+        now = self.clock()
         run = await self.store.claim_run(
             run_id, self.owner, now=now, lease_until=now + self.settings.lease_seconds
         )
@@ -138,7 +145,7 @@ class Worker:
         worker cannot take it now. Saves a claim transaction per run started in this process."""
         if self._stopping or len(self.executions) >= self.settings.concurrency or flow not in self.flows():
             return None
-        return self.owner, time.time() + self.settings.lease_seconds
+        return self.owner, self.clock() + self.settings.lease_seconds
 
     async def adopt(self, run: RunRecord, events: list[Event]) -> None:
         """Start executing a run this worker created already claimed (see ``lease_new``)."""
@@ -158,7 +165,7 @@ class Worker:
             capacity = self.settings.concurrency - len(self.executions)
             claimed = 0
             if capacity > 0 and names:
-                now = time.time()
+                now = self.clock()
                 runs = await self.store.claim(
                     self.owner, names, now=now, lease_until=now + self.settings.lease_seconds, limit=capacity
                 )
@@ -171,7 +178,7 @@ class Worker:
             timeout = self.settings.poll_seconds
             due = await self.store.next_wakeup(names) if names else None
             if due is not None:
-                timeout = min(timeout, max(0.0, due - time.time()) + 0.001)
+                timeout = min(timeout, max(0.0, due - self.clock()) + 0.001)
             if self._targets:
                 continue
             try:
@@ -189,7 +196,7 @@ class Worker:
             held = list(self.executions)
             try:
                 seqs = await self.store.heartbeat(
-                    self.owner, held, lease_until=time.time() + self.settings.lease_seconds
+                    self.owner, held, lease_until=self.clock() + self.settings.lease_seconds
                 )
             except Exception as exc:
                 self.log_store_error(exc)
@@ -245,7 +252,7 @@ class Worker:
         """Create (idempotently) the child run of ``parent`` at position ``sid``."""
         value = flow.validate_input(input)
         data = flow.dump_input(value)
-        now = time.time()
+        now = self.clock()
         run = RunRecord(
             id=new_id(),
             flow=flow.name,

@@ -96,7 +96,8 @@ class Store(Protocol):
     """Persistence for runs and journals. Implementations: memory, SQLite (PostgreSQL follows)."""
 
     durable: bool
-    """True when events survive the process; the engine then stores results in their JSON form."""
+    """True when step results are kept in JSON form (as every store that outlives the process must);
+    the engine then converts results to JSON when journaling and rebuilds them on replay."""
 
     async def open(self) -> None: ...
 

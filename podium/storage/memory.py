@@ -21,7 +21,10 @@ class MemoryStore:
 
     durable = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, json_results: bool = False) -> None:
+        # json_results: keep step results in JSON form and rebuild them on replay, exactly as a durable
+        # store does (used to replay recorded journals).
+        self.durable = json_results
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[Event]] = {}
         self._unique: set[tuple[str, str, str]] = set()

@@ -58,6 +58,7 @@ class Driver(Protocol):
 
     run_id: str
     active: int
+    clock: Callable[[], float]
 
     async def step(
         self,
@@ -206,7 +207,8 @@ class Context:
     def now(self) -> datetime:
         """The current time (UTC), journaled: replay sees the same value."""
         s = _here("ctx.now()")
-        value = self._driver.record(s.next(), "now", lambda: datetime.now(UTC).isoformat())
+        clock = self._driver.clock
+        value = self._driver.record(s.next(), "now", lambda: datetime.fromtimestamp(clock(), UTC).isoformat())
         return datetime.fromisoformat(value)
 
     def uuid(self) -> _uuid.UUID:

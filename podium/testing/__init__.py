@@ -1,0 +1,124 @@
+"""Fakes and helpers for testing flows: they implement Podium's public protocols, no patching needed.
+
+* ``MemoryStore``: the in-memory store (``Client(store=MemoryStore())``).
+* ``ManualClock``: time that moves only when told, so a ``ctx.sleep("7d")`` takes no real time.
+* ``replay``: run a flow against a recorded journal (e.g. from ``podium show RUN --json``); raises
+  ``NondeterminismError`` if today's code would take another path than the recorded run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..engine.worker import Worker
+from ..errors import NondeterminismError, RunFailedError, UsageError
+from ..storage.base import Event, RunRecord
+from ..storage.memory import MemoryStore
+from ..types import Duration, RunStatus, parse_duration
+from ..workflow.flow import Flow, resolve_flow
+
+__all__ = ["ManualClock", "MemoryStore", "replay", "replay_file"]
+
+
+class ManualClock:
+    """A clock for tests: ``clock()`` returns the current fake time; ``advance("10m")`` moves it.
+
+    ```python
+    clock = ManualClock()
+    async with podium.Client(settings, clock=clock) as client:   # settings with hold_seconds=0
+        handle = await client.start(reminder, "ann")             # sleeps for a week
+        clock.advance("7d")                                      # the timer falls due at once
+        await handle.result()
+    ```
+    Workers built with this clock look for due runs whenever it moves.
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else float(start)
+        self._subscribers: list[Callable[[], None]] = []
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, duration: Duration) -> None:
+        """Move time forward by ``duration``."""
+        self._now += parse_duration(duration)
+        for notify in list(self._subscribers):
+            notify()
+
+    def subscribe(self, notify: Callable[[], None]) -> None:
+        self._subscribers.append(notify)
+
+
+def _event(e: Any, run_id: str) -> Event:
+    if isinstance(e, Mapping):
+        return Event(
+            run_id,
+            e["kind"],
+            e.get("position", e.get("step", "")),
+            e.get("name"),
+            e.get("data"),
+            float(e.get("at", 0.0)),
+            int(e.get("seq", 0)),
+        )
+    return Event(run_id, e.kind, e.position, e.name, e.data, e.at, e.seq)
+
+
+async def replay(flow: Flow[Any, Any] | str, journal: Iterable[Any]) -> Any:
+    """Replay ``flow`` against a recorded journal and return the output the code computes.
+
+    ``journal`` holds ``JournalEntry`` objects or their JSON form (``podium show RUN --json``'s
+    ``journal``). No step runs: every effect must come from the journal. Raises ``NondeterminismError``
+    when the code asks for something else, or for more than the journal holds.
+    """
+    fl = resolve_flow(flow)
+    run_id = "replay"
+    events = [_event(e, run_id) for e in journal]
+    start = next((e for e in events if e.kind == "start"), None)
+    if start is None:
+        raise UsageError("the journal has no 'start' event")
+    inputs = (start.data or {}).get("input")
+    inbox = [e for e in events if e.kind not in ("start", "end")]
+    store = MemoryStore(json_results=True)
+    settings = Settings(database_url="memory://", hold_seconds=0)
+    worker = Worker(store, settings, flows=[fl.name], replay_only=True)
+    now = time.time()
+    run = RunRecord(
+        id=run_id,
+        flow=fl.name,
+        status=RunStatus.RUNNING,
+        input=inputs,
+        created_at=now,
+        updated_at=now,
+        lease_owner=worker.owner,
+        lease_until=now + 3600,
+        claims=1,
+    )
+    await store.create_run(run, Event(run_id, "start", "", fl.name, start.data, now))
+    from ..engine.execution import Execution
+
+    ex = Execution(worker, run, fl, [store_e for store_e in await store.load_events(run_id)] + inbox)
+    outcome = await ex.execute()
+    rec = await store.get_run(run_id)
+    assert rec is not None
+    if ex.nondeterminism is not None:
+        raise ex.nondeterminism
+    if outcome == "completed":
+        return fl.output_adapter.validate_python(rec.output)
+    if outcome == "failed":
+        raise RunFailedError(run_id, rec.error or {})
+    raise NondeterminismError(
+        run_id=run_id, position="end", journaled="a finished run", requested=f"the run to stop ({outcome})"
+    )
+
+
+async def replay_file(flow: Flow[Any, Any] | str, path: str | Path) -> Any:
+    """``replay`` with the JSON written by ``podium show RUN --json`` (its ``journal`` list)."""
+    data = json.loads(await asyncio.to_thread(Path(path).read_text))
+    return await replay(flow, data["journal"] if isinstance(data, dict) else data)
