@@ -1,6 +1,6 @@
 """A checkout flow: parallel pricing, an approval for large orders, a durable timer, a payment step.
 
-    podium run examples/checkout.py:checkout --input '{"id": "o-1", "items": ["book", "lamp"]}'
+podium run examples/checkout.py:checkout --input '{"id": "o-1", "items": ["book", "lamp"]}'
 """
 
 from __future__ import annotations

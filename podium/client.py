@@ -400,17 +400,17 @@ class Client:
         comment: str | None,
     ) -> PendingApproval:
         rec = await self._record(run_id)
-        if rec.status.terminal:
-            raise InvalidStateError(f"run {run_id} is {rec.status.value}; it has no pending approval")
         events = await self.store.load_events(run_id)
         decided = {e.step for e in events if e.kind == "decision"}
-        requests = [e for e in events if e.kind == "approval"]
-        pending = [e for e in requests if e.step not in decided and (name is None or e.name == name)]
-        if not pending:
-            if name is not None and any(e.name == name for e in requests):
-                raise InvalidStateError(f"approval {name!r} of run {run_id} was decided already")
+        requests = [e for e in events if e.kind == "approval" and (name is None or e.name == name)]
+        pending = [e for e in requests if e.step not in decided]
+        if not pending or rec.status.terminal:
+            state = f"the run is {rec.status.value}"
+            if requests:
+                which = f"approval {name!r}" if name else "its approval"
+                raise InvalidStateError(f"{which} of run {run_id} was decided already ({state})")
             what = f"an approval named {name!r}" if name else "a pending approval"
-            raise InvalidStateError(f"run {run_id} ({rec.status.value}) is not waiting for {what}")
+            raise InvalidStateError(f"run {run_id} is not waiting for {what} ({state})")
         if len(pending) > 1 and name is None:
             names = ", ".join(sorted({e.name or "" for e in pending}))
             raise UsageError(f"run {run_id} waits for several approvals ({names}); name the one to decide")
