@@ -112,7 +112,7 @@ def test_enqueue_then_worker_then_approve_from_the_cli(tmp_path: Path) -> None:
         assert "approved" in text.stdout and "spend" in text.stdout
     finally:
         worker.terminate()
-        out, err = worker.communicate(timeout=20)
+        _out, err = worker.communicate(timeout=20)
     assert worker.returncode == 0, err
     assert "releasing held runs" in err
 
