@@ -214,6 +214,8 @@ class Worker:
 
     # -- executions ---------------------------------------------------------------------------
     async def _launch(self, run: RunRecord, events: list[Event] | None = None) -> None:
+        if run.id in self.executions:  # our own run, re-claimed after a late heartbeat: keep the one we have
+            return
         flow = self.flows().get(run.flow)
         if flow is None:  # raced with a registry change; let the lease lapse for another worker
             return

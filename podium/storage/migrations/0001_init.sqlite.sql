@@ -24,7 +24,7 @@ CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
 
 CREATE TABLE events (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq    INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: it costs a write to sqlite_sequence per event
     run_id TEXT NOT NULL,
     kind   TEXT NOT NULL,
     step   TEXT NOT NULL,
