@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from .config import Settings
 from .engine.timeline import TimelineRow, timeline
-from .engine.worker import Worker
+from .engine.worker import Worker, cancel_children
 from .errors import (
     InvalidStateError,
     RunCancelledError,
@@ -295,7 +295,7 @@ class Client:
     def _outcome(self, rec: RunRecord) -> Any:
         if rec.status is RunStatus.COMPLETED:
             fl = registered().get(rec.flow)
-            if fl is not None and self.store.durable:
+            if fl is not None:  # outputs are stored in JSON form: rebuild the annotated type
                 return fl.output_adapter.validate_python(rec.output)
             return rec.output
         if rec.status is RunStatus.CANCELLED:
@@ -334,6 +334,7 @@ class Client:
             raise
         if await self.store.cancel_idle(run_id, now=self.clock()):
             self._finished(run_id, "cancelled")
+            await cancel_children(self.store, run_id, self.clock())
         return await self.get(run_id)
 
     async def signal(self, run_id: str, name: str, payload: JSON = None, *, key: str | None = None) -> bool:

@@ -39,7 +39,16 @@ async def client(store_url: str) -> AsyncIterator[podium.Client]:
     try:
         yield c
     finally:
-        await c.close()
+        await close_within(c)
+
+
+async def close_within(client: podium.Client, seconds: float = 10.0) -> None:
+    """Close ``client``; fail (instead of hanging the suite) if a run's task never lets go."""
+    try:
+        async with asyncio.timeout(seconds):
+            await client.close()
+    except TimeoutError:
+        pytest.fail(f"client.close() did not return within {seconds}s: a run's task is stuck")
 
 
 async def eventually(

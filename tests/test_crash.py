@@ -317,12 +317,12 @@ def test_two_workers_one_killed(tmp_path: Path, spawn: Callable[..., App], rng: 
     lines = read_ledger(ledger)
     found = check_ledger(lines, results, {victim.pid})
     print(f"killed 1: {found}")
-    assert found.interrupted, "the victim had no step in flight"
+    assert found.interrupted or found.lost, "the victim had no step in flight"
     taken_over = [
         run_id
         for run_id, rs in results.items()
-        if {r["pid"] for r in rs} == {victim.pid, survivor.pid}
-        or any(pid == victim.pid and rid == run_id for pid, rid, _ in found.interrupted)
+        if any(line.pid == victim.pid and line.run_id == run_id for line in lines)
+        and any(r["pid"] == survivor.pid for r in rs)
     ]
     assert taken_over, "the survivor took over no run of the killed worker"
     assert {r["pid"] for rs in results.values() for r in rs} <= {victim.pid, survivor.pid}

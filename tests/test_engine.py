@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import WAIT_SECONDS, eventually, settings_for, wait_approval, wait_status
+from conftest import WAIT_SECONDS, close_within, eventually, settings_for, wait_approval, wait_status
 from pydantic import BaseModel
 
 import podium
@@ -136,7 +136,9 @@ async def _pydantic_round_trip(url: str) -> None:
         assert isinstance(result, Receipt)
         assert result == Receipt(order_id="o-1", charged=67.5, lines=["book", "lamp"])
         # the input arrives as the model, the replayed step result and the child's output are models too
-        assert seen == ["Order", "Receipt", "Order", "Receipt", "Receipt"]
+        # (the flow is replayed after the approval and again after the child: how often depends on timing)
+        assert seen[:2] == ["Order", "Receipt"] and seen[-1] == "Receipt"
+        assert set(seen) == {"Order", "Receipt"} and len(seen) in (5, 7)
         run = await client.get(handle.id)
         assert run.input == {"id": "o-1", "items": ["book", "lamp"], "total": 67.5}
         assert run.output == {"order_id": "o-1", "charged": 67.5, "lines": ["book", "lamp"]}
@@ -336,16 +338,22 @@ async def test_durable_timer_survives_leaving_memory(store_url: str) -> None:
     async def flow(ctx: podium.Context) -> str:
         nonlocal runs
         runs += 1
-        await ctx.sleep(0.2)
+        await ctx.sleep(0.5)
         return "woke"
 
     settings = settings_for(store_url).with_(hold_seconds=0)  # every timer releases the run
-    async with podium.Client(settings) as client:
+    client = podium.Client(settings)
+    await client.open()
+    try:
         handle = await client.start(flow)
+        waiting = await wait_status(client, handle.id, RunStatus.WAITING)  # out of memory, in the store
+        assert waiting.wake_at is not None
         assert await handle.result(timeout=WAIT_SECONDS) == "woke"
         journal = await client.journal(handle.id)
+    finally:
+        await close_within(client)
     (timer,) = [e for e in journal if e.kind == "timer"]
-    assert timer.data["seconds"] == 0.2
+    assert timer.data["seconds"] == 0.5 and timer.data["fire_at"] == waiting.wake_at
     assert runs == 2  # executed, suspended, replayed when the timer fell due
 
 
@@ -776,7 +784,7 @@ async def test_bad_input_is_a_clear_error_without_state_change(client: podium.Cl
     async def no_input(ctx: podium.Context) -> str:
         return "x"
 
-    with pytest.raises(podium.UnknownFlowError, match="engine.does_not_exist"):
+    with pytest.raises(podium.UnknownFlowError, match=r"engine\.does_not_exist"):
         await client.start("engine.does_not_exist", {})
     with pytest.raises(podium.InvalidInputError, match="total"):
         await client.start(typed, {"id": "o", "items": []})

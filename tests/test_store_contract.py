@@ -133,7 +133,12 @@ async def test_get_run_roundtrips_fields(store: Store) -> None:
     await create(store, "r1", flow="shop", key="k", input={"items": ["x", 2, None]}, parent=("p", "3"))
     run = await store.get_run("r1")
     assert run is not None
-    assert (run.flow, run.status, run.key, run.input) == ("shop", RunStatus.PENDING, "k", {"items": ["x", 2, None]})
+    assert (run.flow, run.status, run.key, run.input) == (
+        "shop",
+        RunStatus.PENDING,
+        "k",
+        {"items": ["x", 2, None]},
+    )
     assert (run.parent_id, run.parent_step, run.created_at, run.inbox_seq) == ("p", "3", T0, 0)
     assert await store.get_run("nope") is None
 
@@ -269,6 +274,28 @@ async def test_commit_in_a_group_is_fenced_per_run(store: Store) -> None:
     assert theirs is not None and theirs.lease_owner == "w2"
 
 
+async def test_write_colliding_with_the_journal_is_refused_whole(store: Store) -> None:
+    """A write whose events hit journaled positions (another worker got there first) writes nothing."""
+    await create(store, "r1")
+    await held(store, "r1")
+    first = Write("r1", [Event("r1", "step", "0", "s", {"result": "first"})])
+    assert await commit1(store, "w1", first) is Outcome.OK
+    clash = Write(
+        "r1",
+        [
+            Event("r1", "step", "1", "t", {"result": "new"}),
+            Event("r1", "step", "0", "s", {"result": "again"}),
+        ],
+        transition=Transition.COMPLETE,
+        output="x",
+    )
+    assert await commit1(store, "w1", clash) is Outcome.LEASE_LOST
+    assert await kinds(store, "r1") == [("start", ""), ("step", "0")]
+    assert [e.data for e in await store.load_events("r1") if e.kind == "step"] == [{"result": "first"}]
+    run = await store.get_run("r1")
+    assert run is not None and (run.status, run.output) == (RunStatus.RUNNING, None)
+
+
 async def test_terminal_commit_sets_output_and_releases(store: Store) -> None:
     await create(store, "ok")
     await held(store, "ok")
@@ -366,7 +393,9 @@ async def _parent_waiting_for_child(store: Store) -> None:
 
 
 @pytest.mark.parametrize("transition", [Transition.COMPLETE, Transition.FAIL, Transition.CANCEL])
-async def test_child_end_is_journaled_in_the_parent_and_wakes_it(store: Store, transition: Transition) -> None:
+async def test_child_end_is_journaled_in_the_parent_and_wakes_it(
+    store: Store, transition: Transition
+) -> None:
     await _parent_waiting_for_child(store)
     await held(store, "child", "w2")
     error = None if transition is Transition.COMPLETE else {"type": "X", "message": "x", "retryable": False}
@@ -503,7 +532,11 @@ async def test_pending_approvals(store: Store) -> None:
     await ask("r1", ["refund", "email"], T0)
     await ask("r2", ["deploy"], T0 + 1)
     got = await store.pending_approvals()
-    assert [(r.id, e.name, e.step) for r, e in got] == [("r1", "refund", "0"), ("r1", "email", "1"), ("r2", "deploy", "0")]
+    assert [(r.id, e.name, e.step) for r, e in got] == [
+        ("r1", "refund", "0"),
+        ("r1", "email", "1"),
+        ("r2", "deploy", "0"),
+    ]
     assert got[0][1].data == {"payload": {"n": "refund"}}
     assert got[0][0].status is RunStatus.WAITING
     assert len(await store.pending_approvals(limit=1)) == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..errors import StoreError
 from ..storage.base import Outcome, Transition, Write
 
 if TYPE_CHECKING:
@@ -69,7 +68,7 @@ class Committer:
                 now=now,
                 lease_until=now + self.worker.settings.lease_seconds,
             )
-        except (StoreError, OSError) as exc:
+        except Exception as exc:  # never leave a waiter hanging: those runs stop and are retried later
             self.worker.log_store_error(exc)
             for ex, _, _ in work:
                 ex.stop("store")

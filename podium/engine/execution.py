@@ -49,6 +49,7 @@ class _Wait:
     future: asyncio.Future[Any]
     name: str = ""
     fire_at: float | None = None
+    woken: bool = False
 
 
 class Execution:
@@ -85,6 +86,7 @@ class Execution:
         self.loop = asyncio.get_running_loop()
         for e in events:
             self._index(e)
+        self.has_children = any(e.kind == "child" for e in self.positions.values())
 
     # -- journal index ------------------------------------------------------------------------
     def _index(self, e: Event) -> None:
@@ -114,17 +116,26 @@ class Execution:
 
     def _resolve(self, sid: str, kind: str, value: Any) -> None:
         w = self.waits.get(sid)
-        if w is not None and w.kind == kind and not w.future.done():
+        if w is not None and w.kind == kind:
+            self._wake(w, value)
+
+    def _wake(self, w: _Wait, value: Any) -> None:
+        """Answer a wait. Its branch counts as active from this moment, not from when it resumes, so the
+        run cannot be suspended in between (that would strand an answer already consumed)."""
+        if not w.future.done():
             w.future.set_result(value)
+            w.woken = True
+            self.blocked -= 1
+            self.active += 1
 
     def _match_signals(self) -> None:
-        for w in self.waits.values():
+        for w in list(self.waits.values()):
             if w.kind != "signal" or w.future.done():
                 continue
             sig = self._next_signal(w.name)
             if sig is not None:
                 self.consumed.add(sig.seq)
-                w.future.set_result(sig)
+                self._wake(w, sig)
 
     def _next_signal(self, name: str) -> Event | None:
         for s in self.signals:
@@ -324,20 +335,22 @@ class Execution:
     # -- Driver: waiting ----------------------------------------------------------------------
     async def _block(self, sid: str, kind: str, name: str = "", fire_at: float | None = None) -> Any:
         fut: asyncio.Future[Any] = self.loop.create_future()
-        self.waits[sid] = _Wait(kind, fut, name, fire_at)
-        handle = None
-        if fire_at is not None:
-            handle = self.loop.call_later(max(0.0, fire_at - self._now()), _set_if_pending, fut)
-        if kind == "signal":
-            self._match_signals()
+        w = _Wait(kind, fut, name, fire_at)
+        self.waits[sid] = w
         self.blocked += 1
         self.active -= 1
+        handle = None
+        if fire_at is not None:
+            handle = self.loop.call_later(max(0.0, fire_at - self._now()), self._wake, w, None)
+        if kind == "signal":
+            self._match_signals()
         self.settle()
         try:
             return await fut
         finally:
-            self.blocked -= 1
-            self.active += 1
+            if not w.woken:  # cancelled while waiting
+                self.blocked -= 1
+                self.active += 1
             self.waits.pop(sid, None)
             if handle is not None:
                 handle.cancel()
@@ -395,6 +408,7 @@ class Execution:
 
     async def child(self, sid: str, flow: Flow[Any, Any], input: Any) -> Any:
         ev = self._journaled(sid, "child", flow.name)
+        self.has_children = True
         if ev is None:
             child = await self.worker.start_child(self.run, sid, flow, input)
             self._append("child", sid, flow.name, {"run_id": child.id})
@@ -406,7 +420,7 @@ class Execution:
         d = done.data
         if d["status"] == "completed":
             out = d.get("output")
-            return flow.output_adapter.validate_python(out) if self.durable else out
+            return flow.output_adapter.validate_python(out)  # outputs are stored in JSON form
         if d["status"] == "cancelled":
             raise RunCancelledError(d["run_id"])
         raise RunFailedError(d["run_id"], d.get("error") or {})
@@ -417,12 +431,17 @@ class Execution:
             self._settling = True
             self.loop.call_soon(self._check_quiescent)
 
+    def _quiescent(self) -> bool:
+        return self.active <= 0 and self.blocked > 0 and self.stop_reason is None
+
     def _check_quiescent(self) -> None:
         self._settling = False
-        if self.active <= 0 and self.blocked > 0 and self.stop_reason is None:
+        if self._quiescent():
             self.loop.create_task(self._suspend())
 
     async def _suspend(self) -> None:
+        if not self._quiescent():
+            return
         timers = [w.fire_at for w in self.waits.values() if w.fire_at is not None and not w.future.done()]
         if self.run.deadline is not None:
             timers.append(self.run.deadline)
@@ -543,13 +562,10 @@ class Execution:
             data["error"] = error
         self.buffer.append(Event(self.run_id, "end", "", None, data, self._now()))
         await self.flush(Write(self.run_id, transition=transition, output=output, error=error))
+        if self.has_children:
+            await self.worker.cancel_children(self.run_id)  # no orphans: a child outlives no parent
         return transition.value
 
 
 def _cancelled() -> dict[str, Any]:
     return {"type": "Cancelled", "message": "cancelled", "retryable": False}
-
-
-def _set_if_pending(fut: asyncio.Future[Any]) -> None:
-    if not fut.done():
-        fut.set_result(None)

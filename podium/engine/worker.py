@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ..config import Settings
+from ..errors import InvalidStateError, StoreError
 from ..storage.base import Event, RunRecord, Store
 from ..types import Clock, RunStatus, new_id
 from ..workflow.flow import Flow, registered
@@ -270,5 +271,25 @@ class Worker:
         rec, _ = await self.store.create_run(run, Event(run.id, "start", "", flow.name, {"input": data}, now))
         return rec
 
+    async def cancel_children(self, run_id: str) -> None:
+        """Cancel the unfinished child runs of a run that ended (and, for idle ones, their children)."""
+        await cancel_children(self.store, run_id, self.clock())
+
     def log_store_error(self, exc: BaseException) -> None:
-        log.warning("store error (runs will be retried): %s", exc)
+        if isinstance(exc, StoreError | OSError):
+            log.warning("store error (runs will be retried): %s", exc)
+        else:
+            log.error("journal commit failed (runs will be retried): %r", exc, exc_info=exc)
+
+
+async def cancel_children(store: Store, run_id: str, now: float) -> None:
+    """Ask every unfinished child of ``run_id`` to cancel. Idle children are cancelled at once (and so,
+    recursively, their children); running ones are cancelled by their worker, which cascades further."""
+    live = [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING]
+    for child in await store.list_runs(parent_id=run_id, status=live, limit=1000):
+        try:
+            await store.deliver(Event(child.id, "cancel", "", None, None, now), now=now)
+        except InvalidStateError:
+            continue  # it finished meanwhile
+        if await store.cancel_idle(child.id, now=now):
+            await cancel_children(store, child.id, now)

@@ -148,10 +148,11 @@ class MemoryStore:
         run.lease_owner = None
         run.lease_until = None
         run.wake_at = None
-        if run.parent_id is not None and run.parent_step is not None:
+        parent = None if run.parent_id is None else self._runs.get(run.parent_id)
+        if parent is not None and run.parent_step is not None and not parent.status.terminal:
             self._deliver(
                 Event(
-                    run.parent_id,
+                    parent.id,
                     "child_done",
                     run.parent_step,
                     name=run.flow,
@@ -169,9 +170,11 @@ class MemoryStore:
             if run is None or run.lease_owner != owner or run.status is not RunStatus.RUNNING:
                 outcomes.append(Outcome.LEASE_LOST)
                 continue
+            if any((e.run_id, e.kind, e.step) in self._unique for e in w.events):
+                outcomes.append(Outcome.LEASE_LOST)  # someone else journaled this position: write nothing
+                continue
             for e in w.events:
-                if not self._append(e, now):
-                    raise InvalidStateError(f"duplicate journal event {e.kind} {e.step} in run {e.run_id}")
+                self._append(e, now)
             t = w.transition
             if t is Transition.NONE:
                 pass

@@ -24,8 +24,8 @@ _RUN_COLS = (
 )
 _EVENT_COLS = "seq, run_id, kind, step, name, data, at"
 _RUNNABLE = (
-    "(status = 'pending' OR (status = 'waiting' AND wake_at <= :now) "
-    "OR (status = 'running' AND lease_until < :now))"
+    "status IN ('pending', 'waiting', 'running') AND (status = 'pending' "
+    "OR (status = 'waiting' AND wake_at <= :now) OR (status = 'running' AND lease_until < :now))"
 )
 _TERMINAL_STATUS = {
     Transition.COMPLETE: RunStatus.COMPLETED,
@@ -274,6 +274,18 @@ class SQLiteStore:
         cur = db.executemany(sql, [(e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at) for e in events])
         return cur.rowcount
 
+    def _insert_all(self, db: sqlite3.Connection, events: Sequence[Event], now: float) -> bool:
+        """Insert all of ``events`` or none of them (False when one exists already)."""
+        if len(events) == 1:
+            return self._insert(db, events, now) == 1
+        db.execute("SAVEPOINT events")
+        if self._insert(db, events, now) != len(events):
+            db.execute("ROLLBACK TO events")
+            db.execute("RELEASE events")
+            return False
+        db.execute("RELEASE events")
+        return True
+
     def _finish(
         self, db: sqlite3.Connection, run_id: str, status: RunStatus, output: Any, error: Any, now: float
     ) -> None:
@@ -284,8 +296,10 @@ class SQLiteStore:
             (status.value, _dump(output), _dump(error), now, now, run_id),
         ).fetchone()
         if row is not None and row[0] is not None and row[1] is not None:
-            data = {"run_id": run_id, "status": status.value, "output": output, "error": error}
-            self._deliver(db, Event(row[0], "child_done", row[1], name=row[2], data=data), now)
+            parent = db.execute("SELECT status FROM runs WHERE id = ?", (row[0],)).fetchone()
+            if parent is not None and not RunStatus(parent[0]).terminal:  # a finished parent needs no news
+                data = {"run_id": run_id, "status": status.value, "output": output, "error": error}
+                self._deliver(db, Event(row[0], "child_done", row[1], name=row[2], data=data), now)
 
     async def commit(
         self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
@@ -301,7 +315,7 @@ class SQLiteStore:
                 if held is None:
                     outcomes.append(Outcome.LEASE_LOST)
                     continue
-                if w.events and self._insert(db, w.events, now) != len(w.events):
+                if w.events and not self._insert_all(db, w.events, now):
                     outcomes.append(Outcome.LEASE_LOST)  # someone else journaled this position
                     continue
                 t = w.transition

@@ -194,7 +194,12 @@ class Context:
         if not isinstance(name, str) or not name:
             raise UsageError("ctx.step needs a non-empty name")
         if isinstance(fn, StepFunction):
-            options = make_options(name, retries, timeout) if (retries or timeout) else fn.options
+            base = fn.options  # the decorated step's retries/timeout, unless given here; always this name
+            options = make_options(
+                name,
+                base.retry if retries is None else retries,
+                base.timeout if timeout is None else timeout,
+            )
             is_async = fn.is_async
             fn = fn.fn
         else:
