@@ -16,11 +16,12 @@ import builtins
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .config import Settings
+from .engine.codec import to_json
 from .engine.timeline import TimelineRow, timeline
 from .engine.worker import Worker, cancel_children
 from .errors import (
@@ -345,8 +346,6 @@ class Client:
         if not isinstance(name, str) or not name:
             raise UsageError("a signal needs a non-empty name")
         await self._record(run_id)
-        from .engine.codec import to_json
-
         try:
             data = {"payload": to_json(payload)}
         except Exception as exc:
@@ -418,8 +417,6 @@ class Client:
         target = pending[0]
         data: dict[str, Any] = {"approved": approved, "by": by, "comment": comment, "edited": False}
         if payload is not _UNSET:
-            from .engine.codec import to_json
-
             try:
                 data["payload"] = to_json(payload)
             except Exception as exc:
@@ -437,14 +434,15 @@ class Client:
         """The run's journal, in order."""
         await self._record(run_id)
         return [
-            JournalEntry(e.seq, e.kind, e.step, e.name, e.data, e.at)
+            JournalEntry(e.seq, e.kind, e.step, e.name, to_json(e.data), e.at)  # JSON from every store
             for e in await self.store.load_events(run_id)
         ]
 
     async def timeline(self, run_id: str) -> builtins.list[TimelineRow]:
         """The run's positions with outcomes, durations, attempts and errors."""
         await self._record(run_id)
-        return timeline(await self.store.load_events(run_id), now=self.clock())
+        events = await self.store.load_events(run_id)
+        return timeline([replace(e, data=to_json(e.data)) for e in events], now=self.clock())
 
 
 def run(

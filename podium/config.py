@@ -7,13 +7,17 @@
 | ``PODIUM_POLL_SECONDS`` | ``1.0`` | how often an idle worker looks for runnable runs |
 | ``PODIUM_HOLD_SECONDS`` | ``2.0`` | shorter timers wait in memory; longer ones release the run |
 | ``PODIUM_CONCURRENCY`` | ``100`` | runs one worker executes at once |
+| ``PODIUM_CONFIG`` | ``podium.toml`` | the configuration file (models, ...), if it exists |
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .types import parse_duration
@@ -30,6 +34,8 @@ class Settings:
     poll_seconds: float = 1.0
     hold_seconds: float = 2.0
     concurrency: int = 100
+    config: Mapping[str, Any] = field(default_factory=dict)
+    """The parsed configuration file (``podium.toml``): ``models`` and future sections."""
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("sqlite://", "memory://")):
@@ -66,9 +72,30 @@ class Settings:
                 values["concurrency"] = int(raw)
             except ValueError:
                 raise ConfigError(f"PODIUM_CONCURRENCY={raw!r} is not an integer") from None
+        path = Path(env.get("PODIUM_CONFIG", "podium.toml"))
+        if path.is_file():
+            values["config"] = load_config(path)
+        elif "PODIUM_CONFIG" in env:
+            raise ConfigError(f"PODIUM_CONFIG={str(path)!r}: no such file")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Parse a ``podium.toml``; ``ConfigError`` with the line on a syntax error."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def secret(name: str) -> str | None:
+    """The value of environment variable ``name`` (API keys are read here, when a call needs them)."""
+    return os.environ.get(name)

@@ -12,7 +12,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import RunError, StepTimeoutError
 
-_ADAPTERS: dict[Callable[..., Any], TypeAdapter[Any] | None] = {}
+_ADAPTERS: dict[object, TypeAdapter[Any] | None] = {}
 
 
 def to_json(value: Any) -> Any:
@@ -22,8 +22,9 @@ def to_json(value: Any) -> Any:
 
 def result_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
     """A validator for ``fn``'s return annotation, or None when it has none worth validating."""
+    key = getattr(fn, "__code__", fn)  # closures made by one `def` share it: one adapter, no leak
     try:
-        return _ADAPTERS[fn]
+        return _ADAPTERS[key]
     except KeyError:
         pass
     adapter: TypeAdapter[Any] | None = None
@@ -36,7 +37,7 @@ def result_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
             adapter = TypeAdapter(hint)
         except Exception:
             adapter = None
-    _ADAPTERS[fn] = adapter
+    _ADAPTERS[key] = adapter
     return adapter
 
 

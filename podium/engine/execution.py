@@ -58,6 +58,7 @@ class Execution:
     def __init__(self, worker: Worker, run: RunRecord, flow: Flow[Any, Any], events: list[Event]) -> None:
         self.worker = worker
         self.clock = worker.clock
+        self.models = worker.models
         self.store = worker.store
         self.durable = worker.store.durable
         self.run = run

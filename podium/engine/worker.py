@@ -67,6 +67,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._loops: list[asyncio.Task[None]] = []
         self.committer = Committer(self)
+        self._models: Any = None
         self.finished = 0
         self._stopping = False
 
@@ -97,6 +98,8 @@ class Worker:
         tasks = list(self._tasks.values())
         if tasks:
             await asyncio.wait(tasks)
+        if self._models is not None:
+            await self._models.aclose()  # HTTP connection pools of model providers
 
     async def run_forever(self) -> None:
         """Start and keep running until cancelled (``podium worker``)."""
@@ -105,6 +108,15 @@ class Worker:
             await asyncio.gather(*self._loops)
         finally:
             await self.stop()
+
+    @property
+    def models(self) -> Any:
+        """The named models flows reach with ``ctx.model`` (``podium.models.Models``), built on first use."""
+        if self._models is None:
+            from ..models.registry import Models
+
+            self._models = Models.from_config(self.settings.config)
+        return self._models
 
     def flows(self) -> dict[str, Flow[Any, Any]]:
         known = registered()

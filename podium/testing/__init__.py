@@ -2,6 +2,7 @@
 
 * ``MemoryStore``: the in-memory store (``Client(store=MemoryStore())``).
 * ``ManualClock``: time that moves only when told, so a ``ctx.sleep("7d")`` takes no real time.
+* ``FakeOpenAIServer``: a real OpenAI-compatible HTTP server on 127.0.0.1 with scripted answers and faults.
 * ``replay``: run a flow against a recorded journal (e.g. from ``podium show RUN --json``); raises
   ``NondeterminismError`` if today's code would take another path than the recorded run.
 """
@@ -22,8 +23,9 @@ from ..storage.base import Event, RunRecord
 from ..storage.memory import MemoryStore
 from ..types import Duration, RunStatus, parse_duration
 from ..workflow.flow import Flow, resolve_flow
+from .fake_openai import FakeOpenAIServer
 
-__all__ = ["ManualClock", "MemoryStore", "replay", "replay_file"]
+__all__ = ["FakeOpenAIServer", "ManualClock", "MemoryStore", "replay", "replay_file"]
 
 
 class ManualClock:

@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - other interpreters
     _current_task = asyncio.current_task
 
 if TYPE_CHECKING:
+    from ..models.handle import ModelHandle
     from .flow import Flow
 
 T = TypeVar("T")
@@ -59,6 +60,7 @@ class Driver(Protocol):
     run_id: str
     active: int
     clock: Callable[[], float]
+    models: Any  # podium.models.Models, created by the worker from settings
 
     async def step(
         self,
@@ -253,6 +255,26 @@ class Context:
             raise UsageError("an approval needs a non-empty name")
         s = _here("ctx.approval()")
         return await self._driver.approval(s.next(), name, payload)
+
+    # -- models -------------------------------------------------------------------------------
+    def model(self, name: str = "default") -> ModelHandle:
+        """A named model (see ``podium.toml``); every call on it is a journaled step.
+
+        ```python
+        label = await ctx.model("fast").classify(text, labels=["refund", "bug", "question"])
+        reply = await ctx.model("smart").generate(prompt, system="Be brief.", output=Reply)
+        ```
+        """
+        from ..models.handle import ModelHandle
+
+        return ModelHandle(self, self._driver.models, name)
+
+    async def embed(self, texts: str | list[str], *, model: str = "embed", query: bool = False) -> Any:
+        """Embedding vector(s) of ``texts`` (a vector for a string, a list for a list), as one step.
+        ``query=True`` embeds search queries (e5 models embed queries and passages differently)."""
+        from ..models.handle import embed
+
+        return await embed(self, self._driver.models, texts, model=model, query=query)
 
     # -- composition --------------------------------------------------------------------------
     async def gather(self, *aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:

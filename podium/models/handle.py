@@ -1,0 +1,279 @@
+"""``ctx.model(name)``: model calls as journaled steps.
+
+Each call is one step named ``model:<name>`` whose journaled result is the ``Completion`` (text, tool calls,
+tokens, cost, latency). On replay the completion comes from the journal, so a crashed run never pays for
+the same call twice and always sees the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ..errors import UsageError
+from .errors import ModelOutputError
+from .types import Completion, Embedding, Message, ModelRequest
+
+if TYPE_CHECKING:
+    from ..workflow.context import Context
+    from .registry import Models
+
+T = TypeVar("T")
+
+REPAIRS = 2
+"""How often a structured answer that does not validate is sent back to the model for repair."""
+
+
+def _messages(prompt: str | Sequence[Message | dict[str, Any]], system: str | None) -> list[Message]:
+    if isinstance(prompt, str):
+        msgs = [Message(role="user", content=prompt)]
+    else:
+        msgs = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+    if system:
+        msgs.insert(0, Message(role="system", content=system))
+    if not msgs:
+        raise UsageError("a model call needs a prompt or at least one message")
+    return msgs
+
+
+def _schema(output: Any) -> tuple[TypeAdapter[Any], dict[str, Any]]:
+    adapter = TypeAdapter(output)
+    return adapter, adapter.json_schema()
+
+
+def _extract_json(text: str) -> str:
+    """The JSON object in a model's answer (models like to wrap it in prose or code fences)."""
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        return text[start : end + 1]
+    return text
+
+
+class ModelHandle:
+    """A named model inside a flow. Get it with ``ctx.model("fast")``."""
+
+    def __init__(self, ctx: Context, models: Models, name: str) -> None:
+        self._ctx = ctx
+        self._models = models
+        self.name = name
+        self.spec = models.spec(name)
+        if self.spec.kind != "chat":
+            raise UsageError(f"model {name!r} is an embedding model; use ctx.embed(texts, model={name!r})")
+
+    async def _complete(self, request: ModelRequest, adapter: TypeAdapter[Any] | None) -> Completion:
+        spec, models = self.spec, self._models
+
+        async def call() -> Completion:
+            provider = models.provider(spec)
+            completion: Completion = await provider.complete(spec, request)
+            if adapter is None:
+                return completion
+            attempts, messages, total = 0, list(request.messages), completion
+            while True:
+                try:
+                    adapter.validate_json(_extract_json(completion.text))
+                    completion.text = _extract_json(completion.text)
+                    break
+                except ValidationError as exc:
+                    attempts += 1
+                    if attempts > REPAIRS:
+                        raise ModelOutputError(
+                            f"model {spec.name!r} did not produce valid output after {attempts} tries: "
+                            f"{exc.errors()[0]['msg']}",
+                            retryable=False,
+                        ) from None
+                    messages += [
+                        Message(role="assistant", content=completion.text),
+                        Message(
+                            role="user",
+                            content=f"That is not valid: {exc.errors()[0]['msg']}. "
+                            "Answer again with only the JSON object.",
+                        ),
+                    ]
+                    completion = await provider.complete(
+                        spec, request.model_copy(update={"messages": messages})
+                    )
+                    total.usage.input_tokens += completion.usage.input_tokens
+                    total.usage.output_tokens += completion.usage.output_tokens
+            completion.usage = total.usage
+            completion.cost = spec.cost(total.usage.input_tokens, total.usage.output_tokens)
+            completion.attempts = attempts + 1
+            return completion
+
+        result: Completion = await self._ctx.step(f"model:{self.name}", call)
+        return result
+
+    @overload
+    async def generate(
+        self,
+        prompt: str | Sequence[Message | dict[str, Any]],
+        *,
+        system: str | None = ...,
+        output: None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+    ) -> str: ...
+    @overload
+    async def generate(
+        self,
+        prompt: str | Sequence[Message | dict[str, Any]],
+        *,
+        system: str | None = ...,
+        output: type[T],
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+    ) -> T: ...
+
+    async def generate(
+        self,
+        prompt: str | Sequence[Message | dict[str, Any]],
+        *,
+        system: str | None = None,
+        output: Any = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Any:
+        """The model's answer to ``prompt`` (a string or messages): text, or with ``output=Model`` a
+        validated instance (the model is asked for JSON matching the schema and repaired if it misses)."""
+        adapter, schema = _schema(output) if output is not None else (None, None)
+        request = ModelRequest(
+            messages=_messages(prompt, system),
+            temperature=temperature,
+            max_tokens=max_tokens,
+            json_schema=schema,
+        )
+        completion = await self._complete(request, adapter)
+        if adapter is None:
+            return completion.text
+        return adapter.validate_json(completion.text)
+
+    async def chat(
+        self,
+        messages: Sequence[Message | dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] = (),
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        """One chat turn; the full ``Completion`` (text, tool calls, usage, cost)."""
+        request = ModelRequest(
+            messages=_messages(messages, None),
+            tools=list(tools),
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+        return await self._complete(request, None)
+
+    async def classify(self, text: str, labels: Sequence[str], *, instructions: str | None = None) -> str:
+        """The one label of ``labels`` that fits ``text`` best."""
+        options = [str(label) for label in labels]
+        if len(options) < 2 or len(set(options)) != len(options):
+            raise UsageError("classify needs at least two distinct labels")
+        if self.spec.provider == "function":  # an estimator answers with the label itself
+            completion = await self._complete(ModelRequest(messages=_messages(text, None)), None)
+            return self._pick(completion.text, options)
+        schema = {
+            "type": "object",
+            "properties": {"label": {"type": "string", "enum": options}},
+            "required": ["label"],
+        }
+        system = (
+            (instructions or "Classify the user's text.")
+            + ' Answer with JSON: {"label": one of '
+            + json.dumps(options)
+            + "}."
+        )
+        request = ModelRequest(
+            messages=_messages(text, system), temperature=0.0, max_tokens=32, json_schema=schema
+        )
+        completion = await self._complete(request, _label_adapter(options))
+        return str(json.loads(completion.text)["label"])
+
+    def _pick(self, answer: str, options: list[str]) -> str:
+        low = answer.strip().lower()
+        for label in options:
+            if low == label.lower():
+                return label
+        for label in options:
+            if label.lower() in low:
+                return label
+        raise ModelOutputError(
+            f"model {self.name!r} answered {answer!r}, not one of {options}", retryable=False
+        )
+
+    async def stream(
+        self,
+        prompt: str | Sequence[Message | dict[str, Any]],
+        *,
+        on_token: Callable[[str], Any],
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> str:
+        """Generate text, calling ``on_token`` with each piece as it arrives; returns (and journals) the
+        whole text. On replay the text comes from the journal and ``on_token`` is not called."""
+        spec, models = self.spec, self._models
+        request = ModelRequest(
+            messages=_messages(prompt, system), temperature=temperature, max_tokens=max_tokens
+        )
+
+        async def call() -> Completion:
+            import time
+
+            started = time.perf_counter()
+            parts: list[str] = []
+            async for piece in models.provider(spec).stream(spec, request):
+                parts.append(piece)
+                out = on_token(piece)
+                if hasattr(out, "__await__"):
+                    await out
+            from .types import Usage, estimate_tokens
+
+            text = "".join(parts)
+            u = Usage(
+                input_tokens=sum(estimate_tokens(m.content) for m in request.messages),
+                output_tokens=estimate_tokens(text),
+                estimated=True,
+            )
+            return Completion(
+                model=spec.model,
+                provider=spec.provider,
+                text=text,
+                usage=u,
+                cost=spec.cost(u.input_tokens, u.output_tokens),
+                latency=time.perf_counter() - started,
+            )
+
+        completion: Completion = await self._ctx.step(f"model:{self.name}", call)
+        return completion.text
+
+
+def _label_adapter(labels: list[str]) -> TypeAdapter[Any]:
+    """Validates ``{"label": <one of the labels>}``."""
+    from typing import Literal
+
+    class Label(BaseModel):
+        label: Literal[tuple(labels)]  # type: ignore[valid-type]
+
+    return TypeAdapter(Label)
+
+
+async def embed(ctx: Context, models: Models, texts: str | Sequence[str], *, model: str, query: bool) -> Any:
+    """``ctx.embed``: one journaled step; a vector for a string, a list of vectors for a list."""
+    single = isinstance(texts, str)
+    items = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+    if not items:
+        return []
+    spec = models.spec(model)
+    if spec.kind != "embedding":
+        raise UsageError(f'model {model!r} is a chat model; configure kind = "embedding" to embed with it')
+
+    async def call() -> Embedding:
+        result: Embedding = await models.provider(spec).embed(spec, items, query=query)
+        return result
+
+    result: Embedding = await ctx.step(f"embed:{model}", call)
+    return result.vectors[0] if single else result.vectors

@@ -1,0 +1,25 @@
+"""One module per model API. Each provider turns a ``ModelRequest`` into a ``Completion``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from ..spec import ModelSpec
+from ..types import Completion, Embedding, ModelRequest
+
+
+class ChatProvider(Protocol):
+    """Chat completions (text, structured output, tool calls)."""
+
+    async def complete(self, spec: ModelSpec, request: ModelRequest) -> Completion: ...
+
+    def stream(self, spec: ModelSpec, request: ModelRequest) -> AsyncIterator[str]:
+        """Text deltas as they are generated."""
+        ...
+
+
+class EmbeddingProvider(Protocol):
+    """Text embeddings."""
+
+    async def embed(self, spec: ModelSpec, texts: list[str], *, query: bool = False) -> Embedding: ...

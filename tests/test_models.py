@@ -1,0 +1,249 @@
+"""Models as journaled steps: in-code models, and the OpenAI-compatible provider against a real HTTP
+server on 127.0.0.1 that scripts faults (429 with Retry-After, 500, timeouts, malformed JSON, drops)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import WAIT_SECONDS, close_within, settings_for, wait_status
+from pydantic import BaseModel
+
+import podium
+from podium.config import load_config
+from podium.models import Completion, ModelRequest, register
+from podium.models.spec import specs_from
+from podium.testing import FakeOpenAIServer
+
+
+class Reply(BaseModel):
+    subject: str
+    urgent: bool
+
+
+CALLS: list[str] = []
+
+
+def echo(request: ModelRequest) -> str:
+    CALLS.append(request.messages[-1].content)
+    return f"echo: {request.messages[-1].content}"
+
+
+register("t.echo", echo, price_input=1.0, price_output=2.0)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as s:
+        yield s
+
+
+def remote(server: FakeOpenAIServer, **extra: Any) -> dict[str, Any]:
+    return {
+        "models": {
+            "remote": {
+                "provider": "openai",
+                "model": "m1",
+                "base_url": server.url,
+                "timeout": 2,
+                "max_retries": 2,
+                "price": {"input": 0.5, "output": 1.5},
+                **extra,
+            },
+            "vec": {"provider": "openai", "model": "e1", "kind": "embedding", "base_url": server.url},
+        }
+    }
+
+
+def client_for(url: str, config: dict[str, Any] | None = None) -> podium.Client:
+    return podium.Client(settings_for(url).with_(config=config or {}))
+
+
+@podium.flow(name="models.ask")
+async def ask(ctx: podium.Context, question: str) -> dict[str, Any]:
+    answer = await ctx.model("t.echo").generate(question, system="be brief")
+    await ctx.approval("look")  # the run leaves memory here; after it, everything is replayed
+    return {"answer": answer}
+
+
+async def test_a_model_call_is_a_journaled_step_and_never_repeated_on_replay(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    CALLS.clear()
+    first = client_for(url)
+    await first.open()
+    handle = await first.start(ask, "is it on?")
+    await wait_status(first, handle.id, podium.RunStatus.WAITING)
+    await close_within(first)
+    second = client_for(url)
+    await second.open()
+    try:
+        await second.approve(handle.id)
+        assert await second.result(handle.id, timeout=WAIT_SECONDS) == {"answer": "echo: is it on?"}
+        assert CALLS == ["is it on?"]  # replayed from the journal, not called again
+        step = next(e for e in await second.journal(handle.id) if e.kind == "step")
+        assert step.name == "model:t.echo"
+        completion = Completion.model_validate(step.data["result"])
+        assert completion.text == "echo: is it on?" and completion.provider == "function"
+        assert completion.usage.input_tokens > 0 and completion.usage.estimated
+        expected = (completion.usage.input_tokens * 1.0 + completion.usage.output_tokens * 2.0) / 1e6
+        assert completion.cost == pytest.approx(expected)
+    finally:
+        await close_within(second)
+
+
+@podium.flow(name="models.structured")
+async def structured(ctx: podium.Context, text: str) -> Reply:
+    return await ctx.model("remote").generate(text, output=Reply)
+
+
+async def test_structured_output_is_validated_and_repaired(store_url: str, server: FakeOpenAIServer) -> None:
+    server.script('json:{"subject": "refund"}', 'json:Sure! {"subject": "refund", "urgent": true}')
+    async with client_for(store_url, remote(server)) as c:
+        out = await (await c.start(structured, "my card was charged twice")).result(timeout=WAIT_SECONDS)
+    assert out == Reply(subject="refund", urgent=True)
+    first = server.requests[0]["body"]
+    assert first["response_format"]["type"] == "json_schema"
+    assert first["response_format"]["json_schema"]["schema"]["required"] == ["subject", "urgent"]
+    repair = server.requests[1]["body"]["messages"]
+    assert repair[-1]["role"] == "user" and "not valid" in repair[-1]["content"]
+
+
+async def test_structured_output_that_never_validates_is_a_clear_error(
+    store_url: str, server: FakeOpenAIServer
+) -> None:
+    server.default = "json:not json at all"
+    async with client_for(store_url, remote(server)) as c:
+        with pytest.raises(podium.RunFailedError) as info:
+            await (await c.start(structured, "x")).result(timeout=WAIT_SECONDS)
+    assert info.value.error["type"] == "ModelOutputError"
+    assert "did not produce valid output after 3 tries" in info.value.error["message"]
+    assert len(server.requests) == 3
+
+
+@podium.flow(name="models.plain")
+async def plain(ctx: podium.Context, text: str) -> str:
+    return await ctx.model("remote").generate(text)
+
+
+@pytest.mark.parametrize("faults", [["429:0.05", "500"], ["malformed"], ["drop"], ["sleep:3"]])
+async def test_transient_faults_are_retried(
+    store_url: str, server: FakeOpenAIServer, faults: list[str]
+) -> None:
+    server.script(*faults, "ok:fine")
+    async with client_for(store_url, remote(server)) as c:
+        assert await (await c.start(plain, "hi")).result(timeout=WAIT_SECONDS) == "fine"
+    assert len(server.requests) == len(faults) + 1
+
+
+async def test_retry_after_is_honoured(store_url: str, server: FakeOpenAIServer) -> None:
+    server.script("429:0.6", "ok:later")
+    async with client_for(store_url, remote(server)) as c:
+        h = await c.start(plain, "hi")
+        assert await h.result(timeout=WAIT_SECONDS) == "later"
+        step = next(e for e in await c.journal(h.id) if e.kind == "step")
+    assert step.data["result"]["attempts"] == 2
+    assert step.data["ended"] - step.data["started"] >= 0.6
+
+
+async def test_persistent_faults_end_in_a_model_error(store_url: str, server: FakeOpenAIServer) -> None:
+    server.default = "500"
+    async with client_for(store_url, remote(server)) as c:
+        with pytest.raises(podium.RunFailedError) as info:
+            await (await c.start(plain, "hi")).result(timeout=WAIT_SECONDS)
+    assert info.value.error["type"] == "ModelError"
+    assert "after 3 attempts" in info.value.error["message"]
+
+
+async def test_client_errors_are_not_retried(store_url: str, server: FakeOpenAIServer) -> None:
+    server.default = "400"
+    async with client_for(store_url, remote(server)) as c:
+        with pytest.raises(podium.RunFailedError) as info:
+            await (await c.start(plain, "hi")).result(timeout=WAIT_SECONDS)
+    assert info.value.error["type"] == "HTTP400" and len(server.requests) == 1
+
+
+async def test_api_key_comes_from_the_named_environment_variable(
+    store_url: str, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("T_MODELS_KEY", "sk-test-123")
+    async with client_for(store_url, remote(server, api_key_env="T_MODELS_KEY")) as c:
+        assert await (await c.start(plain, "hi")).result(timeout=WAIT_SECONDS) == "hello"
+    assert server.requests[0]["authorization"] == "Bearer sk-test-123"
+    monkeypatch.delenv("T_MODELS_KEY")
+    async with client_for(store_url, remote(server, api_key_env="T_MODELS_KEY")) as c:
+        with pytest.raises(podium.RunFailedError, match="T_MODELS_KEY is not set"):
+            await (await c.start(plain, "hi")).result(timeout=WAIT_SECONDS)
+
+
+@podium.flow(name="models.classify_embed")
+async def classify_embed(ctx: podium.Context, text: str) -> dict[str, Any]:
+    label = await ctx.model("remote").classify(text, ["refund", "bug", "question"])
+    one = await ctx.embed(text, model="vec")
+    many = await ctx.embed([text, "other"], model="vec")
+    return {"label": label, "dim": len(one), "n": len(many)}
+
+
+async def test_classify_and_embed(store_url: str, server: FakeOpenAIServer) -> None:
+    server.script('json:{"label": "refund"}')
+    async with client_for(store_url, remote(server)) as c:
+        out = await (await c.start(classify_embed, "refund me")).result(timeout=WAIT_SECONDS)
+    assert out == {"label": "refund", "dim": 8, "n": 2}
+    schema = server.requests[0]["body"]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["label"]["enum"] == ["refund", "bug", "question"]
+
+
+@podium.flow(name="models.stream")
+async def streamed(ctx: podium.Context, text: str) -> dict[str, Any]:
+    pieces: list[str] = []
+    full = await ctx.model("remote").stream(text, on_token=pieces.append)
+    return {"full": full, "pieces": len(pieces)}
+
+
+async def test_streaming(store_url: str, server: FakeOpenAIServer) -> None:
+    server.script("ok:one two three")
+    async with client_for(store_url, remote(server)) as c:
+        out = await (await c.start(streamed, "count")).result(timeout=WAIT_SECONDS)
+    assert out == {"full": "one two three ", "pieces": 3}
+    assert server.requests[0]["body"]["stream"] is True
+
+
+@podium.flow(name="models.unknown")
+async def unknown(ctx: podium.Context) -> str:
+    return await ctx.model("nope").generate("x")
+
+
+async def test_unknown_model_fails_the_run_with_a_clear_error(client: podium.Client) -> None:
+    with pytest.raises(podium.RunFailedError) as info:
+        await (await client.start(unknown)).result(timeout=WAIT_SECONDS)
+    assert (
+        info.value.error["type"] == "UnknownModelError"
+        or "unknown model 'nope'" in info.value.error["message"]
+    )
+    assert "unknown model 'nope'" in info.value.error["message"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[models.x]\nprovider = "cohere"\nmodel = "m"\n', "provider must be one of"),
+        ('[models.x]\nprovider = "openai"\nmodel = "m"\n', "needs base_url"),
+        ('[models.x]\nprovider = "local"\n', "'model'"),
+        ('[models.x]\nprovider = "local"\nmodel = "m"\nprice = "cheap"\n', "price must be a table"),
+        ("[models.x\n", "podium.toml"),
+    ],
+)
+def test_bad_model_configuration_is_a_clear_error(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "podium.toml"
+    path.write_text(toml)
+    with pytest.raises(podium.ConfigError, match=message):
+        specs_from(load_config(path))
+
+
+def test_defaults_need_no_configuration() -> None:
+    specs = specs_from({})
+    assert {"default", "fast", "smart", "embed"} <= set(specs)
+    assert specs["fast"].provider == "local" and specs["embed"].kind == "embedding"
+    assert json.dumps(sorted(specs))
