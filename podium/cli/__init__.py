@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
@@ -90,7 +91,8 @@ def run_cmd(
             handle = await client.start(flow, value, key=key)
             if no_wait:
                 module = flow_ref.rpartition(":")[0]
-                out.print(f"started run [bold]{handle.id}[/] ({flow.name}); run `podium worker {module}`")
+                hint = escape(f"({flow.name}); run `podium worker {module}`")
+                out.print(f"started run [bold]{handle.id}[/] {hint}")
                 return
             await _follow(client, handle.id)
 
@@ -163,7 +165,9 @@ def worker(
         client = Client(settings, worker=False)
         await client.open()
         w = Worker(client.store, settings)
-        err.print(f"worker {w.owner} on {settings.database_url}: flows {', '.join(names)} (Ctrl-C stops)")
+        err.print(
+            escape(f"worker {w.owner} on {settings.database_url}: flows {', '.join(names)} (Ctrl-C stops)")
+        )
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (_signal.SIGINT, _signal.SIGTERM):
@@ -335,9 +339,11 @@ def signal_cmd(
             return await client.signal(run_id, name, value, key=key)
 
     if _call(go):
-        out.print(f"signal {name!r} sent to run {run_id}")
+        out.print(escape(f"signal {name!r} sent to run {run_id}"))
     else:
-        out.print(f"signal {name!r} with key {key!r} was already delivered to run {run_id}; nothing changed")
+        out.print(
+            escape(f"signal {name!r} with key {key!r} was already delivered to run {run_id}; nothing changed")
+        )
 
 
 @app.command()
@@ -351,6 +357,40 @@ def cancel(run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], db: DbOptio
     run = _call(go)
     verb = "cancelled" if run.status is RunStatus.CANCELLED else "cancel requested for"
     out.print(f"{verb} run {run_id}")
+
+
+@app.command()
+def models(
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Probe each model")] = True,
+) -> None:
+    """List the configured models (podium.toml and built-in defaults) and whether each is reachable."""
+    from rich.table import Table
+
+    from ..models.probe import probe
+    from ..models.registry import Models
+
+    async def go() -> list[tuple[Any, bool | None, str]]:
+        registry = Models.from_config(_settings(None).config)
+        rows = []
+        for name in registry.names():
+            spec = registry.spec(name)
+            ok, detail = await probe(registry, spec) if check else (None, "")
+            rows.append((spec, ok, detail))
+        await registry.aclose()
+        return rows
+
+    table = Table(header_style="bold", title="models", title_justify="left")
+    for col in ("name", "kind", "provider", "model", "price in/out per 1M", "reachable"):
+        table.add_column(col)
+    for spec, ok, detail in _call(go):
+        price = (
+            f"${spec.price_input:g} / ${spec.price_output:g}"
+            if spec.price_input or spec.price_output
+            else "free"
+        )
+        mark = "" if ok is None else ("[green]yes[/] " if ok else "[red]no[/] ") + escape(detail)
+        table.add_row(spec.name, spec.kind, spec.provider, spec.model, price, mark)
+    out.print(table)
 
 
 @app.command()
