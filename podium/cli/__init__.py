@@ -201,7 +201,7 @@ def runs(
 
     items = _call(go)
     if as_json:
-        out.print_json(data=[_run_json(r) for r in items])
+        typer.echo(json.dumps([_run_json(r) for r in items], indent=2, ensure_ascii=False, default=str))
     else:
         out.print(render.runs_table(items))
 
@@ -242,23 +242,12 @@ def show(
 
     run, rows, pending, entries = _call(go)
     if as_json:
-        out.print_json(
-            data={
-                **_run_json(run),
-                "journal": [
-                    e.__dict__
-                    if hasattr(e, "__dict__")
-                    else {
-                        "seq": e.seq,
-                        "kind": e.kind,
-                        "position": e.position,
-                        "name": e.name,
-                        "data": e.data,
-                        "at": e.at,
-                    }
-                    for e in entries
-                ],
-            }
+        journal_json = [
+            {"seq": e.seq, "kind": e.kind, "position": e.position, "name": e.name, "data": e.data, "at": e.at}
+            for e in entries
+        ]
+        typer.echo(
+            json.dumps({**_run_json(run), "journal": journal_json}, indent=2, ensure_ascii=False, default=str)
         )
         return
     out.print(render.run_panel(run, rows, pending))

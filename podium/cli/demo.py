@@ -21,6 +21,9 @@ import podium
 
 from ..client import Client
 from ..config import Settings
+from ..models import ModelRequest, register
+from ..models.probe import probe
+from ..models.registry import Models
 from ..types import RunStatus
 from . import render
 
@@ -54,15 +57,26 @@ _CRM = {
 }
 
 
-@podium.step
-async def classify(text: str) -> str:
-    """Label the ticket (the model layer replaces these rules with a real model)."""
-    t = text.lower()
+LABELS = ["refund", "bug", "question"]
+TRIAGE = (
+    "You triage customer-support tickets. refund: the customer wants money back or was charged wrongly. "
+    "bug: something is broken, crashes or shows an error. question: the customer asks how to do something."
+)
+
+
+def rule_classifier(request: ModelRequest) -> str:
+    """Stand-in for the embedded model when it is not installed: keyword rules."""
+    t = request.messages[-1].content.lower()
     if any(w in t for w in ("refund", "charged", "money back", "invoice")):
         return "refund"
     if any(w in t for w in ("error", "crash", "broken", "bug")):
         return "bug"
     return "question"
+
+
+def template_writer(request: ModelRequest) -> str:
+    """Stand-in for the embedded model when it is not installed: a template reply."""
+    return "Thank you for contacting us. " + request.messages[-1].content.split("Facts:", 1)[-1].strip()
 
 
 @podium.step
@@ -79,14 +93,21 @@ def refund_amount(category: str, customer: Customer, text: str) -> float:
     return min(digits[0] if digits else 50.0, customer.orders_total)
 
 
-@podium.step
-async def draft_reply(category: str, customer: Customer, refund: float) -> str:
-    await asyncio.sleep(0.05)  # a model call
+async def draft_reply(ctx: podium.Context, category: str, customer: Customer, refund: float) -> str:
+    """Ask the model for a short reply that states the facts decided by the flow."""
     if category == "refund":
-        return f"Hi {customer.name}, we have refunded {refund:.2f} to your card. Sorry for the trouble!"
-    if category == "bug":
-        return f"Hi {customer.name}, thanks for the report; our engineers are on it."
-    return f"Hi {customer.name}, thanks for asking! Here is how that works: ..."
+        facts = f"We refunded {refund:.2f} dollars to {customer.name}'s card."
+    elif category == "bug":
+        facts = f"{customer.name} reported a bug; engineers are investigating."
+    else:
+        facts = f"{customer.name} asked a how-to question; point them to the help centre."
+    text = await ctx.model("smart").generate(
+        f"Write a short, friendly reply (two sentences) to {customer.name}. Facts: {facts}",
+        system="You are a helpful customer-support agent. Be brief and polite.",
+        max_tokens=60,
+    )
+    text = " ".join(text.split())
+    return text if len(text) > 10 else f"Hi {customer.name}, {facts}"
 
 
 @podium.step(retries=3)
@@ -103,10 +124,10 @@ async def send_reply(email: str, text: str) -> str:
 
 @podium.flow(name="support_triage")
 async def support_triage(ctx: podium.Context, ticket: Ticket) -> Resolution:
-    category = await classify(ticket.text)
+    category = await ctx.model("fast").classify(ticket.text, LABELS, instructions=TRIAGE)
     customer, _ = await ctx.gather(lookup_customer(ticket.email), ctx.step("log", _log, ticket.id))
     refund = await refund_amount(category, customer, ticket.text)
-    reply = await draft_reply(category, customer, refund)
+    reply = await draft_reply(ctx, category, customer, refund)
     approved_by = None
     if refund > 500:
         decision = await ctx.approval(
@@ -114,7 +135,7 @@ async def support_triage(ctx: podium.Context, ticket: Ticket) -> Resolution:
         )
         if decision:
             refund = float(decision.payload["amount"])
-            reply = await draft_reply(category, customer, refund)
+            reply = await draft_reply(ctx, category, customer, refund)
             approved_by = decision.by
         else:
             refund = 0.0
@@ -152,7 +173,18 @@ def _status_table(rows: list[tuple[Ticket, str, RunStatus]]) -> Table:
 
 async def run_demo(settings: Settings, *, interactive: bool, console: Console) -> None:
     console.print(Text("Podium demo: customer-support triage", style="bold"))
-    console.print(f"store: {settings.database_url}\n", style="dim")
+    console.print(f"store: {settings.database_url}", style="dim")
+    models = Models.from_config(settings.config)
+    ok, detail = await probe(models, models.spec("fast"))
+    if ok:
+        console.print(
+            "models: the embedded SmolLM2-135M-Instruct classifies and drafts (first use loads it)\n",
+            style="dim",
+        )
+    else:
+        register("fast", rule_classifier)
+        register("smart", template_writer)
+        console.print(f"models: rule-based stand-ins ({detail})\n", style="yellow", markup=False)
     async with Client(settings) as client:
         handles = [await client.start(support_triage, t) for t in TICKETS]
         decided: set[str] = set()

@@ -63,12 +63,19 @@ class ModelHandle:
         if self.spec.kind != "chat":
             raise UsageError(f"model {name!r} is an embedding model; use ctx.embed(texts, model={name!r})")
 
-    async def _complete(self, request: ModelRequest, adapter: TypeAdapter[Any] | None) -> Completion:
+    async def _complete(
+        self,
+        request: ModelRequest,
+        adapter: TypeAdapter[Any] | None,
+        post: Callable[[Completion], Completion] | None = None,
+    ) -> Completion:
         spec, models = self.spec, self._models
 
         async def call() -> Completion:
             provider = models.provider(spec)
             completion: Completion = await provider.complete(spec, request)
+            if post is not None:  # inside the step: what is journaled is final, whatever the config
+                completion = post(completion)
             if adapter is None:
                 return completion
             attempts, messages, total = 0, list(request.messages), completion
@@ -173,8 +180,13 @@ class ModelHandle:
         if len(options) < 2 or len(set(options)) != len(options):
             raise UsageError("classify needs at least two distinct labels")
         if self.spec.provider == "function":  # an estimator answers with the label itself
-            completion = await self._complete(ModelRequest(messages=_messages(text, None)), None)
-            return self._pick(completion.text, options)
+
+            def as_label(c: Completion) -> Completion:
+                c.text = json.dumps({"label": self._pick(c.text, options)})
+                return c
+
+            completion = await self._complete(ModelRequest(messages=_messages(text, None)), None, as_label)
+            return str(json.loads(completion.text)["label"])
         schema = {
             "type": "object",
             "properties": {"label": {"type": "string", "enum": options}},
