@@ -15,7 +15,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import UsageError
 from .errors import ModelOutputError
-from .types import Completion, Embedding, Message, ModelRequest
+from .limits import limiter_for
+from .types import Completion, Embedding, Message, ModelRequest, estimate_tokens
 
 if TYPE_CHECKING:
     from ..workflow.context import Context
@@ -71,8 +72,13 @@ class ModelHandle:
     ) -> Completion:
         spec, models = self.spec, self._models
 
+        limiter = limiter_for(spec)
+        tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
+
         async def call() -> Completion:
             provider = models.provider(spec)
+            if limiter is not None:
+                await limiter.acquire(tokens)
             completion: Completion = await provider.complete(spec, request)
             if post is not None:  # inside the step: what is journaled is final, whatever the config
                 completion = post(completion)
@@ -283,7 +289,11 @@ async def embed(ctx: Context, models: Models, texts: str | Sequence[str], *, mod
     if spec.kind != "embedding":
         raise UsageError(f'model {model!r} is a chat model; configure kind = "embedding" to embed with it')
 
+    limiter = limiter_for(spec)
+
     async def call() -> Embedding:
+        if limiter is not None:
+            await limiter.acquire(sum(estimate_tokens(t) for t in items))
         result: Embedding = await models.provider(spec).embed(spec, items, query=query)
         return result
 

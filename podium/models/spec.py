@@ -7,6 +7,7 @@ model = "qwen2.5-7b-instruct"
 base_url = "http://127.0.0.1:8000/v1"    # vLLM, Ollama, llama.cpp server, LM Studio, or OpenAI itself
 api_key_env = "OPENAI_API_KEY"           # the key is read from this environment variable, never stored
 price = { input = 0.15, output = 0.60 }  # USD per million tokens
+rate_limit = { requests_per_minute = 600, tokens_per_minute = 200000 }   # shared by the whole process
 temperature = 0.2
 timeout = 60
 ```
@@ -36,6 +37,7 @@ _KNOWN = {
     "temperature",
     "max_tokens",
     "target",
+    "rate_limit",
 }
 
 
@@ -56,6 +58,8 @@ class ModelSpec:
     temperature: float | None = None
     max_tokens: int | None = None
     target: str | None = None  # "package.module:attribute" for provider = "function"
+    rpm: float | None = None  # requests per minute (process-wide, per endpoint)
+    tpm: float | None = None  # tokens per minute
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
@@ -77,6 +81,16 @@ class ModelSpec:
         price = raw.get("price", {})
         if not isinstance(price, Mapping) or not all(isinstance(v, int | float) for v in price.values()):
             raise ConfigError(f"{where}: price must be a table like {{ input = 0.15, output = 0.60 }}")
+        limit = raw.get("rate_limit", {})
+        if (
+            not isinstance(limit, Mapping)
+            or set(limit) - {"requests_per_minute", "tokens_per_minute"}
+            or not all(isinstance(v, int | float) and v > 0 for v in limit.values())
+        ):
+            raise ConfigError(
+                f"{where}: rate_limit must be a table like "
+                "{ requests_per_minute = 600, tokens_per_minute = 200000 } with positive numbers"
+            )
         if provider == "openai" and not raw.get("base_url"):
             raise ConfigError(f"{where}: an openai provider needs base_url (e.g. http://127.0.0.1:8000/v1)")
         try:
@@ -94,6 +108,8 @@ class ModelSpec:
                 temperature=raw.get("temperature"),
                 max_tokens=raw.get("max_tokens"),
                 target=raw.get("target"),
+                rpm=limit.get("requests_per_minute"),
+                tpm=limit.get("tokens_per_minute"),
                 extra={k: v for k, v in raw.items() if k not in _KNOWN},
             )
         except (TypeError, ValueError) as exc:

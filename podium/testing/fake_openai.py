@@ -47,7 +47,12 @@ class FakeOpenAIServer:
                     body = {"_raw": raw.decode(errors="replace")}
                 with server._lock:
                     server.requests.append(
-                        {"path": self.path, "body": body, "authorization": self.headers.get("authorization")}
+                        {
+                            "path": self.path,
+                            "body": body,
+                            "authorization": self.headers.get("authorization"),
+                            "at": time.monotonic(),
+                        }
                     )
                     action = server._script.popleft() if server._script else server.default
                 server._answer(self, action, body)
@@ -184,3 +189,28 @@ def _vector(text: str, dim: int = 8) -> list[float]:
             v[ord(ch) % dim] += 1.0
     norm = sum(x * x for x in v) ** 0.5 or 1.0
     return [x / norm for x in v]
+
+
+def main() -> None:
+    """Run the server in its own process: prints its URL, and on SIGTERM writes the arrival time
+    (``time.time()``) of every request, one per line, to the file named by the first argument."""
+    import signal
+    import sys
+
+    server = FakeOpenAIServer(default=sys.argv[2] if len(sys.argv) > 2 else "ok:fine")
+    server.start()
+    print(server.url, flush=True)
+    offset = time.time() - time.monotonic()
+
+    def finish(*_: object) -> None:
+        server.stop()
+        with open(sys.argv[1], "w") as f:
+            f.writelines(f"{r['at'] + offset}\n" for r in server.requests)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, finish)
+    signal.pause()
+
+
+if __name__ == "__main__":
+    main()
