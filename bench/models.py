@@ -104,7 +104,7 @@ async def pacing() -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    with open(log) as f:  # noqa: ASYNC230 - the run is over
+    with open(log) as f:
         times = sorted(float(line) for line in f)
     busiest, j = 0, 0
     for i, start in enumerate(times):  # the busiest half-open window [start, start + 1 s)
