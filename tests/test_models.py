@@ -247,3 +247,47 @@ def test_defaults_need_no_configuration() -> None:
     assert {"default", "fast", "smart", "embed"} <= set(specs)
     assert specs["fast"].provider == "local" and specs["embed"].kind == "embedding"
     assert json.dumps(sorted(specs))
+
+
+@podium.flow(name="models.fallback")
+async def with_fallback(ctx: podium.Context, text: str) -> str:
+    return await ctx.model("remote").generate(text)
+
+
+async def test_a_failing_model_falls_back_and_the_journal_says_which_answered(
+    store_url: str, server: FakeOpenAIServer
+) -> None:
+    server.default = "500"
+    config = remote(server, max_retries=0, fallbacks=["t.echo"])
+    async with client_for(store_url, config) as c:
+        h = await c.start(with_fallback, "help")
+        assert await h.result(timeout=WAIT_SECONDS) == "echo: help"
+        step = next(e for e in await c.journal(h.id) if e.kind == "step")
+    completion = Completion.model_validate(step.data["result"])
+    assert completion.served_by == "t.echo" and completion.provider == "function"
+    assert len(completion.failed) == 1 and completion.failed[0].startswith("remote: ")
+
+
+async def test_the_circuit_breaker_stops_calling_a_failing_endpoint(server: FakeOpenAIServer) -> None:
+    server.default = "500"
+    config = remote(server, max_retries=0, fallbacks=["t.echo"], breaker={"failures": 2, "cooldown": 60})
+    async with client_for("memory://", config) as c:
+        for _ in range(2):
+            assert await (await c.start(with_fallback, "a")).result(timeout=WAIT_SECONDS) == "echo: a"
+        assert len(server.requests) == 2
+        h = await c.start(with_fallback, "b")
+        assert await h.result(timeout=WAIT_SECONDS) == "echo: b"
+        step = next(e for e in await c.journal(h.id) if e.kind == "step")
+    assert len(server.requests) == 2  # the open breaker answered at once, without a request
+    assert "circuit open" in step.data["result"]["failed"][0]
+
+
+async def test_when_every_model_fails_the_error_lists_them(store_url: str, server: FakeOpenAIServer) -> None:
+    server.default = "500"
+    config = remote(server, max_retries=0, fallbacks=["t.nothing"])
+    register("t.nothing", lambda request: (_ for _ in ()).throw(RuntimeError("also down")))
+    async with client_for(store_url, config) as c:
+        with pytest.raises(podium.RunFailedError) as info:
+            await (await c.start(with_fallback, "x")).result(timeout=WAIT_SECONDS)
+    message = info.value.error["message"]
+    assert "every model failed for 'remote'" in message and "also down" in message

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import UsageError
-from .errors import ModelOutputError
+from .breaker import breaker_for
+from .errors import ModelError, ModelOutputError
 from .limits import limiter_for
+from .spec import ModelSpec
 from .types import Completion, Embedding, Message, ModelRequest, estimate_tokens
 
 if TYPE_CHECKING:
@@ -70,13 +72,13 @@ class ModelHandle:
         adapter: TypeAdapter[Any] | None,
         post: Callable[[Completion], Completion] | None = None,
     ) -> Completion:
-        spec, models = self.spec, self._models
-
-        limiter = limiter_for(spec)
+        models = self._models
+        chain = [self.spec, *(models.spec(name) for name in self.spec.fallbacks)]
         tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
 
-        async def call() -> Completion:
+        async def attempt(spec: ModelSpec) -> Completion:
             provider = models.provider(spec)
+            limiter = limiter_for(spec)
             if limiter is not None:
                 await limiter.acquire(tokens)
             completion: Completion = await provider.complete(spec, request)
@@ -115,6 +117,34 @@ class ModelHandle:
             completion.cost = spec.cost(total.usage.input_tokens, total.usage.output_tokens)
             completion.attempts = attempts + 1
             return completion
+
+        async def call() -> Completion:
+            failed: list[str] = []
+            last: ModelError | None = None
+            for spec in chain:
+                breaker = breaker_for(spec)
+                if not breaker.allow():
+                    failed.append(f"{spec.name}: circuit open (too many recent failures)")
+                    continue
+                try:
+                    completion = await attempt(spec)
+                except ModelError as exc:
+                    if not isinstance(exc, ModelOutputError) and not exc.type.startswith("HTTP4"):
+                        breaker.failure()  # only infrastructure failures count against the endpoint
+                    failed.append(f"{spec.name}: {exc.message}")
+                    last = exc
+                    continue
+                breaker.success()
+                completion.served_by = spec.name
+                completion.failed = failed
+                return completion
+            if len(chain) == 1 and last is not None:
+                raise last
+            raise ModelError(
+                f"every model failed for {self.name!r}: " + "; ".join(failed),
+                type=last.type if last is not None else "ModelError",
+                retryable=last.retryable if last is not None else True,
+            )
 
         result: Completion = await self._ctx.step(f"model:{self.name}", call)
         return result

@@ -7,6 +7,7 @@ model = "qwen2.5-7b-instruct"
 base_url = "http://127.0.0.1:8000/v1"    # vLLM, Ollama, llama.cpp server, LM Studio, or OpenAI itself
 api_key_env = "OPENAI_API_KEY"           # the key is read from this environment variable, never stored
 price = { input = 0.15, output = 0.60 }  # USD per million tokens
+fallbacks = ["fast", "default"]          # tried in order if this model errors, times out or answers badly
 rate_limit = { requests_per_minute = 600, tokens_per_minute = 200000 }   # shared by the whole process
 temperature = 0.2
 timeout = 60
@@ -38,6 +39,8 @@ _KNOWN = {
     "max_tokens",
     "target",
     "rate_limit",
+    "fallbacks",
+    "breaker",
 }
 
 
@@ -60,6 +63,9 @@ class ModelSpec:
     target: str | None = None  # "package.module:attribute" for provider = "function"
     rpm: float | None = None  # requests per minute (process-wide, per endpoint)
     tpm: float | None = None  # tokens per minute
+    fallbacks: tuple[str, ...] = ()  # models tried in order when this one fails
+    breaker_failures: int = 5  # consecutive failures that open this endpoint's circuit breaker
+    breaker_cooldown: float = 30.0  # seconds it stays open
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
@@ -91,6 +97,12 @@ class ModelSpec:
                 f"{where}: rate_limit must be a table like "
                 "{ requests_per_minute = 600, tokens_per_minute = 200000 } with positive numbers"
             )
+        fallbacks = raw.get("fallbacks", [])
+        if not isinstance(fallbacks, list) or not all(isinstance(f, str) and f for f in fallbacks):
+            raise ConfigError(f'{where}: fallbacks must be a list of model names, like ["fast", "default"]')
+        breaker = raw.get("breaker", {})
+        if not isinstance(breaker, Mapping) or set(breaker) - {"failures", "cooldown"}:
+            raise ConfigError(f"{where}: breaker must be a table like {{ failures = 5, cooldown = 30 }}")
         if provider == "openai" and not raw.get("base_url"):
             raise ConfigError(f"{where}: an openai provider needs base_url (e.g. http://127.0.0.1:8000/v1)")
         try:
@@ -110,6 +122,9 @@ class ModelSpec:
                 target=raw.get("target"),
                 rpm=limit.get("requests_per_minute"),
                 tpm=limit.get("tokens_per_minute"),
+                fallbacks=tuple(fallbacks),
+                breaker_failures=int(breaker.get("failures", 5)),
+                breaker_cooldown=float(breaker.get("cooldown", 30.0)),
                 extra={k: v for k, v in raw.items() if k not in _KNOWN},
             )
         except (TypeError, ValueError) as exc:

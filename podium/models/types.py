@@ -55,6 +55,8 @@ class Completion(BaseModel):
     cost: float = 0.0
     latency: float = 0.0
     attempts: int = 1
+    served_by: str = ""  # the configured name of the model that answered (after fallbacks)
+    failed: list[str] = Field(default_factory=list)  # "name: error" of models tried before it
 
 
 class Embedding(BaseModel):
