@@ -291,3 +291,38 @@ async def test_when_every_model_fails_the_error_lists_them(store_url: str, serve
             await (await c.start(with_fallback, "x")).result(timeout=WAIT_SECONDS)
     message = info.value.error["message"]
     assert "every model failed for 'remote'" in message and "also down" in message
+
+
+@podium.flow(name="models.cached")
+async def cached(ctx: podium.Context, text: str) -> dict[str, Any]:
+    c = await ctx.model("remote").chat([{"role": "user", "content": text}], temperature=0)
+    return {"text": c.text, "cached": c.cached, "cost": c.cost}
+
+
+async def test_identical_deterministic_calls_are_answered_from_the_persistent_cache(
+    tmp_path: Path, server: FakeOpenAIServer
+) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    server.default = "ok:forty two"
+    async with client_for(url, remote(server)) as c:
+        first = await (await c.start(cached, "meaning?")).result(timeout=WAIT_SECONDS)
+        second = await (await c.start(cached, "meaning?")).result(timeout=WAIT_SECONDS)
+        other = await (await c.start(cached, "something else")).result(timeout=WAIT_SECONDS)
+        assert c.worker is not None and (c.worker.cache.hits, c.worker.cache.misses) == (1, 2)
+    async with client_for(url, remote(server)) as c:  # a new process would see the same store
+        third = await (await c.start(cached, "meaning?")).result(timeout=WAIT_SECONDS)
+    assert first["cached"] is False and first["cost"] > 0
+    assert second == third == {"text": "forty two", "cached": True, "cost": 0.0}
+    assert other["cached"] is False
+    assert len(server.requests) == 2
+
+
+async def test_sampling_calls_and_disabled_caches_always_reach_the_model(server: FakeOpenAIServer) -> None:
+    async with client_for("memory://", remote(server)) as c:
+        for _ in range(2):
+            await (await c.start(plain, "same")).result(timeout=WAIT_SECONDS)  # no temperature: sampling
+    assert len(server.requests) == 2
+    async with client_for("memory://", remote(server, cache=False)) as c:
+        for _ in range(2):
+            await (await c.start(cached, "same")).result(timeout=WAIT_SECONDS)
+    assert len(server.requests) == 4

@@ -59,6 +59,7 @@ class Execution:
         self.worker = worker
         self.clock = worker.clock
         self.models = worker.models
+        self.cache = worker.cache
         self.store = worker.store
         self.durable = worker.store.durable
         self.run = run

@@ -68,6 +68,7 @@ class Worker:
         self._loops: list[asyncio.Task[None]] = []
         self.committer = Committer(self)
         self._models: Any = None
+        self._cache: Any = None
         self.finished = 0
         self._stopping = False
 
@@ -117,6 +118,15 @@ class Worker:
 
             self._models = Models.from_config(self.settings.config)
         return self._models
+
+    @property
+    def cache(self) -> Any:
+        """The model response cache on this worker's store (``podium.models.cache.ResponseCache``)."""
+        if self._cache is None:
+            from ..models.cache import ResponseCache
+
+            self._cache = ResponseCache(self.store)
+        return self._cache
 
     def flows(self) -> dict[str, Flow[Any, Any]]:
         known = registered()

@@ -22,6 +22,7 @@ from .types import Completion, Embedding, Message, ModelRequest, estimate_tokens
 
 if TYPE_CHECKING:
     from ..workflow.context import Context
+    from .cache import ResponseCache
     from .registry import Models
 
 T = TypeVar("T")
@@ -58,9 +59,10 @@ def _extract_json(text: str) -> str:
 class ModelHandle:
     """A named model inside a flow. Get it with ``ctx.model("fast")``."""
 
-    def __init__(self, ctx: Context, models: Models, name: str) -> None:
+    def __init__(self, ctx: Context, models: Models, name: str, cache: ResponseCache | None = None) -> None:
         self._ctx = ctx
         self._models = models
+        self._cache = cache
         self.name = name
         self.spec = models.spec(name)
         if self.spec.kind != "chat":
@@ -76,7 +78,20 @@ class ModelHandle:
         chain = [self.spec, *(models.spec(name) for name in self.spec.fallbacks)]
         tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
 
+        cache = self._cache
+
         async def attempt(spec: ModelSpec) -> Completion:
+            key = cache.key(spec, request) if cache is not None and cache.applies(spec, request) else None
+            if key is not None and cache is not None:
+                hit = await cache.get(key)
+                if hit is not None:
+                    return hit
+            completion = await fresh(spec)
+            if key is not None and cache is not None:
+                await cache.put(key, completion)
+            return completion
+
+        async def fresh(spec: ModelSpec) -> Completion:
             provider = models.provider(spec)
             limiter = limiter_for(spec)
             if limiter is not None:

@@ -55,6 +55,7 @@ class Completion(BaseModel):
     cost: float = 0.0
     latency: float = 0.0
     attempts: int = 1
+    cached: bool = False  # answered from the response cache (cost 0)
     served_by: str = ""  # the configured name of the model that answered (after fallbacks)
     failed: list[str] = Field(default_factory=list)  # "name: error" of models tried before it
 

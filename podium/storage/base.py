@@ -174,3 +174,11 @@ class Store(Protocol):
     async def pending_approvals(self, *, limit: int = 100) -> list[tuple[RunRecord, Event]]:
         """Approval requests of waiting or running runs that have no decision yet, oldest first."""
         ...
+
+    async def cache_get(self, key: str) -> JSON:
+        """A cached value, or None."""
+        ...
+
+    async def cache_put(self, key: str, value: JSON, *, now: float) -> None:
+        """Store ``value`` under ``key`` (the first writer wins)."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from ..errors import InvalidStateError, RunNotFoundError
 from ..types import RunStatus
@@ -31,6 +32,7 @@ class MemoryStore:
         self._keys: dict[str, str] = {}
         self._pending: dict[str, None] = {}  # insertion-ordered set of pending run ids
         self._seq = itertools.count(1)
+        self._cache: dict[str, list[Any]] = {}
 
     async def open(self) -> None:
         return None
@@ -256,3 +258,10 @@ class MemoryStore:
             out.extend((run, e) for e in events if e.kind == "approval" and e.step not in decided)
         out.sort(key=lambda pair: pair[1].seq)
         return out[:limit]
+
+    async def cache_get(self, key: str) -> Any:
+        entry = self._cache.get(key)
+        return None if entry is None else entry[0]
+
+    async def cache_put(self, key: str, value: Any, *, now: float) -> None:
+        self._cache.setdefault(key, [value])

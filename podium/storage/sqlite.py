@@ -408,3 +408,14 @@ class SQLiteStore:
         ).fetchall()
         n = len(_RUN_COLS.split(","))
         return [(_run(r[:n]), _event(r[n:])) for r in rows]
+
+    async def cache_get(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM cache WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _load(row[0])  # hits are counted in memory: a read stays a read
+
+    async def cache_put(self, key: str, value: Any, *, now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO cache (key, value, created_at) VALUES (?, ?, ?)",
+                (key, _dump(value), now),
+            )

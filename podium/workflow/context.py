@@ -61,6 +61,7 @@ class Driver(Protocol):
     active: int
     clock: Callable[[], float]
     models: Any  # podium.models.Models, created by the worker from settings
+    cache: Any  # podium.models.cache.ResponseCache on the worker's store
 
     async def step(
         self,
@@ -267,7 +268,7 @@ class Context:
         """
         from ..models.handle import ModelHandle
 
-        return ModelHandle(self, self._driver.models, name)
+        return ModelHandle(self, self._driver.models, name, self._driver.cache)
 
     async def embed(self, texts: str | list[str], *, model: str = "embed", query: bool = False) -> Any:
         """Embedding vector(s) of ``texts`` (a vector for a string, a list for a list), as one step.
