@@ -326,3 +326,39 @@ async def test_sampling_calls_and_disabled_caches_always_reach_the_model(server:
         for _ in range(2):
             await (await c.start(cached, "same")).result(timeout=WAIT_SECONDS)
     assert len(server.requests) == 4
+
+
+@podium.flow(name="models.budgeted", budget=0.001)
+async def budgeted(ctx: podium.Context, n: int) -> dict[str, Any]:
+    served = []
+    for i in range(n):
+        c = await ctx.model("remote").chat(
+            [{"role": "user", "content": f"question {i} " * 50}], max_tokens=100
+        )
+        served.append(c.served_by)
+    return {"served": served, "spent": round(ctx.cost, 6)}
+
+
+async def test_a_run_budget_stops_calls_before_it_is_exceeded(
+    store_url: str, server: FakeOpenAIServer
+) -> None:
+    config = remote(server)
+    config["models"]["remote"]["price"] = {"input": 2.0, "output": 4.0}  # about $0.0008 per call here
+    async with client_for(store_url, config) as c:
+        with pytest.raises(podium.RunFailedError) as info:
+            await (await c.start(budgeted, 3)).result(timeout=WAIT_SECONDS)
+    assert info.value.error["type"] == "BudgetExceededError"
+    assert "over its budget of $0.001" in info.value.error["message"]
+    assert len(server.requests) == 1  # the second call was refused before it was made
+
+
+async def test_a_run_budget_can_downgrade_to_a_cheaper_model(
+    store_url: str, server: FakeOpenAIServer
+) -> None:
+    register("t.free", lambda request: "free answer")
+    config = remote(server, downgrade="t.free")
+    config["models"]["remote"]["price"] = {"input": 2.0, "output": 4.0}
+    async with client_for(store_url, config) as c:
+        out = await (await c.start(budgeted, 3)).result(timeout=WAIT_SECONDS)
+    assert out["served"] == ["remote", "t.free", "t.free"]
+    assert 0 < out["spent"] <= 0.001 + 1e-9

@@ -34,6 +34,8 @@ from .codec import PydanticSerializationError, describe_error, from_json, to_jso
 if TYPE_CHECKING:
     from .worker import Worker
 
+_PRICED = ("model:", "embed:")  # steps whose results carry a cost
+
 # Journal event kinds that occupy a position in the flow.
 POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child"})
 
@@ -67,6 +69,8 @@ class Execution:
         self.flow = flow
         self.active = 1
         self.blocked = 0
+        self.spent = 0.0  # dollars of model calls so far, accumulated in code order (same on replay)
+        self.budget = flow.budget
         self.positions: dict[str, Event] = {}
         self.decisions: dict[str, Event] = {}
         self.children: dict[str, Event] = {}
@@ -234,7 +238,10 @@ class Execution:
                     name=name,
                     attempts=data.get("attempts", 1),
                 )
-            return from_json(fn, data["result"]) if self.durable else data["result"]
+            result = from_json(fn, data["result"]) if self.durable else data["result"]
+            if name.startswith(_PRICED):
+                self.spent += float(getattr(result, "cost", 0.0) or 0.0)
+            return result
         policy = options.retry
         attempt = self.failed_attempts.get(sid, 0)
         started = self.clock()
@@ -323,6 +330,8 @@ class Execution:
                 )
             )
             await self.flush()
+            if name.startswith(_PRICED):
+                self.spent += float(getattr(result, "cost", 0.0) or 0.0)
             return result
 
     def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON:

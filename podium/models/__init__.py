@@ -7,13 +7,14 @@ vector = await ctx.embed(ticket.text)
 ```
 """
 
-from .errors import MissingExtraError, ModelError, ModelOutputError, UnknownModelError
+from .errors import BudgetExceededError, MissingExtraError, ModelError, ModelOutputError, UnknownModelError
 from .handle import ModelHandle
 from .registry import Models, register
 from .spec import ModelSpec
 from .types import Completion, Embedding, Message, ModelRequest, ToolCall, Usage
 
 __all__ = [
+    "BudgetExceededError",
     "Completion",
     "Embedding",
     "Message",

@@ -21,3 +21,10 @@ class UnknownModelError(UsageError):
 
 class MissingExtraError(UsageError):
     """An optional dependency is not installed; the message names the ``pip install`` that adds it."""
+
+
+class BudgetExceededError(ModelError):
+    """A model call would take the run over its budget (and no cheaper model is configured to take over)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import UsageError
 from .breaker import breaker_for
-from .errors import ModelError, ModelOutputError
+from .errors import BudgetExceededError, ModelError, ModelOutputError
 from .limits import limiter_for
 from .spec import ModelSpec
 from .types import Completion, Embedding, Message, ModelRequest, estimate_tokens
@@ -68,6 +68,28 @@ class ModelHandle:
         if self.spec.kind != "chat":
             raise UsageError(f"model {name!r} is an embedding model; use ctx.embed(texts, model={name!r})")
 
+    def _within_budget(self, tokens: int, max_tokens: int | None) -> ModelSpec:
+        """The model to call under the run's budget: this one, its ``downgrade`` model, or an error.
+
+        Decided in flow code from the journaled costs so far, so replay decides the same."""
+        driver = self._ctx._driver
+        budget, spent, spec = driver.budget, driver.spent, self.spec
+        if budget is None:
+            return spec
+        seen: set[str] = set()
+        while True:
+            estimate = spec.cost(tokens, max_tokens or 256)
+            if spent + estimate <= budget:
+                return spec
+            cheaper = spec.extra.get("downgrade")
+            if not isinstance(cheaper, str) or cheaper in seen:
+                raise BudgetExceededError(
+                    f"model {spec.name!r} would take the run over its budget of ${budget:g}: "
+                    f"spent ${spent:.4f}, this call about ${estimate:.4f}"
+                )
+            seen.add(cheaper)
+            spec = self._models.spec(cheaper)
+
     async def _complete(
         self,
         request: ModelRequest,
@@ -75,8 +97,9 @@ class ModelHandle:
         post: Callable[[Completion], Completion] | None = None,
     ) -> Completion:
         models = self._models
-        chain = [self.spec, *(models.spec(name) for name in self.spec.fallbacks)]
         tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
+        first = self._within_budget(tokens, request.max_tokens)
+        chain = [first, *(models.spec(name) for name in first.fallbacks)]
 
         cache = self._cache
 

@@ -61,6 +61,8 @@ class Driver(Protocol):
     active: int
     clock: Callable[[], float]
     models: Any  # podium.models.Models, created by the worker from settings
+    spent: float  # dollars of model calls so far in this run
+    budget: float | None  # the flow's budget per run
     cache: Any  # podium.models.cache.ResponseCache on the worker's store
 
     async def step(
@@ -256,6 +258,11 @@ class Context:
             raise UsageError("an approval needs a non-empty name")
         s = _here("ctx.approval()")
         return await self._driver.approval(s.next(), name, payload)
+
+    @property
+    def cost(self) -> float:
+        """Dollars this run has spent on model calls so far."""
+        return self._driver.spent
 
     # -- models -------------------------------------------------------------------------------
     def model(self, name: str = "default") -> ModelHandle:

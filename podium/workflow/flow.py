@@ -22,10 +22,18 @@ _REGISTRY: dict[str, Flow[Any, Any]] = {}
 class Flow(Generic[I, O]):
     """A registered flow. Call ``podium.run(flow, input)`` or ``client.start(flow, input)`` to run it."""
 
-    def __init__(self, fn: Callable[..., Awaitable[O]], *, name: str, timeout: float | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[O]],
+        *,
+        name: str,
+        timeout: float | None,
+        budget: float | None = None,
+    ) -> None:
         self.fn = fn
         self.name = name
         self.timeout = timeout
+        self.budget = budget
         params = list(inspect.signature(fn).parameters.values())
         if (
             not params
@@ -93,7 +101,7 @@ def _short(exc: ValidationError) -> str:
 def flow(fn: Callable[..., Awaitable[O]], /) -> Flow[Any, O]: ...
 @overload
 def flow(
-    *, name: str | None = None, timeout: Duration | None = None
+    *, name: str | None = None, timeout: Duration | None = None, budget: float | None = None
 ) -> Callable[[Callable[..., Awaitable[O]]], Flow[Any, O]]: ...
 
 
@@ -103,6 +111,7 @@ def flow(
     *,
     name: str | None = None,
     timeout: Duration | None = None,
+    budget: float | None = None,
 ) -> Any:
     """Register an async function as a durable flow.
 
@@ -111,6 +120,7 @@ def flow(
     async def triage(ctx: podium.Context, ticket: Ticket) -> Triage: ...
 
     @podium.flow(name="checkout.v2", timeout="1h")     # run-level timeout
+    @podium.flow(budget=2.0)                           # at most $2 of model calls per run
     async def checkout(ctx: podium.Context, order: Order) -> Receipt: ...
     ```
     The input and output may be pydantic models or any JSON values; both are validated.
@@ -120,7 +130,11 @@ def flow(
         if not inspect.iscoroutinefunction(f):
             raise UsageError(f"@podium.flow needs an `async def` function, not {f!r}")
         seconds = None if timeout is None else parse_duration(timeout)
-        fl: Flow[Any, Any] = Flow(f, name=name or f.__name__, timeout=seconds)
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0
+        ):
+            raise UsageError(f"budget must be a non-negative number of dollars, not {budget!r}")
+        fl: Flow[Any, Any] = Flow(f, name=name or f.__name__, timeout=seconds, budget=budget)
         register(fl)
         return fl
 
