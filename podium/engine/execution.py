@@ -89,6 +89,7 @@ class Execution:
         self._settling = False
         self._refreshing = False
         self._in_flow = False
+        self._unsettled: asyncio.Future[Outcome] | None = None
         self.loop = asyncio.get_running_loop()
         for e in events:
             self._index(e)
@@ -185,7 +186,10 @@ class Execution:
             self.worker.committer.request_nowait(self)
             return Outcome.OK
         if self.durable:
-            outcome = await self.worker.committer.request(self)
+            earlier, self._unsettled = self._unsettled, None
+            outcome = await self.worker.committer.request(self)  # joins the batch of `earlier` if it waits
+            if earlier is not None and outcome is Outcome.OK:
+                outcome = await earlier
         else:  # an in-memory transition: commit inline, no batching needed
             now = self.clock()
             lease_until = now + self.worker.settings.lease_seconds
@@ -198,6 +202,15 @@ class Execution:
             self.stop("lease_lost")
             raise Abort("lease lost")
         return outcome
+
+    async def wait_durable(self) -> None:
+        """Wait until everything journaled so far is committed. Called before any new effect starts, so
+        a step's result is on disk before the next step's body (or any wait, or the run's end) runs;
+        pure flow code between two steps need not wait for the disk."""
+        fut, self._unsettled = self._unsettled, None
+        if fut is not None and await fut is Outcome.LEASE_LOST:
+            self.stop("lease_lost")
+            raise Abort("lease lost")
 
     def take_write(self) -> Write:
         events, self.buffer = self.buffer, []
@@ -242,6 +255,8 @@ class Execution:
             if name.startswith(_PRICED):
                 self.spent += float(getattr(result, "cost", 0.0) or 0.0)
             return result
+        if self._unsettled is not None:
+            await self.wait_durable()
         policy = options.retry
         attempt = self.failed_attempts.get(sid, 0)
         started = self.clock()
@@ -329,7 +344,10 @@ class Execution:
                     ended,
                 )
             )
-            await self.flush()
+            if self.durable:  # committed before the next effect starts (wait_durable)
+                self._unsettled = self.worker.committer.request(self)
+            else:
+                self.worker.committer.request_nowait(self)
             if name.startswith(_PRICED):
                 self.spent += float(getattr(result, "cost", 0.0) or 0.0)
             return result
@@ -421,6 +439,7 @@ class Execution:
         ev = self._journaled(sid, "child", flow.name)
         self.has_children = True
         if ev is None:
+            await self.wait_durable()
             child = await self.worker.start_child(self.run, sid, flow, input)
             self._append("child", sid, flow.name, {"run_id": child.id})
             await self.flush()
