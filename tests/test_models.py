@@ -362,3 +362,39 @@ async def test_a_run_budget_can_downgrade_to_a_cheaper_model(
         out = await (await c.start(budgeted, 3)).result(timeout=WAIT_SECONDS)
     assert out["served"] == ["remote", "t.free", "t.free"]
     assert 0 < out["spent"] <= 0.001 + 1e-9
+
+
+def claude(server: FakeOpenAIServer) -> dict[str, Any]:
+    base = server.url.removesuffix("/v1")
+    return {
+        "models": {
+            "remote": {
+                "provider": "anthropic",
+                "model": "claude-x",
+                "base_url": base,
+                "api_key_env": "T_ANTHROPIC_KEY",
+                "max_retries": 1,
+                "timeout": 2,
+            }
+        }
+    }
+
+
+async def test_anthropic_messages_api(
+    store_url: str, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("T_ANTHROPIC_KEY", "ak-1")
+    server.script(
+        "ok:hello from claude", 'json:{"subject": "refund", "urgent": false}', "429:0.05", "ok:one two"
+    )
+    async with client_for(store_url, claude(server)) as c:
+        assert await (await c.start(plain, "hi")).result(timeout=WAIT_SECONDS) == "hello from claude"
+        out = await (await c.start(structured, "refund please")).result(timeout=WAIT_SECONDS)
+        assert out == Reply(subject="refund", urgent=False)
+        streamed_out = await (await c.start(streamed, "count")).result(timeout=WAIT_SECONDS)
+    assert streamed_out == {"full": "one two ", "pieces": 2}
+    first, second = server.requests[0], server.requests[1]
+    assert first["path"] == "/v1/messages" and first["body"]["max_tokens"] == 1024
+    assert second["body"]["tool_choice"] == {"type": "tool", "name": "output"}
+    assert second["body"]["tools"][0]["input_schema"]["required"] == ["subject", "urgent"]
+    assert len(server.requests) == 4  # the 429 was retried

@@ -22,14 +22,18 @@ async def probe(models: Models, spec: ModelSpec) -> tuple[bool, str]:
         if spec.model not in (LOCAL_CHAT, LOCAL_EMBED) and not spec.model.endswith(".gguf"):
             return False, f"unknown local model {spec.model!r}"
         return True, "embedded, runs in this process"
-    if spec.provider == "openai":
-        headers = {}
+    if spec.provider in ("openai", "anthropic"):
+        headers = {"anthropic-version": "2023-06-01"} if spec.provider == "anthropic" else {}
         if spec.api_key_env:
             key = secret(spec.api_key_env)
             if not key:
                 return False, f"environment variable {spec.api_key_env} is not set"
-            headers["Authorization"] = f"Bearer {key}"
-        url = (spec.base_url or "").rstrip("/") + "/models"
+            if spec.provider == "anthropic":
+                headers["x-api-key"] = key
+            else:
+                headers["Authorization"] = f"Bearer {key}"
+        suffix = "/v1/models" if spec.provider == "anthropic" else "/models"
+        url = (spec.base_url or "").rstrip("/") + suffix
         try:
             async with httpx.AsyncClient(timeout=3.0) as client:
                 response = await client.get(url, headers=headers)

@@ -87,6 +87,10 @@ class Models:
             from .providers.openai import OpenAIProvider
 
             return OpenAIProvider()
+        if spec.provider == "anthropic":
+            from .providers.anthropic import AnthropicProvider
+
+            return AnthropicProvider()
         if spec.provider == "function":
             from .providers.function import FunctionProvider
 
@@ -97,7 +101,7 @@ class Models:
             except (ImportError, AttributeError, ValueError) as exc:
                 raise ConfigError(f"[models.{spec.name}]: cannot load target {ref!r}: {exc}") from None
             return FunctionProvider(target)
-        raise ConfigError(f"[models.{spec.name}]: the {spec.provider!r} provider is not available yet")
+        raise ConfigError(f"[models.{spec.name}]: unknown provider {spec.provider!r}")
 
     async def aclose(self) -> None:
         for provider in self._providers.values():

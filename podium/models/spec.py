@@ -105,6 +105,8 @@ class ModelSpec:
             raise ConfigError(f"{where}: breaker must be a table like {{ failures = 5, cooldown = 30 }}")
         if provider == "openai" and not raw.get("base_url"):
             raise ConfigError(f"{where}: an openai provider needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if provider == "anthropic":
+            raw = {"base_url": "https://api.anthropic.com", "api_key_env": "ANTHROPIC_API_KEY", **raw}
         try:
             return cls(
                 name=name,

@@ -1,4 +1,4 @@
-"""A real OpenAI-compatible HTTP server on 127.0.0.1 whose answers a test scripts, faults included.
+"""A real OpenAI-compatible (and Anthropic Messages) HTTP server on 127.0.0.1, scripted by a test.
 
 ```python
 with FakeOpenAIServer() as server:                       # listens on a free port
@@ -101,6 +101,8 @@ class FakeOpenAIServer:
             return self._send(h, int(kind), {"error": {"message": f"scripted {kind}"}})
         if kind == "malformed":
             return self._send_raw(h, 200, b"{not json", "application/json")
+        if h.path.endswith("/messages"):
+            return self._anthropic(h, kind, arg, body)
         if h.path.endswith("/embeddings"):
             inputs = body.get("input", [])
             inputs = [inputs] if isinstance(inputs, str) else inputs
@@ -145,6 +147,44 @@ class FakeOpenAIServer:
                 },
             },
         )
+
+    def _anthropic(self, h: BaseHTTPRequestHandler, kind: str, arg: str, body: dict[str, Any]) -> None:
+        """Anthropic's Messages API shape (``/v1/messages``)."""
+        if kind == "tool" or (kind == "json" and body.get("tool_choice")):
+            name, _, args = arg.partition(":") if kind == "tool" else ("output", "", arg)
+            content = [{"type": "tool_use", "id": "toolu_1", "name": name, "input": json.loads(args or "{}")}]
+        else:
+            content = [{"type": "text", "text": arg}]
+        if body.get("stream"):
+            h.send_response(200)
+            h.send_header("content-type", "text/event-stream")
+            h.send_header("connection", "close")
+            h.end_headers()
+            for word in arg.split(" "):
+                event = {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": word + " "},
+                }
+                h.wfile.write(f"event: content_block_delta\ndata: {json.dumps(event)}\n\n".encode())
+            h.wfile.write(b'event: message_stop\ndata: {"type": "message_stop"}\n\n')
+            h.close_connection = True
+            return None
+        prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+        self._send(
+            h,
+            200,
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model"),
+                "content": content,
+                "stop_reason": "tool_use" if content[0]["type"] == "tool_use" else "end_turn",
+                "usage": {"input_tokens": len(prompt.split()), "output_tokens": len(arg.split())},
+            },
+        )
+        return None
 
     def _stream(self, h: BaseHTTPRequestHandler, text: str) -> None:
         h.send_response(200)

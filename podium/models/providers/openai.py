@@ -186,35 +186,59 @@ class OpenAIProvider:
         prompt = sum(estimate_tokens(m.content) for m in request.messages)
         return Usage(input_tokens=prompt, output_tokens=estimate_tokens(text), estimated=True)
 
+    async def _lines(self, spec: ModelSpec, path: str, body: dict[str, Any]) -> AsyncIterator[str]:
+        """The lines of a streamed answer. Failures before the first line are retried like any call;
+        a stream that breaks after it started is a ``ModelError`` (its text so far is not journaled)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            started = False
+            try:
+                async with self._client(spec).stream(
+                    "POST", path, json=body, headers=self._headers(spec)
+                ) as r:
+                    if r.status_code == 429 or r.status_code >= 500:
+                        text = (await r.aread()).decode(errors="replace")[:200]
+                        raise _Retry(f"HTTP {r.status_code}: {text}", _retry_after(r))
+                    if r.status_code >= 400:
+                        text = (await r.aread()).decode(errors="replace")[:300]
+                        raise ModelError(
+                            f"model {spec.name!r}: HTTP {r.status_code}: {text}",
+                            type=f"HTTP{r.status_code}",
+                            retryable=False,
+                        )
+                    async for line in r.aiter_lines():
+                        started = True
+                        yield line
+                    return
+            except (_Retry, httpx.TimeoutException, httpx.TransportError) as exc:
+                if started or attempt > spec.max_retries:
+                    what = (
+                        "stream broke"
+                        if started
+                        else f"{exc or type(exc).__name__} (after {attempt} attempts)"
+                    )
+                    raise ModelError(f"model {spec.name!r} at {spec.base_url}: {what}") from exc
+                wait = exc.wait if isinstance(exc, _Retry) and exc.wait is not None else None
+                if wait is None:
+                    wait = min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
+                await asyncio.sleep(wait)
+
     async def stream(self, spec: ModelSpec, request: ModelRequest) -> AsyncIterator[str]:
         body = {**self._body(spec, request), "stream": True}
-        try:
-            async with self._client(spec).stream(
-                "POST", "chat/completions", json=body, headers=self._headers(spec)
-            ) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode(errors="replace")[:300]
-                    raise ModelError(
-                        f"model {spec.name!r}: HTTP {response.status_code}: {text}",
-                        retryable=response.status_code == 429 or response.status_code >= 500,
-                    )
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(payload)
-                        delta = chunk["choices"][0].get("delta", {}).get("content")
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        raise ModelError(
-                            f"model {spec.name!r}: malformed stream chunk {payload[:120]!r}"
-                        ) from None
-                    if delta:
-                        yield delta
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise ModelError(f"model {spec.name!r}: stream broke: {exc or type(exc).__name__}") from exc
+        async for line in self._lines(spec, "chat/completions", body):
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            try:
+                chunk = json.loads(payload)
+                delta = chunk["choices"][0].get("delta", {}).get("content")
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise ModelError(f"model {spec.name!r}: malformed stream chunk {payload[:120]!r}") from None
+            if delta:
+                yield delta
 
     async def embed(self, spec: ModelSpec, texts: list[str], *, query: bool = False) -> Embedding:
         started = time.perf_counter()
