@@ -208,6 +208,7 @@ async def test_streaming(store_url: str, server: FakeOpenAIServer) -> None:
         out = await (await c.start(streamed, "count")).result(timeout=WAIT_SECONDS)
     assert out == {"full": "one two three ", "pieces": 3}
     assert server.requests[0]["body"]["stream"] is True
+    assert server.requests[0]["body"]["stream_options"] == {"include_usage": True}
 
 
 @podium.flow(name="models.unknown")
@@ -398,3 +399,109 @@ async def test_anthropic_messages_api(
     assert second["body"]["tool_choice"] == {"type": "tool", "name": "output"}
     assert second["body"]["tools"][0]["input_schema"]["required"] == ["subject", "urgent"]
     assert len(server.requests) == 4  # the 429 was retried
+
+
+def echo_as(name: str) -> Any:
+    def answer(request: ModelRequest) -> str:
+        return name
+
+    return answer
+
+
+for _name in ("r.small", "r.big", "r.private"):
+    register(_name, echo_as(_name))
+
+ROUTED = {
+    "models": {
+        "cheap": {
+            "provider": "function",
+            "model": "podium.testing:echo_model",
+            "price": {"input": 0.1, "output": 0.2},
+            "capabilities": ["json"],
+        },
+        "pricey": {
+            "provider": "function",
+            "model": "podium.testing:echo_model",
+            "price": {"input": 5, "output": 15},
+            "capabilities": ["json", "tools"],
+        },
+    },
+    "routers": {
+        "by_rules": {
+            "strategy": "rules",
+            "rules": [
+                {"when": {"data_class": ["confidential"]}, "model": "r.private"},
+                {"when": {"max_input_tokens": 20}, "model": "r.small"},
+                {"model": "r.big"},
+            ],
+        },
+        "by_cost": {"strategy": "cheapest", "candidates": ["pricey", "cheap"], "requires": ["json"]},
+        "by_cost_tools": {"strategy": "cheapest", "candidates": ["pricey", "cheap"], "requires": ["tools"]},
+    },
+}
+
+
+@podium.flow(name="models.routed")
+async def routed(ctx: podium.Context, long_text: str) -> dict[str, Any]:
+    rules = ctx.model("by_rules")
+    return {
+        "short": await rules.generate("hi"),
+        "long": await rules.generate(long_text),
+        "secret": await rules.generate("hi", data_class="confidential"),
+        "cheap": (await ctx.model("by_cost").chat([{"role": "user", "content": "x"}])).served_by,
+        "tools": (await ctx.model("by_cost_tools").chat([{"role": "user", "content": "x"}])).served_by,
+    }
+
+
+async def test_routers_choose_a_model_per_call(store_url: str) -> None:
+    async with client_for(store_url, ROUTED) as c:
+        h = await c.start(routed, "a long question " * 40)
+        out = await h.result(timeout=WAIT_SECONDS)
+        steps = [e for e in await c.journal(h.id) if e.kind == "step"]
+    assert out == {
+        "short": "r.small",
+        "long": "r.big",
+        "secret": "r.private",
+        "cheap": "cheap",
+        "tools": "pricey",
+    }
+    assert [s.name for s in steps][:3] == ["model:by_rules"] * 3  # the journal keeps the name the code used
+    assert [s.data["result"]["served_by"] for s in steps][:3] == ["r.small", "r.big", "r.private"]
+
+
+@podium.flow(name="models.topic")
+async def topic(ctx: podium.Context, text: str) -> str:
+    return (await ctx.model("by_topic").chat([{"role": "user", "content": text}])).served_by
+
+
+async def test_a_classifier_router_picks_the_nearest_route(server: FakeOpenAIServer) -> None:
+    config = remote(server)
+    config["routers"] = {
+        "by_topic": {
+            "strategy": "classifier",
+            "embed": "vec",
+            "routes": {"r.small": "aaaa aaaa aaaa", "r.big": "zzzz yyyy zzzz"},
+        }
+    }
+    async with client_for("memory://", config) as c:
+        assert await (await c.start(topic, "aaa aa a")).result(timeout=WAIT_SECONDS) == "r.small"
+        assert await (await c.start(topic, "zz yy zz")).result(timeout=WAIT_SECONDS) == "r.big"
+
+
+@pytest.mark.parametrize(
+    ("routers", "message"),
+    [
+        ({"x": {"strategy": "random"}}, "strategy must be rules, cheapest or classifier"),
+        (
+            {"x": {"strategy": "rules", "rules": [{"when": {"colour": "red"}, "model": "fast"}]}},
+            "unknown conditions",
+        ),
+        ({"x": {"strategy": "cheapest"}}, "candidates must be a non-empty list"),
+        ({"x": {"strategy": "classifier", "routes": {"fast": "a"}}}, "at least two"),
+    ],
+)
+def test_bad_router_configuration_is_a_clear_error(routers: dict[str, Any], message: str) -> None:
+    from podium.models.router import routers_from
+
+    with pytest.raises(podium.ConfigError, match=message):
+        routers_from({"routers": routers})

@@ -18,6 +18,7 @@ from ..errors import UsageError
 from .breaker import breaker_for
 from .errors import BudgetExceededError, ModelError, ModelOutputError
 from .limits import limiter_for
+from .router import no_route
 from .spec import ModelSpec
 from .types import Completion, Embedding, Message, ModelRequest, Usage, estimate_tokens
 
@@ -65,7 +66,9 @@ class ModelHandle:
         self._models = models
         self._cache = cache
         self.name = name
-        self.spec = models.spec(name)
+        self.router = models.router(name)
+        # A router's first model stands for it where a spec is needed before the call (its kind).
+        self.spec = models.spec(self.router.models()[0] if self.router is not None else name)
 
     def _chat_only(self, what: str) -> None:
         if self.spec.kind != "chat":
@@ -74,12 +77,38 @@ class ModelHandle:
                 f"(use ctx.embed(texts, model={self.name!r}) for vectors)"
             )
 
-    def _within_budget(self, tokens: int, max_tokens: int | None) -> ModelSpec:
-        """The model to call under the run's budget: this one, its ``downgrade`` model, or an error.
-
-        Decided in flow code from the journaled costs so far, so replay decides the same."""
+    async def _choose(self, request: ModelRequest, facts: dict[str, Any]) -> ModelSpec:
+        """The model for this call: this one, or the one its router picks."""
+        router, models = self.router, self._models
+        if router is None:
+            return self.spec
         driver = self._ctx._driver
-        budget, spent, spec = driver.budget, driver.spent, self.spec
+        facts = {**facts, "budget_left": None if driver.budget is None else driver.budget - driver.spent}
+        if router.strategy == "rules":
+            for rule in router.rules:
+                if rule.matches(facts):
+                    return models.spec(rule.model)
+            raise no_route(router, facts)
+        if router.strategy == "cheapest":
+            able = [
+                s for s in map(models.spec, router.candidates) if set(router.requires) <= set(s.capabilities)
+            ]
+            if not able:
+                raise UsageError(f"router {router.name!r}: no candidate has {list(router.requires)}")
+            return min(able, key=lambda s: (s.price_input + s.price_output, router.candidates.index(s.name)))
+        embed_spec = models.spec(router.embed)
+        provider = models.provider(embed_spec)
+        text = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        vectors = await _label_vectors(provider, embed_spec, dict(router.routes))
+        query = (await provider.embed(embed_spec, [text], query=True)).vectors[0]
+        best = max(vectors, key=lambda k: sum(a * b for a, b in zip(vectors[k], query, strict=False)))
+        return models.spec(best)
+
+    def _within_budget(self, spec: ModelSpec, tokens: int, max_tokens: int | None) -> ModelSpec:
+        """The model to call under the run's budget: ``spec``, its ``downgrade`` model, or an error
+        (raised inside the call's step, before any request, so the journal says why)."""
+        driver = self._ctx._driver
+        budget, spent = driver.budget, driver.spent
         if budget is None:
             return spec
         seen: set[str] = set()
@@ -101,11 +130,13 @@ class ModelHandle:
         request: ModelRequest,
         adapter: TypeAdapter[Any] | None,
         post: Callable[[Completion], Completion] | None = None,
+        *,
+        task: str | None = None,
+        data_class: str | None = None,
     ) -> Completion:
         models = self._models
         tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
-        first = self._within_budget(tokens, request.max_tokens)
-        chain = [first, *(models.spec(name) for name in first.fallbacks)]
+        facts = {"task": task, "data_class": data_class, "input_tokens": tokens - (request.max_tokens or 0)}
 
         cache = self._cache
 
@@ -163,6 +194,8 @@ class ModelHandle:
             return completion
 
         async def call() -> Completion:
+            first = self._within_budget(await self._choose(request, facts), tokens, request.max_tokens)
+            chain = [first, *(models.spec(name) for name in first.fallbacks)]
             failed: list[str] = []
             last: ModelError | None = None
             for spec in chain:
@@ -202,6 +235,8 @@ class ModelHandle:
         output: None = ...,
         temperature: float | None = ...,
         max_tokens: int | None = ...,
+        task: str | None = ...,
+        data_class: str | None = ...,
     ) -> str: ...
     @overload
     async def generate(
@@ -212,6 +247,8 @@ class ModelHandle:
         output: type[T],
         temperature: float | None = ...,
         max_tokens: int | None = ...,
+        task: str | None = ...,
+        data_class: str | None = ...,
     ) -> T: ...
 
     async def generate(
@@ -222,6 +259,8 @@ class ModelHandle:
         output: Any = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        task: str | None = None,
+        data_class: str | None = None,
     ) -> Any:
         """The model's answer to ``prompt`` (a string or messages): text, or with ``output=Model`` a
         validated instance (the model is asked for JSON matching the schema and repaired if it misses)."""
@@ -233,7 +272,7 @@ class ModelHandle:
             max_tokens=max_tokens,
             json_schema=schema,
         )
-        completion = await self._complete(request, adapter)
+        completion = await self._complete(request, adapter, task=task, data_class=data_class)
         if adapter is None:
             return completion.text
         return adapter.validate_json(completion.text)
@@ -245,6 +284,8 @@ class ModelHandle:
         tools: Sequence[dict[str, Any]] = (),
         temperature: float | None = None,
         max_tokens: int | None = None,
+        task: str | None = None,
+        data_class: str | None = None,
     ) -> Completion:
         """One chat turn; the full ``Completion`` (text, tool calls, usage, cost)."""
         self._chat_only("chat")
@@ -254,7 +295,7 @@ class ModelHandle:
             temperature=temperature,
             max_tokens=max_tokens,
         )
-        return await self._complete(request, None)
+        return await self._complete(request, None, task=task, data_class=data_class)
 
     async def classify(
         self, text: str, labels: Sequence[str] | Mapping[str, str], *, instructions: str | None = None
@@ -293,7 +334,7 @@ class ModelHandle:
         request = ModelRequest(
             messages=_messages(text, system), temperature=0.0, max_tokens=32, json_schema=schema
         )
-        completion = await self._complete(request, _label_adapter(options))
+        completion = await self._complete(request, _label_adapter(options), task="classify")
         return str(json.loads(completion.text)["label"])
 
     async def _nearest(self, text: str, described: dict[str, str]) -> str:
@@ -354,15 +395,17 @@ class ModelHandle:
 
             started = time.perf_counter()
             parts: list[str] = []
+            reported: Usage | None = None
             async for piece in models.provider(spec).stream(spec, request):
+                if isinstance(piece, Usage):  # the server's own count, after the text
+                    reported = piece
+                    continue
                 parts.append(piece)
                 out = on_token(piece)
                 if hasattr(out, "__await__"):
                     await out
-            from .types import Usage, estimate_tokens
-
             text = "".join(parts)
-            u = Usage(
+            u = reported or Usage(
                 input_tokens=sum(estimate_tokens(m.content) for m in request.messages),
                 output_tokens=estimate_tokens(text),
                 estimated=True,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigError, UsageError
 from .errors import UnknownModelError
+from .router import RouterSpec, routers_from
 from .spec import DEFAULTS, ModelSpec, specs_from
 
 _REGISTERED: dict[str, tuple[ModelSpec, Any]] = {}
@@ -47,16 +48,26 @@ def register(
 class Models:
     """Resolves model names to specs and provider instances (created on first use, then reused)."""
 
-    def __init__(self, specs: Mapping[str, ModelSpec] | None = None) -> None:
+    def __init__(
+        self, specs: Mapping[str, ModelSpec] | None = None, routers: Mapping[str, RouterSpec] | None = None
+    ) -> None:
         self._specs = dict(DEFAULTS if specs is None else specs)
+        self._routers = dict(routers or {})
         self._providers: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Models:
-        return cls(specs_from(config))
+        return cls(specs_from(config), routers_from(config))
 
     def names(self) -> list[str]:
         return sorted(set(self._specs) | set(_REGISTERED))
+
+    def routers(self) -> list[RouterSpec]:
+        return [self._routers[k] for k in sorted(self._routers)]
+
+    def router(self, name: str) -> RouterSpec | None:
+        """The router called ``name`` (routers and models share one namespace), or None."""
+        return None if name in _REGISTERED else self._routers.get(name)
 
     def spec(self, name: str) -> ModelSpec:
         if name in _REGISTERED:

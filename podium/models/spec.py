@@ -41,6 +41,7 @@ _KNOWN = {
     "rate_limit",
     "fallbacks",
     "breaker",
+    "capabilities",
 }
 
 
@@ -66,6 +67,7 @@ class ModelSpec:
     fallbacks: tuple[str, ...] = ()  # models tried in order when this one fails
     breaker_failures: int = 5  # consecutive failures that open this endpoint's circuit breaker
     breaker_cooldown: float = 30.0  # seconds it stays open
+    capabilities: tuple[str, ...] = ()  # e.g. ("json", "tools", "vision"): what routers may require
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
@@ -125,6 +127,7 @@ class ModelSpec:
                 rpm=limit.get("requests_per_minute"),
                 tpm=limit.get("tokens_per_minute"),
                 fallbacks=tuple(fallbacks),
+                capabilities=tuple(str(c) for c in raw.get("capabilities", ())),
                 breaker_failures=int(breaker.get("failures", 5)),
                 breaker_cooldown=float(breaker.get("cooldown", 30.0)),
                 extra={k: v for k, v in raw.items() if k not in _KNOWN},

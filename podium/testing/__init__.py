@@ -25,7 +25,14 @@ from ..types import Duration, RunStatus, parse_duration
 from ..workflow.flow import Flow, resolve_flow
 from .fake_openai import FakeOpenAIServer
 
-__all__ = ["FakeOpenAIServer", "ManualClock", "MemoryStore", "replay", "replay_file"]
+__all__ = ["FakeOpenAIServer", "ManualClock", "MemoryStore", "echo_model", "replay", "replay_file"]
+
+
+def echo_model(request: Any) -> str:
+    """A model that answers with the last user message: ``provider = "function"``,
+    ``model = "podium.testing:echo_model"`` in ``podium.toml`` gives a free, instant, offline model."""
+    messages = getattr(request, "messages", [])
+    return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
 class ManualClock:

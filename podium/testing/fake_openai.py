@@ -125,7 +125,9 @@ class FakeOpenAIServer:
                 {"id": "call_1", "type": "function", "function": {"name": name, "arguments": args or "{}"}}
             ]
         if body.get("stream"):
-            return self._stream(h, message["content"])
+            return self._stream(
+                h, message["content"], bool((body.get("stream_options") or {}).get("include_usage"))
+            )
         prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
         self._send(
             h,
@@ -186,7 +188,7 @@ class FakeOpenAIServer:
         )
         return None
 
-    def _stream(self, h: BaseHTTPRequestHandler, text: str) -> None:
+    def _stream(self, h: BaseHTTPRequestHandler, text: str, usage: bool = False) -> None:
         h.send_response(200)
         h.send_header("content-type", "text/event-stream")
         h.send_header("connection", "close")
@@ -195,6 +197,9 @@ class FakeOpenAIServer:
             chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
             h.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             h.wfile.flush()
+        if usage:
+            final = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": len(text.split())}}
+            h.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
         h.wfile.write(b"data: [DONE]\n\n")
         h.close_connection = True
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from ..spec import ModelSpec
-from ..types import Completion, Embedding, ModelRequest
+from ..types import Completion, Embedding, ModelRequest, Usage
 
 
 class ChatProvider(Protocol):
@@ -14,8 +14,8 @@ class ChatProvider(Protocol):
 
     async def complete(self, spec: ModelSpec, request: ModelRequest) -> Completion: ...
 
-    def stream(self, spec: ModelSpec, request: ModelRequest) -> AsyncIterator[str]:
-        """Text deltas as they are generated."""
+    def stream(self, spec: ModelSpec, request: ModelRequest) -> AsyncIterator[str | Usage]:
+        """Text deltas as they are generated, optionally followed by the provider's ``Usage``."""
         ...
 
 

@@ -203,7 +203,7 @@ class OpenAIProvider:
                     if r.status_code >= 400:
                         text = (await r.aread()).decode(errors="replace")[:300]
                         raise ModelError(
-                            f"model {spec.name!r}: HTTP {r.status_code}: {text}",
+                            f"model {spec.name!r}: HTTP {r.status_code} from {spec.base_url}: {text}",
                             type=f"HTTP{r.status_code}",
                             retryable=False,
                         )
@@ -224,8 +224,9 @@ class OpenAIProvider:
                     wait = min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.8 + 0.4 * random.random())
                 await asyncio.sleep(wait)
 
-    async def stream(self, spec: ModelSpec, request: ModelRequest) -> AsyncIterator[str]:
-        body = {**self._body(spec, request), "stream": True}
+    async def stream(self, spec: ModelSpec, request: ModelRequest) -> AsyncIterator[str | Usage]:
+        """Text pieces, then the server's ``Usage`` if it reports one (``stream_options.include_usage``)."""
+        body = {**self._body(spec, request), "stream": True, "stream_options": {"include_usage": True}}
         async for line in self._lines(spec, "chat/completions", body):
             if not line.startswith("data:"):
                 continue
@@ -234,11 +235,18 @@ class OpenAIProvider:
                 break
             try:
                 chunk = json.loads(payload)
-                delta = chunk["choices"][0].get("delta", {}).get("content")
-            except (ValueError, KeyError, IndexError, TypeError):
+                choices = chunk.get("choices") or []
+                delta = choices[0].get("delta", {}).get("content") if choices else None
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                 raise ModelError(f"model {spec.name!r}: malformed stream chunk {payload[:120]!r}") from None
             if delta:
                 yield delta
+            usage = chunk.get("usage")
+            if isinstance(usage, dict) and "prompt_tokens" in usage:
+                yield Usage(
+                    input_tokens=int(usage["prompt_tokens"]),
+                    output_tokens=int(usage.get("completion_tokens", 0)),
+                )
 
     async def embed(self, spec: ModelSpec, texts: list[str], *, query: bool = False) -> Embedding:
         started = time.perf_counter()
