@@ -505,3 +505,18 @@ def test_bad_router_configuration_is_a_clear_error(routers: dict[str, Any], mess
 
     with pytest.raises(podium.ConfigError, match=message):
         routers_from({"routers": routers})
+
+
+async def test_the_semantic_cache_answers_similar_requests(tmp_path: Path, server: FakeOpenAIServer) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    server.default = "ok:it is sunny"
+    config = remote(server, semantic_cache={"threshold": 0.9, "embed": "vec"})
+    async with client_for(url, config) as c:
+        first = await (await c.start(cached, "weather in paris today")).result(timeout=WAIT_SECONDS)
+        similar = await (await c.start(cached, "weather in paris today?")).result(timeout=WAIT_SECONDS)
+        different = await (await c.start(cached, "zzz qqq xxx")).result(timeout=WAIT_SECONDS)
+        assert c.worker is not None and c.worker.cache.semantic.hits == 1
+    chats = [r for r in server.requests if r["path"].endswith("/chat/completions")]
+    assert len(chats) == 2  # the similar question was answered from the semantic cache
+    assert first["cached"] is False and similar == {"text": "it is sunny", "cached": True, "cost": 0.0}
+    assert different["cached"] is False

@@ -141,14 +141,26 @@ class ModelHandle:
         cache = self._cache
 
         async def attempt(spec: ModelSpec) -> Completion:
-            key = cache.key(spec, request) if cache is not None and cache.applies(spec, request) else None
-            if key is not None and cache is not None:
-                hit = await cache.get(key)
+            if cache is None or not cache.applies(spec, request):
+                return await fresh(spec)
+            key = cache.key(spec, request)
+            hit = await cache.get(key)
+            if hit is not None:
+                return hit
+            semantic, vector = cache.semantic, None
+            similar = semantic.settings(spec)
+            if similar is not None:
+                embed_spec = models.spec(similar[1])
+                vector = (
+                    await models.provider(embed_spec).embed(embed_spec, [semantic.text(request)], query=True)
+                ).vectors[0]
+                hit = await semantic.get(spec, vector, similar[0])
                 if hit is not None:
                     return hit
             completion = await fresh(spec)
-            if key is not None and cache is not None:
-                await cache.put(key, completion)
+            await cache.put(key, completion)
+            if vector is not None:
+                await semantic.put(spec, request, vector, completion)
             return completion
 
         async def fresh(spec: ModelSpec) -> Completion:

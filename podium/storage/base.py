@@ -182,3 +182,7 @@ class Store(Protocol):
     async def cache_put(self, key: str, value: JSON, *, now: float) -> None:
         """Store ``value`` under ``key`` (the first writer wins)."""
         ...
+
+    async def cache_scan(self, prefix: str, *, limit: int = 10_000) -> list[tuple[str, JSON]]:
+        """Entries whose key starts with ``prefix`` (newest last)."""
+        ...

@@ -265,3 +265,6 @@ class MemoryStore:
 
     async def cache_put(self, key: str, value: Any, *, now: float) -> None:
         self._cache.setdefault(key, [value])
+
+    async def cache_scan(self, prefix: str, *, limit: int = 10_000) -> list[tuple[str, Any]]:
+        return [(k, v[0]) for k, v in self._cache.items() if k.startswith(prefix)][:limit]

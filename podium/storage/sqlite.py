@@ -419,3 +419,11 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO cache (key, value, created_at) VALUES (?, ?, ?)",
                 (key, _dump(value), now),
             )
+
+    async def cache_scan(self, prefix: str, *, limit: int = 10_000) -> list[tuple[str, Any]]:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\uffff"
+        rows = self.db.execute(
+            "SELECT key, value FROM cache WHERE key >= ? AND key < ? ORDER BY created_at LIMIT ?",
+            (prefix, upper, limit),
+        )
+        return [(r[0], _load(r[1])) for r in rows]
