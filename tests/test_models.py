@@ -520,3 +520,17 @@ async def test_the_semantic_cache_answers_similar_requests(tmp_path: Path, serve
     assert len(chats) == 2  # the similar question was answered from the semantic cache
     assert first["cached"] is False and similar == {"text": "it is sunny", "cached": True, "cost": 0.0}
     assert different["cached"] is False
+
+
+async def test_usage_and_cost_per_run_and_per_flow(store_url: str, server: FakeOpenAIServer) -> None:
+    async with client_for(store_url, remote(server)) as c:
+        h1 = await c.start(plain, "one two three")
+        h2 = await c.start(plain, "four")
+        await h1.result(timeout=WAIT_SECONDS)
+        await h2.result(timeout=WAIT_SECONDS)
+        u1 = await c.usage(h1.id)
+        totals = await c.usage_by_flow(flow="models.plain")
+    assert (u1.calls, u1.input_tokens, u1.output_tokens) == (1, 3, 1)  # counts reported by the server
+    assert u1.cost == pytest.approx((3 * 0.5 + 1 * 1.5) / 1e6)
+    flow_total = totals["models.plain"]
+    assert flow_total.calls == 2 and flow_total.input_tokens == 4

@@ -238,9 +238,10 @@ def show(
                 await client.timeline(run_id),
                 await client.pending_approvals(run_id),
                 (await client.journal(run_id) if journal or as_json else []),
+                await client.usage(run_id),
             )
 
-    run, rows, pending, entries = _call(go)
+    run, rows, pending, entries, used = _call(go)
     if as_json:
         journal_json = [
             {"seq": e.seq, "kind": e.kind, "position": e.position, "name": e.name, "data": e.data, "at": e.at}
@@ -250,9 +251,35 @@ def show(
             json.dumps({**_run_json(run), "journal": journal_json}, indent=2, ensure_ascii=False, default=str)
         )
         return
-    out.print(render.run_panel(run, rows, pending))
+    out.print(render.run_panel(run, rows, pending, used))
     if journal:
         out.print(render.journal_table(entries))
+
+
+@app.command()
+def costs(
+    flow: Annotated[str | None, typer.Option("--flow", "-f")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Newest runs to sum over")] = 1000,
+    db: DbOption = None,
+) -> None:
+    """Model calls, tokens and dollars per flow, over the newest runs."""
+    from rich.table import Table
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.usage_by_flow(flow=flow, limit=limit)
+
+    totals = _call(go)
+    table = Table(
+        header_style="bold", title=f"model usage per flow (newest {limit} runs)", title_justify="left"
+    )
+    for col in ("flow", "calls", "cache hits", "tokens in", "tokens out", "cost"):
+        table.add_column(col, justify="right" if col != "flow" else "left")
+    for name, u in sorted(totals.items()):
+        table.add_row(
+            name, str(u.calls), str(u.cached), f"{u.input_tokens:,}", f"{u.output_tokens:,}", f"${u.cost:.4f}"
+        )
+    out.print(table)
 
 
 @app.command()

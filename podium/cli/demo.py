@@ -223,7 +223,11 @@ async def run_demo(settings: Settings, *, interactive: bool, console: Console) -
             console.print(Text.assemble(("✔ ", "green"), (t.id, "bold"), f" {res.category}: ", res.reply))
         big = handles[1]
         console.print()
-        console.print(render.run_panel(await client.get(big.id), await client.timeline(big.id), []))
+        console.print(
+            render.run_panel(
+                await client.get(big.id), await client.timeline(big.id), [], await client.usage(big.id)
+            )
+        )
         console.print(
             f"\nEverything above is journaled. Try:\n  podium runs\n  podium show {big.id} --journal\n",
             style="dim",

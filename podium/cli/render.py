@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..client import JournalEntry, PendingApproval, Run
-from ..engine.timeline import TimelineRow
+from ..engine.timeline import TimelineRow, Usage
 from ..types import RunStatus
 
 STATUS_STYLE = {
@@ -126,7 +126,9 @@ def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
     return table
 
 
-def run_panel(run: Run, rows: list[TimelineRow], pending: list[PendingApproval]) -> Group:
+def run_panel(
+    run: Run, rows: list[TimelineRow], pending: list[PendingApproval], used: Usage | None = None
+) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_row("run", Text(run.id, style="bold"))
     head.add_row("flow", run.flow)
@@ -143,6 +145,12 @@ def run_panel(run: Run, rows: list[TimelineRow], pending: list[PendingApproval])
         head.add_row("output", short(run.output, 100))
     if run.error:
         head.add_row("error", Text(f"{run.error.get('type')}: {run.error.get('message')}", style="red"))
+    if used is not None and used.calls:
+        head.add_row(
+            "models",
+            f"{used.calls} call(s), {used.cached} from cache, {used.input_tokens:,} tokens in, "
+            f"{used.output_tokens:,} out, ${used.cost:.4f}",
+        )
     if run.wake_at and run.status is RunStatus.WAITING:
         head.add_row("wakes", when(run.wake_at))
     parts: list[Any] = [Panel(head, title="podium run", title_align="left"), timeline_table(run, rows)]

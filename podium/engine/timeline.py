@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..storage.base import Event
+from .codec import to_json
 
 
 @dataclass(slots=True)
@@ -118,3 +119,39 @@ def timeline(events: list[Event], *, now: float) -> list[TimelineRow]:
             rows[sid] = row = TimelineRow(sid, "step", "", "retrying", errs[0]["at"], attempts=len(errs) + 1)
         row.errors = errs
     return [rows[k] for k in sorted(rows, key=_key)]
+
+
+@dataclass(slots=True)
+class Usage:
+    """What a run's model calls used: calls, tokens and dollars (cache hits cost nothing)."""
+
+    calls: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        self.calls += other.calls
+        self.cached += other.cached
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost += other.cost
+
+
+def usage(events: list[Event]) -> Usage:
+    """The model usage journaled in a run's events (steps named ``model:*`` and ``embed:*``)."""
+    out = Usage()
+    for e in events:
+        if e.kind != "step" or not (e.name or "").startswith(("model:", "embed:")):
+            continue
+        result = to_json((e.data or {}).get("result")) or {}  # objects in memory, JSON in a file
+        if not isinstance(result, dict):
+            continue
+        u = result.get("usage") or {}
+        out.calls += 1
+        out.cached += bool(result.get("cached"))
+        out.input_tokens += int(u.get("input_tokens", 0))
+        out.output_tokens += int(u.get("output_tokens", 0))
+        out.cost += float(result.get("cost", 0.0))
+    return out
