@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..spec import ModelSpec
 from ..types import Completion, Embedding, ModelRequest, Usage
@@ -23,3 +24,15 @@ class EmbeddingProvider(Protocol):
     """Text embeddings."""
 
     async def embed(self, spec: ModelSpec, texts: list[str], *, query: bool = False) -> Embedding: ...
+
+
+def priced(spec: ModelSpec, started: float, *, provider: str, usage: Usage, **fields: Any) -> Completion:
+    """A ``Completion`` with its cost (from ``spec``'s prices) and latency (since ``started``) filled in."""
+    return Completion(
+        model=spec.model,
+        provider=provider,
+        usage=usage,
+        cost=spec.cost(usage.input_tokens, usage.output_tokens),
+        latency=time.perf_counter() - started,
+        **fields,
+    )

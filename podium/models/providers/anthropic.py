@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ModelError
 from ..spec import ModelSpec
 from ..types import Completion, Embedding, Message, ModelRequest, ToolCall, Usage
+from . import priced
 from .openai import OpenAIProvider
 
 VERSION = "2023-06-01"
@@ -108,15 +109,14 @@ class AnthropicProvider(OpenAIProvider):
         usage = Usage(
             input_tokens=int(u.get("input_tokens", 0)), output_tokens=int(u.get("output_tokens", 0))
         )
-        return Completion(
-            model=spec.model,
+        return priced(
+            spec,
+            started,
             provider="anthropic",
+            usage=usage,
             text=text,
             tool_calls=calls,
             finish_reason=data.get("stop_reason"),
-            usage=usage,
-            cost=spec.cost(usage.input_tokens, usage.output_tokens),
-            latency=time.perf_counter() - started,
             attempts=attempts,
         )
 

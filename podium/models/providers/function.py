@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ModelError
 from ..spec import ModelSpec
 from ..types import Completion, Embedding, ModelRequest, Usage, estimate_tokens
+from . import priced
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -52,15 +53,7 @@ class FunctionProvider:
             output_tokens=estimate_tokens(text),
             estimated=True,
         )
-        return Completion(
-            model=spec.model,
-            provider="function",
-            text=text,
-            finish_reason="stop",
-            usage=u,
-            cost=spec.cost(u.input_tokens, u.output_tokens),
-            latency=time.perf_counter() - started,
-        )
+        return priced(spec, started, provider="function", usage=u, text=text, finish_reason="stop")
 
     async def stream(self, spec: ModelSpec, request: ModelRequest) -> AsyncIterator[str]:
         completion = await self.complete(spec, request)

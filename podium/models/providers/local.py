@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import MissingExtraError, ModelError
 from ..spec import LOCAL_CHAT, LOCAL_EMBED, ModelSpec
 from ..types import Completion, Embedding, ModelRequest, ToolCall, Usage, estimate_tokens
+from . import priced
 
 _LOCK = threading.Lock()
 _LLMS: dict[str, Any] = {}
@@ -121,15 +122,14 @@ class LocalProvider:
             ToolCall(id=c.get("id", ""), name=c["function"]["name"], arguments=_args(c["function"]))
             for c in message.get("tool_calls") or []
         ]
-        return Completion(
-            model=spec.model,
+        return priced(
+            spec,
+            started,
             provider="local",
+            usage=u,
             text=message.get("content") or "",
             tool_calls=calls,
             finish_reason=choice.get("finish_reason"),
-            usage=u,
-            cost=spec.cost(u.input_tokens, u.output_tokens),
-            latency=time.perf_counter() - started,
         )
 
     async def stream(self, spec: ModelSpec, request: ModelRequest) -> AsyncIterator[str]:

@@ -19,6 +19,7 @@ from ...config import secret
 from ..errors import ModelError
 from ..spec import ModelSpec
 from ..types import Completion, Embedding, Message, ModelRequest, ToolCall, Usage, estimate_tokens
+from . import priced
 
 
 def _message(m: Message) -> dict[str, Any]:
@@ -164,15 +165,14 @@ class OpenAIProvider:
                 )
             )
         usage = self._usage(data, request, text)
-        return Completion(
-            model=spec.model,
+        return priced(
+            spec,
+            started,
             provider="openai",
+            usage=usage,
             text=text,
             tool_calls=calls,
             finish_reason=choice.get("finish_reason"),
-            usage=usage,
-            cost=spec.cost(usage.input_tokens, usage.output_tokens),
-            latency=time.perf_counter() - started,
             attempts=attempts,
         )
 
