@@ -166,6 +166,12 @@ class MemoryStore:
     async def commit(
         self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
     ) -> list[Outcome]:
+        return self.commit_sync(owner, writes, now=now, lease_until=lease_until)
+
+    def commit_sync(
+        self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
+    ) -> list[Outcome]:
+        """``commit`` without a coroutine (the engine's fast path for stores that never wait)."""
         outcomes: list[Outcome] = []
         for w in writes:
             run = self._runs.get(w.run_id)

@@ -304,6 +304,12 @@ class SQLiteStore:
     async def commit(
         self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
     ) -> list[Outcome]:
+        return self.commit_sync(owner, writes, now=now, lease_until=lease_until)
+
+    def commit_sync(
+        self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
+    ) -> list[Outcome]:
+        """``commit`` without a coroutine: SQLite never waits, so the engine may call this directly."""
         outcomes: list[Outcome] = []
         with self._tx() as db:
             for w in writes:
