@@ -297,7 +297,7 @@ class Client:
         if rec.status is RunStatus.COMPLETED:
             fl = registered().get(rec.flow)
             if fl is not None:  # outputs are stored in JSON form: rebuild the annotated type
-                return fl.output_adapter.validate_python(rec.output)
+                return fl.load_output(rec.output)
             return rec.output
         if rec.status is RunStatus.CANCELLED:
             raise RunCancelledError(rec.id)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+if TYPE_CHECKING:  # pydantic itself loads on first use: `import podium` stays quick
+    from pydantic import TypeAdapter
 
 from ..errors import RunError, StepTimeoutError
 
@@ -33,6 +35,8 @@ def result_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
     except Exception:
         hint = inspect.Signature.empty
     if hint not in (inspect.Signature.empty, Any, None, type(None)):
+        from pydantic import TypeAdapter
+
         try:
             adapter = TypeAdapter(hint)
         except Exception:

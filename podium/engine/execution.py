@@ -450,7 +450,7 @@ class Execution:
         d = done.data
         if d["status"] == "completed":
             out = d.get("output")
-            return flow.output_adapter.validate_python(out)  # outputs are stored in JSON form
+            return flow.load_output(out)  # outputs are stored in JSON form
         if d["status"] == "cancelled":
             raise RunCancelledError(d["run_id"])
         raise RunFailedError(d["run_id"], d.get("error") or {})
@@ -559,7 +559,7 @@ class Execution:
             if self.nondeterminism is not None:
                 return await self._end(Transition.FAIL, error=self.nondeterminism.to_dict())
             try:
-                stored = self.flow.output_adapter.dump_python(output, mode="json")
+                stored = self.flow.dump_output(output)
             except Exception as exc:
                 error = {
                     "type": "InvalidOutput",

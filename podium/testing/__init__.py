@@ -119,7 +119,7 @@ async def replay(flow: Flow[Any, Any] | str, journal: Iterable[Any]) -> Any:
     if ex.nondeterminism is not None:
         raise ex.nondeterminism
     if outcome == "completed":
-        return fl.output_adapter.validate_python(rec.output)
+        return fl.load_output(rec.output)
     if outcome == "failed":
         raise RunFailedError(run_id, rec.error or {})
     raise NondeterminismError(

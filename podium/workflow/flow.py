@@ -6,11 +6,14 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from functools import cached_property
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ValidationError
 
 from ..errors import InvalidInputError, UnknownFlowError, UsageError
+
+if TYPE_CHECKING:  # pydantic itself loads on first use: `import podium` stays quick
+    from pydantic import TypeAdapter
 from ..types import Duration, parse_duration
 
 I = TypeVar("I")
@@ -57,22 +60,32 @@ class Flow(Generic[I, O]):
             return {}
 
     @cached_property
+    def _input_hint(self) -> Any:
+        return None if self._input_param is None else self._hints.get(self._input_param.name, Any)
+
+    @cached_property
     def input_adapter(self) -> TypeAdapter[Any] | None:
         if self._input_param is None:
             return None
-        hint = self._hints.get(self._input_param.name, Any)
-        return TypeAdapter(hint)
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(self._input_hint)
 
     @cached_property
     def output_adapter(self) -> TypeAdapter[Any]:
+        from pydantic import TypeAdapter
+
         return TypeAdapter(self._hints.get("return", Any))
 
     def validate_input(self, value: Any) -> Any:
         """The input as the flow receives it; raises ``InvalidInputError`` if it does not fit."""
-        if self.input_adapter is None:
+        if self._input_param is None:
             if value is not None:
                 raise InvalidInputError(f"flow {self.name!r} takes no input, got {value!r}")
             return None
+        if _plain(self._input_hint, value):
+            return value
+        assert self.input_adapter is not None
         try:
             return self.input_adapter.validate_python(value)
         except ValidationError as exc:
@@ -80,12 +93,35 @@ class Flow(Generic[I, O]):
 
     def dump_input(self, value: Any) -> Any:
         """The validated input in JSON form, as stored."""
-        if self.input_adapter is None:
+        if self._input_param is None:
             return None
+        if _plain(self._input_hint, value):
+            return value
+        assert self.input_adapter is not None
         return self.input_adapter.dump_python(value, mode="json")
+
+    def load_output(self, value: Any) -> Any:
+        """A stored (JSON) output as the flow's annotated return type."""
+        if _plain(self._hints.get("return", Any), value):
+            return value
+        return self.output_adapter.validate_python(value)
+
+    def dump_output(self, value: Any) -> Any:
+        """The flow's output in JSON form, as stored."""
+        if _plain(self._hints.get("return", Any), value):
+            return value
+        return self.output_adapter.dump_python(value, mode="json")
 
     def __repr__(self) -> str:
         return f"<podium flow {self.name}>"
+
+
+def _plain(hint: Any, value: Any) -> bool:
+    """True when ``value`` already is what ``hint`` asks for and is plain JSON (no pydantic needed: the
+    common case of ints and strings skips building a validator, which costs milliseconds on first use)."""
+    if hint is Any:
+        return value is None or type(value) in (int, str, float, bool)
+    return type(value) is hint and hint in (int, str, float, bool)
 
 
 def _short(exc: ValidationError) -> str:
