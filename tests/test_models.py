@@ -534,3 +534,67 @@ async def test_usage_and_cost_per_run_and_per_flow(store_url: str, server: FakeO
     assert u1.cost == pytest.approx((3 * 0.5 + 1 * 1.5) / 1e6)
     flow_total = totals["models.plain"]
     assert flow_total.calls == 2 and flow_total.input_tokens == 4
+
+
+@podium.flow(name="models.spam")
+async def spam(ctx: podium.Context, texts: list[str]) -> list[str]:
+    return [await ctx.model("t.spam").classify(t, ["spam", "ham"]) for t in texts]
+
+
+async def test_a_fitted_scikit_learn_estimator_is_a_model(store_url: str) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    train = [
+        "win money now",
+        "free prize click",
+        "cheap pills offer",
+        "lunch at noon?",
+        "meeting moved to 3",
+        "see you tomorrow",
+        "claim your free money",
+        "notes from the meeting",
+    ]
+    labels = ["spam", "spam", "spam", "ham", "ham", "ham", "spam", "ham"]
+    register("t.spam", make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(train, labels))
+    async with client_for(store_url) as c:
+        h = await c.start(spam, ["free money prize", "the meeting is at noon"])
+        assert await h.result(timeout=WAIT_SECONDS) == ["spam", "ham"]
+        steps = [e for e in await c.journal(h.id) if e.kind == "step"]
+    assert [s.name for s in steps] == ["model:t.spam", "model:t.spam"]
+    assert json.loads(steps[0].data["result"]["text"]) == {"label": "spam"}
+
+
+@podium.flow(name="models.tools")
+async def with_tools(ctx: podium.Context, text: str) -> dict[str, Any]:
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    turn = await ctx.model("remote").chat([{"role": "user", "content": text}], tools=[weather])
+    call = turn.tool_calls[0]
+    answer = await ctx.model("remote").chat(
+        [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": "", "tool_calls": [call.model_dump()]},
+            {"role": "tool", "content": "sunny, 21°C", "tool_call_id": call.id},
+        ]
+    )
+    return {"tool": call.name, "args": call.arguments, "answer": answer.text}
+
+
+async def test_tool_calls_round_trip(store_url: str, server: FakeOpenAIServer) -> None:
+    server.script('tool:weather:{"city": "Paris"}', "ok:It is sunny in Paris.")
+    async with client_for(store_url, remote(server)) as c:
+        out = await (await c.start(with_tools, "weather in Paris?")).result(timeout=WAIT_SECONDS)
+    assert out == {"tool": "weather", "args": {"city": "Paris"}, "answer": "It is sunny in Paris."}
+    sent_tools = server.requests[0]["body"]["tools"]
+    assert sent_tools[0]["function"]["name"] == "weather"
+    follow_up = server.requests[1]["body"]["messages"]
+    assert follow_up[1]["tool_calls"][0]["function"]["name"] == "weather"
+    assert follow_up[2] == {"role": "tool", "content": "sunny, 21°C", "tool_call_id": "call_1"}

@@ -34,7 +34,6 @@ from .codec import PydanticSerializationError, describe_error, from_json, to_jso
 if TYPE_CHECKING:
     from .worker import Worker
 
-_PRICED = ("model:", "embed:")  # steps whose results carry a cost
 
 # Journal event kinds that occupy a position in the flow.
 POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child"})
@@ -238,7 +237,9 @@ class Execution:
         kwargs: dict[str, Any],
     ) -> Any:
         name = options.name
-        ev = self._journaled(sid, "step", name)
+        ev = self.positions.get(sid)
+        if ev is not None or self.worker.replay_only:
+            ev = self._journaled(sid, "step", name)
         if ev is not None:
             data = ev.data
             if "error" in data:
@@ -252,7 +253,7 @@ class Execution:
                     attempts=data.get("attempts", 1),
                 )
             result = from_json(fn, data["result"]) if self.durable else data["result"]
-            if name.startswith(_PRICED):
+            if name[0] in "me" and options.priced:
                 self.spent += float(getattr(result, "cost", 0.0) or 0.0)
             return result
         if self._unsettled is not None:
@@ -348,7 +349,7 @@ class Execution:
                 self._unsettled = self.worker.committer.request(self)
             else:
                 self.worker.committer.request_nowait(self)
-            if name.startswith(_PRICED):
+            if name[0] in "me" and options.priced:
                 self.spent += float(getattr(result, "cost", 0.0) or 0.0)
             return result
 

@@ -64,6 +64,11 @@ class StepOptions:
     retry: RetryPolicy = NO_RETRY
     timeout: float | None = None
 
+    @property
+    def priced(self) -> bool:
+        """True for model and embedding calls, whose results carry a cost."""
+        return self.name.startswith(("model:", "embed:"))
+
 
 def make_options(name: str, retries: int | RetryPolicy | None, timeout: Duration | None) -> StepOptions:
     if retries is None:
