@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -77,15 +80,23 @@ async def overhead() -> tuple[float, float]:
 
 
 async def pacing() -> dict[str, Any]:
-    """The server runs in its own process, so its clock sees arrivals without this process's GIL."""
+    """The server (uvicorn, in its own process) records arrival times: the limit is checked where a
+    provider would count it."""
     n, rpm = (300, 6000) if QUICK else (1000, 6000)
     log = tempfile.mktemp(suffix=".times")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "podium.testing.fake_openai", log], stdout=subprocess.PIPE, text=True
-    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "chat_server.py")
+    proc = subprocess.Popen([sys.executable, server, log, str(port)])
+    url = f"http://127.0.0.1:{port}/v1"
     try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
+        for _ in range(200):  # wait until it answers
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                    break
+            except OSError:
+                await asyncio.sleep(0.05)
         config = {
             "models": {
                 "limited": {
@@ -102,7 +113,7 @@ async def pacing() -> dict[str, Any]:
             done = await (await c.start(limited, n)).result()
             wall = time.perf_counter() - t
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)  # uvicorn shuts down and the server writes its log
         proc.wait(timeout=10)
     with open(log) as f:
         times = sorted(float(line) for line in f)

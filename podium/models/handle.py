@@ -167,6 +167,9 @@ class ModelHandle:
             provider = models.provider(spec)
             limiter = limiter_for(spec)
             if limiter is not None:
+                prepare = getattr(provider, "prepare", None)
+                if prepare is not None:
+                    prepare(spec)  # set-up first, so the slot the limiter grants is spent on sending
                 await limiter.acquire(tokens)
             completion: Completion = await provider.complete(spec, request)
             if post is not None:  # inside the step: what is journaled is final, whatever the config

@@ -48,6 +48,9 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+_WARM = False
+
+
 class _Retry(Exception):
     def __init__(self, message: str, wait: float | None = None) -> None:
         super().__init__(message)
@@ -68,6 +71,18 @@ class OpenAIProvider:
             client = httpx.AsyncClient(base_url=spec.base_url.rstrip("/") + "/", timeout=spec.timeout)
             self._clients[key] = client
         return client
+
+    def prepare(self, spec: ModelSpec) -> None:
+        """Open the HTTP client now (it costs tens of milliseconds the first time), so that a rate-limit
+        slot is spent on sending, not on setting up."""
+        self._client(spec)
+        global _WARM
+        if not _WARM:  # the first connection imports httpcore's async backend (~30 ms): do it here
+            _WARM = True
+            try:
+                import anyio._backends._asyncio  # noqa: F401
+            except ImportError:  # pragma: no cover - another backend layout
+                pass
 
     def _headers(self, spec: ModelSpec) -> dict[str, str]:
         if spec.api_key_env:
