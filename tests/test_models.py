@@ -329,7 +329,7 @@ async def test_sampling_calls_and_disabled_caches_always_reach_the_model(server:
     assert len(server.requests) == 4
 
 
-@podium.flow(name="models.budgeted", budget=0.001)
+@podium.flow(name="models.budgeted", budget=0.0008)
 async def budgeted(ctx: podium.Context, n: int) -> dict[str, Any]:
     served = []
     for i in range(n):
@@ -349,7 +349,7 @@ async def test_a_run_budget_stops_calls_before_it_is_exceeded(
         with pytest.raises(podium.RunFailedError) as info:
             await (await c.start(budgeted, 3)).result(timeout=WAIT_SECONDS)
     assert info.value.error["type"] == "BudgetExceededError"
-    assert "over its budget of $0.001" in info.value.error["message"]
+    assert "over its budget of $0.0008" in info.value.error["message"]
     assert len(server.requests) == 1  # the second call was refused before it was made
 
 
@@ -362,7 +362,7 @@ async def test_a_run_budget_can_downgrade_to_a_cheaper_model(
     async with client_for(store_url, config) as c:
         out = await (await c.start(budgeted, 3)).result(timeout=WAIT_SECONDS)
     assert out["served"] == ["remote", "t.free", "t.free"]
-    assert 0 < out["spent"] <= 0.001 + 1e-9
+    assert 0 < out["spent"] <= 0.0008 + 1e-9
 
 
 def claude(server: FakeOpenAIServer) -> dict[str, Any]:
@@ -598,3 +598,23 @@ async def test_tool_calls_round_trip(store_url: str, server: FakeOpenAIServer) -
     follow_up = server.requests[1]["body"]["messages"]
     assert follow_up[1]["tool_calls"][0]["function"]["name"] == "weather"
     assert follow_up[2] == {"role": "tool", "content": "sunny, 21°C", "tool_call_id": "call_1"}
+
+
+@podium.flow(name="models.daily", daily_budget=0.0007)
+async def daily(ctx: podium.Context, text: str) -> str:
+    c = await ctx.model("remote").chat([{"role": "user", "content": text * 50}], max_tokens=100)
+    return c.text
+
+
+async def test_a_daily_budget_per_flow_holds_across_runs(tmp_path: Path, server: FakeOpenAIServer) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    config = remote(server)
+    config["models"]["remote"]["price"] = {"input": 2.0, "output": 4.0}  # estimated $0.0006, costs $0.0001
+    async with client_for(url, config) as c:
+        assert await (await c.start(daily, "question ")).result(timeout=WAIT_SECONDS) == "hello"
+    async with client_for(url, config) as c:  # another process, the same day, the same flow
+        with pytest.raises(podium.RunFailedError) as info:
+            await (await c.start(daily, "question ")).result(timeout=WAIT_SECONDS)
+    assert info.value.error["type"] == "BudgetExceededError"
+    assert "daily budget of $0.0007" in info.value.error["message"]
+    assert len(server.requests) == 1

@@ -13,6 +13,7 @@ import contextvars
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -70,6 +71,7 @@ class Execution:
         self.blocked = 0
         self.spent = 0.0  # dollars of model calls so far, accumulated in code order (same on replay)
         self.budget = flow.budget
+        self.daily_budget = flow.daily_budget
         self.positions: dict[str, Event] = {}
         self.decisions: dict[str, Event] = {}
         self.children: dict[str, Event] = {}
@@ -350,8 +352,18 @@ class Execution:
             else:
                 self.worker.committer.request_nowait(self)
             if name[0] in "me" and options.priced:
-                self.spent += float(getattr(result, "cost", 0.0) or 0.0)
+                cost = float(getattr(result, "cost", 0.0) or 0.0)
+                self.spent += cost
+                if cost > 0:  # the flow's daily spending (a crash before the commit may count a call twice)
+                    await self.store.spend_add(self.flow.name, self._day(), cost)
             return result
+
+    def _day(self) -> str:
+        return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%d")
+
+    async def spent_today(self) -> float:
+        """Dollars this run's flow spent on model calls today (UTC), across all its runs."""
+        return await self.store.spend_get(self.flow.name, self._day())
 
     def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON:
         ev = self._journaled(sid, "value", name)

@@ -104,23 +104,29 @@ class ModelHandle:
         best = max(vectors, key=lambda k: sum(a * b for a, b in zip(vectors[k], query, strict=False)))
         return models.spec(best)
 
-    def _within_budget(self, spec: ModelSpec, tokens: int, max_tokens: int | None) -> ModelSpec:
-        """The model to call under the run's budget: ``spec``, its ``downgrade`` model, or an error
-        (raised inside the call's step, before any request, so the journal says why)."""
+    async def _within_budget(self, spec: ModelSpec, input_tokens: int, max_tokens: int | None) -> ModelSpec:
+        """The model to call under the run's budget and the flow's daily budget: ``spec``, its
+        ``downgrade`` model, or an error (raised inside the call's step, before any request, so the
+        journal says why)."""
         driver = self._ctx._driver
-        budget, spent = driver.budget, driver.spent
-        if budget is None:
+        budget, spent, daily = driver.budget, driver.spent, driver.daily_budget
+        if budget is None and daily is None:
             return spec
+        today = await driver.spent_today() if daily is not None else 0.0
         seen: set[str] = set()
         while True:
-            estimate = spec.cost(tokens, max_tokens or 256)
-            if spent + estimate <= budget:
+            estimate = spec.cost(input_tokens, max_tokens or 256)
+            over = None
+            if budget is not None and spent + estimate > budget:
+                over = f"the run over its budget of ${budget:g}: spent ${spent:.4f}"
+            elif daily is not None and today + estimate > daily:
+                over = f"the flow over its daily budget of ${daily:g}: spent ${today:.4f} today"
+            if over is None:
                 return spec
             cheaper = spec.extra.get("downgrade")
             if not isinstance(cheaper, str) or cheaper in seen:
                 raise BudgetExceededError(
-                    f"model {spec.name!r} would take the run over its budget of ${budget:g}: "
-                    f"spent ${spent:.4f}, this call about ${estimate:.4f}"
+                    f"model {spec.name!r} would take {over}, this call about ${estimate:.4f}"
                 )
             seen.add(cheaper)
             spec = self._models.spec(cheaper)
@@ -136,7 +142,11 @@ class ModelHandle:
     ) -> Completion:
         models = self._models
         tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
-        facts = {"task": task, "data_class": data_class, "input_tokens": tokens - (request.max_tokens or 0)}
+        facts: dict[str, Any] = {
+            "task": task,
+            "data_class": data_class,
+            "input_tokens": tokens - (request.max_tokens or 0),
+        }
 
         cache = self._cache
 
@@ -209,7 +219,8 @@ class ModelHandle:
             return completion
 
         async def call() -> Completion:
-            first = self._within_budget(await self._choose(request, facts), tokens, request.max_tokens)
+            chosen = await self._choose(request, facts)
+            first = await self._within_budget(chosen, facts["input_tokens"], request.max_tokens)
             chain = [first, *(models.spec(name) for name in first.fallbacks)]
             failed: list[str] = []
             last: ModelError | None = None

@@ -186,3 +186,11 @@ class Store(Protocol):
     async def cache_scan(self, prefix: str, *, limit: int = 10_000) -> list[tuple[str, JSON]]:
         """Entries whose key starts with ``prefix`` (newest last)."""
         ...
+
+    async def spend_add(self, flow: str, day: str, cost: float) -> None:
+        """Add ``cost`` dollars to ``flow``'s spending on ``day`` (``YYYY-MM-DD``, UTC)."""
+        ...
+
+    async def spend_get(self, flow: str, day: str) -> float:
+        """Dollars ``flow`` spent on ``day``."""
+        ...

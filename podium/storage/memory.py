@@ -33,6 +33,7 @@ class MemoryStore:
         self._pending: dict[str, None] = {}  # insertion-ordered set of pending run ids
         self._seq = itertools.count(1)
         self._cache: dict[str, list[Any]] = {}
+        self._spend: dict[tuple[str, str], float] = {}
 
     async def open(self) -> None:
         return None
@@ -274,3 +275,9 @@ class MemoryStore:
 
     async def cache_scan(self, prefix: str, *, limit: int = 10_000) -> list[tuple[str, Any]]:
         return [(k, v[0]) for k, v in self._cache.items() if k.startswith(prefix)][:limit]
+
+    async def spend_add(self, flow: str, day: str, cost: float) -> None:
+        self._spend[(flow, day)] = self._spend.get((flow, day), 0.0) + cost
+
+    async def spend_get(self, flow: str, day: str) -> float:
+        return self._spend.get((flow, day), 0.0)

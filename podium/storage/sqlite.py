@@ -433,3 +433,15 @@ class SQLiteStore:
             (prefix, upper, limit),
         )
         return [(r[0], _load(r[1])) for r in rows]
+
+    async def spend_add(self, flow: str, day: str, cost: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO spend (flow, day, cost) VALUES (?, ?, ?) "
+                "ON CONFLICT (flow, day) DO UPDATE SET cost = cost + excluded.cost",
+                (flow, day, cost),
+            )
+
+    async def spend_get(self, flow: str, day: str) -> float:
+        row = self.db.execute("SELECT cost FROM spend WHERE flow = ? AND day = ?", (flow, day)).fetchone()
+        return 0.0 if row is None else float(row[0])

@@ -63,6 +63,10 @@ class Driver(Protocol):
     models: Any  # podium.models.Models, created by the worker from settings
     spent: float  # dollars of model calls so far in this run
     budget: float | None  # the flow's budget per run
+    daily_budget: float | None  # the flow's budget per UTC day, over all its runs
+
+    async def spent_today(self) -> float: ...
+
     cache: Any  # podium.models.cache.ResponseCache on the worker's store
 
     async def step(

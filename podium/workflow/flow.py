@@ -32,11 +32,13 @@ class Flow(Generic[I, O]):
         name: str,
         timeout: float | None,
         budget: float | None = None,
+        daily_budget: float | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
         self.timeout = timeout
         self.budget = budget
+        self.daily_budget = daily_budget
         params = list(inspect.signature(fn).parameters.values())
         if (
             not params
@@ -137,7 +139,11 @@ def _short(exc: ValidationError) -> str:
 def flow(fn: Callable[..., Awaitable[O]], /) -> Flow[Any, O]: ...
 @overload
 def flow(
-    *, name: str | None = None, timeout: Duration | None = None, budget: float | None = None
+    *,
+    name: str | None = None,
+    timeout: Duration | None = None,
+    budget: float | None = None,
+    daily_budget: float | None = None,
 ) -> Callable[[Callable[..., Awaitable[O]]], Flow[Any, O]]: ...
 
 
@@ -148,6 +154,7 @@ def flow(
     name: str | None = None,
     timeout: Duration | None = None,
     budget: float | None = None,
+    daily_budget: float | None = None,
 ) -> Any:
     """Register an async function as a durable flow.
 
@@ -156,7 +163,7 @@ def flow(
     async def triage(ctx: podium.Context, ticket: Ticket) -> Triage: ...
 
     @podium.flow(name="checkout.v2", timeout="1h")     # run-level timeout
-    @podium.flow(budget=2.0)                           # at most $2 of model calls per run
+    @podium.flow(budget=2.0, daily_budget=100.0)       # $2 per run, $100 a day for this flow
     async def checkout(ctx: podium.Context, order: Order) -> Receipt: ...
     ```
     The input and output may be pydantic models or any JSON values; both are validated.
@@ -166,11 +173,14 @@ def flow(
         if not inspect.iscoroutinefunction(f):
             raise UsageError(f"@podium.flow needs an `async def` function, not {f!r}")
         seconds = None if timeout is None else parse_duration(timeout)
-        if budget is not None and (
-            isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0
-        ):
-            raise UsageError(f"budget must be a non-negative number of dollars, not {budget!r}")
-        fl: Flow[Any, Any] = Flow(f, name=name or f.__name__, timeout=seconds, budget=budget)
+        for what, value in (("budget", budget), ("daily_budget", daily_budget)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise UsageError(f"{what} must be a non-negative number of dollars, not {value!r}")
+        fl: Flow[Any, Any] = Flow(
+            f, name=name or f.__name__, timeout=seconds, budget=budget, daily_budget=daily_budget
+        )
         register(fl)
         return fl
 
