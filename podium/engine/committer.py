@@ -7,7 +7,7 @@ starts joins it. One fsync then makes many steps durable, which is what keeps a 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..storage.base import Outcome, Transition, Write
 
@@ -63,18 +63,18 @@ class Committer:
             asyncio.get_running_loop().create_task(self._commit(work))
             return
         # A store whose commit never waits (SQLite, memory) commits right here: no task, one loop turn less.
-        now = self.worker.clock()
         try:
-            outcomes = commit_sync(
-                self.worker.owner,
-                [w for _, w, _ in work],
-                now=now,
-                lease_until=now + self.worker.settings.lease_seconds,
-            )
+            outcomes = self._call(commit_sync, work)
         except Exception as exc:
             outcomes = self._failed(work, exc)
-        for (_, _, futs), outcome in zip(work, outcomes, strict=True):
-            _resolve(futs, outcome)
+        _resolve_all(work, outcomes)
+
+    def _call(self, commit: Any, work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]]) -> Any:
+        now = self.worker.clock()
+        writes = [w for _, w, _ in work]
+        return commit(
+            self.worker.owner, writes, now=now, lease_until=now + self.worker.settings.lease_seconds
+        )
 
     def _failed(
         self, work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]], exc: Exception
@@ -86,18 +86,18 @@ class Committer:
         return [Outcome.LEASE_LOST] * len(work)
 
     async def _commit(self, work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]]) -> None:
-        now = self.worker.clock()
         try:
-            outcomes = await self.worker.store.commit(
-                self.worker.owner,
-                [w for _, w, _ in work],
-                now=now,
-                lease_until=now + self.worker.settings.lease_seconds,
-            )
+            outcomes = await self._call(self.worker.store.commit, work)
         except Exception as exc:
             outcomes = self._failed(work, exc)
-        for (_, _, futs), outcome in zip(work, outcomes, strict=True):
-            _resolve(futs, outcome)
+        _resolve_all(work, outcomes)
+
+
+def _resolve_all(
+    work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]], outcomes: list[Outcome]
+) -> None:
+    for (_, _, futs), outcome in zip(work, outcomes, strict=True):
+        _resolve(futs, outcome)
 
 
 def _resolve(futs: list[asyncio.Future[Outcome]], outcome: Outcome) -> bool:

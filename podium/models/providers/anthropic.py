@@ -15,7 +15,7 @@ from ..errors import ModelError
 from ..spec import ModelSpec
 from ..types import Completion, Embedding, Message, ModelRequest, ToolCall, Usage
 from . import priced
-from .openai import OpenAIProvider
+from .openai import OpenAIProvider, api_key
 
 VERSION = "2023-06-01"
 _OUTPUT_TOOL = "output"
@@ -38,15 +38,8 @@ class AnthropicProvider(OpenAIProvider):
 
     def _headers(self, spec: ModelSpec) -> dict[str, str]:
         headers = {"anthropic-version": VERSION}
-        if spec.api_key_env:
-            from ...config import secret
-
-            key = secret(spec.api_key_env)
-            if not key:
-                raise ModelError(
-                    f"model {spec.name!r}: environment variable {spec.api_key_env} is not set",
-                    retryable=False,
-                )
+        key = api_key(spec)
+        if key is not None:
             headers["x-api-key"] = key
         return headers
 

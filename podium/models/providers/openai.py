@@ -51,6 +51,18 @@ def _retry_after(response: httpx.Response) -> float | None:
 _WARM = False
 
 
+def api_key(spec: ModelSpec) -> str | None:
+    """The key named by ``spec.api_key_env`` (None when the model needs none); a clear error if unset."""
+    if not spec.api_key_env:
+        return None
+    key = secret(spec.api_key_env)
+    if not key:
+        raise ModelError(
+            f"model {spec.name!r}: environment variable {spec.api_key_env} is not set", retryable=False
+        )
+    return key
+
+
 class _Retry(Exception):
     def __init__(self, message: str, wait: float | None = None) -> None:
         super().__init__(message)
@@ -85,15 +97,8 @@ class OpenAIProvider:
                 pass
 
     def _headers(self, spec: ModelSpec) -> dict[str, str]:
-        if spec.api_key_env:
-            key = secret(spec.api_key_env)
-            if not key:
-                raise ModelError(
-                    f"model {spec.name!r}: environment variable {spec.api_key_env} is not set",
-                    retryable=False,
-                )
-            return {"Authorization": f"Bearer {key}"}
-        return {}
+        key = api_key(spec)
+        return {} if key is None else {"Authorization": f"Bearer {key}"}
 
     def _body(self, spec: ModelSpec, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": spec.model, "messages": [_message(m) for m in request.messages]}
