@@ -179,11 +179,18 @@ class MemoryStore:
             if run is None or run.lease_owner != owner or run.status is not RunStatus.RUNNING:
                 outcomes.append(Outcome.LEASE_LOST)
                 continue
-            if any((e.run_id, e.kind, e.step) in self._unique for e in w.events):
-                outcomes.append(Outcome.LEASE_LOST)  # someone else journaled this position: write nothing
-                continue
-            for e in w.events:
-                self._append(e, now)
+            if w.events:
+                idents = [(e.run_id, e.kind, e.step) for e in w.events]
+                if not self._unique.isdisjoint(idents):
+                    outcomes.append(Outcome.LEASE_LOST)  # someone else journaled this position: write nothing
+                    continue
+                self._unique.update(idents)
+                journal, seq = self._events[w.run_id], self._seq
+                for e in w.events:
+                    e.seq = next(seq)
+                    if not e.at:
+                        e.at = now
+                    journal.append(e)
             t = w.transition
             if t is Transition.NONE:
                 pass
