@@ -51,6 +51,10 @@ class Committer:
         # Take the writes now, not when the commit task runs: events buffered after this point belong
         # to the next batch, so a batch never commits an empty or out-of-order write.
         work = [(ex, ex.take_write(), futs) for ex, futs in batch.items()]
+        refused = {ex for ex, w, _ in work if w.transition is Transition.SUSPEND and not ex.quiescent()}
+        for ex, w, _ in work:  # a branch woke since the suspend was decided: keep the run, write its events
+            if ex in refused:
+                w.transition = Transition.NONE
         work = [
             item
             for item in work
@@ -60,14 +64,14 @@ class Committer:
             return
         commit_sync = getattr(self.worker.store, "commit_sync", None)
         if commit_sync is None:
-            asyncio.get_running_loop().create_task(self._commit(work))
+            asyncio.get_running_loop().create_task(self._commit(work, refused))
             return
         # A store whose commit never waits (SQLite, memory) commits right here: no task, one loop turn less.
         try:
             outcomes = self._call(commit_sync, work)
         except Exception as exc:
             outcomes = self._failed(work, exc)
-        _resolve_all(work, outcomes)
+        _resolve_all(work, outcomes, refused)
 
     def _call(self, commit: Any, work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]]) -> Any:
         now = self.worker.clock()
@@ -85,19 +89,24 @@ class Committer:
             ex.stop("store")
         return [Outcome.LEASE_LOST] * len(work)
 
-    async def _commit(self, work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]]) -> None:
+    async def _commit(
+        self, work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]], refused: set[Execution]
+    ) -> None:
         try:
             outcomes = await self._call(self.worker.store.commit, work)
         except Exception as exc:
             outcomes = self._failed(work, exc)
-        _resolve_all(work, outcomes)
+        _resolve_all(work, outcomes, refused)
 
 
 def _resolve_all(
-    work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]], outcomes: list[Outcome]
+    work: list[tuple[Execution, Write, list[asyncio.Future[Outcome]]]],
+    outcomes: list[Outcome],
+    refused: set[Execution],
 ) -> None:
-    for (_, _, futs), outcome in zip(work, outcomes, strict=True):
-        _resolve(futs, outcome)
+    for (ex, _, futs), outcome in zip(work, outcomes, strict=True):
+        # A refused suspend answers like a suspend the store refused: the run carries on in memory.
+        _resolve(futs, Outcome.INBOX_CHANGED if ex in refused and outcome is Outcome.OK else outcome)
 
 
 def _resolve(futs: list[asyncio.Future[Outcome]], outcome: Outcome) -> bool:

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child"})
 
 
+_HALTS = frozenset({"suspend", "shutdown", "lease_lost", "store"})
+
+
 class Abort(BaseException):
     """Internal: stop executing this run now (lease lost, store failure, suspended). Not an error of
     the flow, so it derives from BaseException and flow code cannot swallow it."""
@@ -239,6 +242,8 @@ class Execution:
         kwargs: dict[str, Any],
     ) -> Any:
         name = options.name
+        if self.stop_reason is not None:
+            self._check_halt()
         ev = self.positions.get(sid)
         if ev is not None or self.worker.replay_only:
             ev = self._journaled(sid, "step", name)
@@ -366,6 +371,7 @@ class Execution:
         return await self.store.spend_get(self.flow.name, self._day())
 
     def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON:
+        self._check_halt()
         ev = self._journaled(sid, "value", name)
         if ev is not None:
             return ev.data
@@ -398,6 +404,7 @@ class Execution:
                 handle.cancel()
 
     async def sleep(self, sid: str, seconds: float) -> None:
+        self._check_halt()
         ev = self._journaled(sid, "timer", "sleep")
         if ev is None:
             fire_at = self._now() + seconds
@@ -414,6 +421,7 @@ class Execution:
         await self._block(sid, "timer", "sleep", fire_at)
 
     async def wait_signal(self, sid: str, name: str) -> JSON:
+        self._check_halt()
         ev = self._journaled(sid, "receive", name)
         if ev is not None:
             return ev.data["payload"]
@@ -428,6 +436,7 @@ class Execution:
         return payload
 
     async def approval(self, sid: str, name: str, payload: JSON) -> Approval:
+        self._check_halt()
         ev = self._journaled(sid, "approval", name)
         if ev is None:
             payload = to_json(payload)
@@ -449,6 +458,7 @@ class Execution:
         )
 
     async def child(self, sid: str, flow: Flow[Any, Any], input: Any) -> Any:
+        self._check_halt()
         ev = self._journaled(sid, "child", flow.name)
         self.has_children = True
         if ev is None:
@@ -474,16 +484,17 @@ class Execution:
             self._settling = True
             self.loop.call_soon(self._check_quiescent)
 
-    def _quiescent(self) -> bool:
+    def quiescent(self) -> bool:
+        """No branch can move without the outside world (and at least one waits for it)."""
         return self.active <= 0 and self.blocked > 0 and self.stop_reason is None
 
     def _check_quiescent(self) -> None:
         self._settling = False
-        if self._quiescent():
+        if self.quiescent():
             self.loop.create_task(self._suspend())
 
     async def _suspend(self) -> None:
-        if not self._quiescent():
+        if not self.quiescent():
             return
         timers = [w.fire_at for w in self.waits.values() if w.fire_at is not None and not w.future.done()]
         if self.run.deadline is not None:
@@ -514,6 +525,12 @@ class Execution:
             self.seen_inbox = max(self.seen_inbox, run.inbox_seq)
         finally:
             self._refreshing = False
+
+    def _check_halt(self) -> None:
+        """Refuse new effects once the engine stopped this run (suspend, shutdown, lost lease, store error):
+        flow code unwinding through ``finally`` must not start steps the run has not reached."""
+        if self.stop_reason in _HALTS:
+            raise Abort(f"run {self.run_id} is stopping ({self.stop_reason})")
 
     def stop(self, reason: str) -> None:
         """Stop the flow's task: 'suspend', 'cancel', 'timeout', 'lease_lost', 'store', 'shutdown'."""
@@ -590,8 +607,7 @@ class Execution:
             return await self._end(Transition.CANCEL, error=_cancelled())
         if reason == "timeout":
             return await self._end(Transition.FAIL, error=RunTimeoutError("the run timed out").to_dict())
-        if reason == "shutdown":
-            self.buffer.clear()
+        if reason == "shutdown":  # what finished before the stop is kept; nothing started after it
             await self.flush(Write(self.run_id, transition=Transition.RELEASE))
         return reason
 

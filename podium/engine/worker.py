@@ -64,6 +64,7 @@ class Worker:
         self.executions: dict[str, Execution] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
         self._targets: list[str] = []
+        self._relaunch: dict[str, RunRecord] = {}
         self._wake: asyncio.Event | None = None
         self._loops: list[asyncio.Task[None]] = []
         self.committer = Committer(self)
@@ -199,7 +200,7 @@ class Worker:
                 await asyncio.sleep(0)
                 continue
             timeout = self.settings.poll_seconds
-            due = await self.store.next_wakeup(names) if names else None
+            due = await self.store.next_wakeup(names) if names and capacity > 0 else None
             if due is not None:
                 timeout = min(timeout, max(0.0, due - self.clock()) + 0.001)
             if self._targets:
@@ -237,8 +238,11 @@ class Worker:
 
     # -- executions ---------------------------------------------------------------------------
     async def _launch(self, run: RunRecord, events: list[Event] | None = None) -> None:
-        if run.id in self.executions:  # our own run, re-claimed after a late heartbeat: keep the one we have
-            return
+        current = self.executions.get(run.id)
+        if current is not None:
+            if current.stop_reason is not None:  # still unwinding from a stop: start afresh once it is gone
+                self._relaunch[run.id] = run
+            return  # else our own run, re-claimed after a late heartbeat: keep the one we have
         flow = self.flows().get(run.flow)
         if flow is None:  # raced with a registry change; let the lease lapse for another worker
             return
@@ -253,6 +257,9 @@ class Worker:
     def _done(self, run_id: str, task: asyncio.Task[str]) -> None:
         ex = self.executions.pop(run_id, None)
         self._tasks.pop(run_id, None)
+        again = self._relaunch.pop(run_id, None)
+        if again is not None and not self._stopping:  # claimed again while the old execution unwound
+            asyncio.get_running_loop().create_task(self._launch(again))
         outcome = "cancelled" if task.cancelled() else None
         if outcome is None:
             exc = task.exception()

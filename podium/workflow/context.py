@@ -155,13 +155,35 @@ async def _step(
 _step_module._dispatch = _step  # steps call straight into the flow's driver
 
 
-async def _branch(driver: Driver, scope: Scope, aw: Awaitable[T]) -> T:
+class _Fan:
+    """What the branches of one gather share: how many are still running, and whether the gathering task
+    has been handed back its place among the active ones."""
+
+    __slots__ = ("parent_woken", "remaining", "return_exceptions")
+
+    def __init__(self, remaining: int, return_exceptions: bool) -> None:
+        self.remaining = remaining
+        self.return_exceptions = return_exceptions
+        self.parent_woken = False
+
+
+async def _branch(driver: Driver, scope: Scope, aw: Awaitable[T], fan: _Fan) -> T:
     scope.task = asyncio.current_task()
     _scope.set(scope)
+    failed = False
     try:
         return await aw
+    except Exception:
+        failed = True
+        raise
     finally:
-        driver.active -= 1
+        fan.remaining -= 1
+        if not fan.parent_woken and (fan.remaining == 0 or (failed and not fan.return_exceptions)):
+            # This branch's end wakes the gathering task: hand it this branch's active count at once, so
+            # the run is never seen quiescent in the loop turns before the gathering task resumes.
+            fan.parent_woken = True
+        else:
+            driver.active -= 1
         driver.settle()
 
 
@@ -346,10 +368,11 @@ class Context:
             return []
         driver = self._driver
         loop = asyncio.get_running_loop()
+        fan = _Fan(len(aws), return_exceptions)
         tasks: list[asyncio.Task[Any]] = []
         for i, aw in enumerate(aws):
             driver.active += 1
-            tasks.append(loop.create_task(_branch(driver, Scope(driver, f"{sid}.{i}.", None), aw)))
+            tasks.append(loop.create_task(_branch(driver, Scope(driver, f"{sid}.{i}.", None), aw, fan)))
         driver.active -= 1  # this task now only waits for its branches
         try:
             if return_exceptions:
@@ -367,7 +390,9 @@ class Context:
                 await asyncio.wait(tasks)
             raise
         finally:
-            driver.active += 1
+            if not fan.parent_woken:  # woken by its own cancellation rather than by a branch
+                fan.parent_woken = True
+                driver.active += 1
         if return_exceptions:
             return [t.exception() if not t.cancelled() and t.exception() else t.result() for t in tasks]
         for t in tasks:
