@@ -91,37 +91,56 @@ def _bar(row: TimelineRow, start: float, span: float, width: int = 16) -> Text:
 
 
 def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
+    """Positions with status, tries, duration, a Gantt-like bar (on wide terminals) and the result."""
     start = run.created_at
     end = run.ended_at or max([r.ended or r.started or start for r in rows] + [start])
     span = max(end - start, 1e-6)
+    wide = Console().width >= 110  # the width rich will render at (80 when not a terminal)
+    cols = ["pos", "kind", "name", "status", "tries", "took", "when", "result / detail"]
+    if not wide:  # narrow terminals: the bar and the kind (visible in the name) give way to the result
+        cols = [c for c in cols if c not in ("kind", "when")]
     table = Table(header_style="bold", title="timeline", title_justify="left")
-    for col in ("pos", "kind", "name", "status", "tries", "took", "when", "result / detail"):
-        table.add_column(col, no_wrap=col != "result / detail")
+    for col in cols:
+        table.add_column(
+            col,
+            no_wrap=col in ("pos", "status", "tries", "took", "when"),
+            overflow="fold" if col in ("name", "result / detail") else "ellipsis",
+        )
+
+    def add(values: dict[str, Any]) -> None:
+        table.add_row(*(values.get(c, "") for c in cols))
+
     for row in rows:
         detail = short(row.detail, 48)
+        if row.name.startswith(("model:", "embed:")) and isinstance(row.detail, dict):
+            d = row.detail  # a model call: what it answered, and who
+            answer = d.get("text") or ("[vectors]" if "vectors" in d else "")
+            detail = short(
+                f"{answer}  ({d.get('served_by') or d.get('model')}{', cached' if d.get('cached') else ''})",
+                48,
+            )
         if row.status == "failed" and isinstance(row.detail, dict):
             detail = short(f"{row.detail.get('type')}: {row.detail.get('message')}", 48)
-        tries = str(row.attempts) if row.attempts > 1 or row.errors else ""
-        table.add_row(
-            row.position,
-            row.kind,
-            row.name,
-            Text(row.status, style=ROW_STYLE.get(row.status, "white")),
-            tries,
-            seconds(row.duration),
-            _bar(row, start, span),
-            detail,
+        add(
+            {
+                "pos": row.position,
+                "kind": row.kind,
+                "name": row.name,
+                "status": Text(row.status, style=ROW_STYLE.get(row.status, "white")),
+                "tries": str(row.attempts) if row.attempts > 1 or row.errors else "",
+                "took": seconds(row.duration),
+                "when": _bar(row, start, span),
+                "result / detail": detail,
+            }
         )
         for err in row.errors:
-            table.add_row(
-                "",
-                "",
-                "",
-                Text("retry", style="yellow"),
-                "",
-                "",
-                "",
-                Text(short(f"{err.get('type')}: {err.get('message')}", 48), style="yellow"),
+            add(
+                {
+                    "status": Text("retry", style="yellow"),
+                    "result / detail": Text(
+                        short(f"{err.get('type')}: {err.get('message')}", 48), style="yellow"
+                    ),
+                }
             )
     return table
 
