@@ -10,6 +10,7 @@ import pytest
 from conftest import WAIT_SECONDS, close_within, eventually, settings_for
 
 import podium
+import podium.storage
 from podium.types import RunStatus
 
 CALLS: list[str] = []
@@ -136,3 +137,30 @@ async def test_the_end_of_an_inner_gather_does_not_stall_its_siblings(tmp_path: 
         await h.signal("x", "sig")
         assert await h.result(timeout=WAIT_SECONDS) == ["sig", "b"]
     assert CALLS == ["step_a", "b", "b-done"]  # step b ran once, uninterrupted
+
+
+class FlakyStore(podium.storage.SQLiteStore):
+    """A store whose first few claims fail, as a locked or full database would."""
+
+    failures = 3
+
+    async def claim(self, *args: object, **kwargs: object) -> list[podium.storage.RunRecord]:
+        if FlakyStore.failures > 0:
+            FlakyStore.failures -= 1
+            raise podium.StoreError("database is locked")
+        return await super().claim(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@podium.flow(name="races.plain")
+async def plain(ctx: podium.Context, x: int) -> int:
+    return await ctx.step("double", lambda v: v * 2, x)  # type: ignore[no-any-return]
+
+
+async def test_a_worker_keeps_claiming_after_store_errors(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    async with podium.Client(settings_for(url), worker=False) as producer:
+        h = await producer.start(plain, 21)  # enqueued for a worker that is not running yet
+    store = FlakyStore(tmp_path / "p.db")
+    async with podium.Client(settings_for(url), store=store) as c:
+        assert await c.result(h.id, timeout=WAIT_SECONDS) == 42
+    assert FlakyStore.failures == 0

@@ -180,36 +180,43 @@ class Worker:
         assert self._wake is not None
         while not self._stopping:
             self._wake.clear()
-            names = [n for n in self.flows()]
-            while self._targets:
-                run_id = self._targets.pop(0)
-                run = await self.store.get_run(run_id)
-                if run is not None and run.flow in names:
-                    await self.take(run_id)
-            capacity = self.settings.concurrency - len(self.executions)
-            claimed = 0
-            if capacity > 0 and names:
-                now = self.clock()
-                runs = await self.store.claim(
-                    self.owner, names, now=now, lease_until=now + self.settings.lease_seconds, limit=capacity
-                )
-                for run in runs:
-                    await self._launch(run)
-                claimed = len(runs)
-            if claimed and claimed == capacity:
-                await asyncio.sleep(0)
-                continue
-            timeout = self.settings.poll_seconds
-            due = await self.store.next_wakeup(names) if names and capacity > 0 else None
-            if due is not None:
-                timeout = min(timeout, max(0.0, due - self.clock()) + 0.001)
-            if self._targets:
+            try:
+                timeout = await self._claim_once()
+            except Exception as exc:  # the store failed (locked, disk full, ...): keep the loop, retry later
+                self.log_store_error(exc)
+                timeout = self.settings.poll_seconds
+            if timeout is None or self._targets:
                 continue
             try:
                 async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancel
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+    async def _claim_once(self) -> float | None:
+        """Claim what is runnable now; how long to wait before looking again (None: look at once)."""
+        names = list(self.flows())
+        while self._targets:
+            run_id = self._targets.pop(0)
+            run = await self.store.get_run(run_id)
+            if run is not None and run.flow in names:
+                await self.take(run_id)
+        capacity = self.settings.concurrency - len(self.executions)
+        if capacity > 0 and names:
+            now = self.clock()
+            runs = await self.store.claim(
+                self.owner, names, now=now, lease_until=now + self.settings.lease_seconds, limit=capacity
+            )
+            for run in runs:
+                await self._launch(run)
+            if runs and len(runs) == capacity:
+                await asyncio.sleep(0)
+                return None
+        timeout = self.settings.poll_seconds
+        due = await self.store.next_wakeup(names) if names and capacity > 0 else None
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - self.clock()) + 0.001)
+        return timeout
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
