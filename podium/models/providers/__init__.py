@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from ..spec import ModelSpec
-from ..types import Completion, Embedding, ModelRequest, Usage
+from ..types import Completion, Embedding, ModelRequest, Usage, estimate_tokens
 
 
 class ChatProvider(Protocol):
@@ -35,4 +35,26 @@ def priced(spec: ModelSpec, started: float, *, provider: str, usage: Usage, **fi
         cost=spec.cost(usage.input_tokens, usage.output_tokens),
         latency=time.perf_counter() - started,
         **fields,
+    )
+
+
+def embedding(
+    spec: ModelSpec,
+    started: float,
+    *,
+    provider: str,
+    vectors: list[list[float]],
+    texts: list[str],
+    usage: Usage | None = None,
+) -> Embedding:
+    """An ``Embedding`` priced from ``usage`` (or from estimated tokens of ``texts``) and timed."""
+    if usage is None:
+        usage = Usage(input_tokens=sum(estimate_tokens(t) for t in texts), estimated=True)
+    return Embedding(
+        model=spec.model,
+        provider=provider,
+        vectors=vectors,
+        usage=usage,
+        cost=spec.cost(usage.input_tokens, 0),
+        latency=time.perf_counter() - started,
     )

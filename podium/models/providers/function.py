@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import ModelError
 from ..spec import ModelSpec
 from ..types import Completion, Embedding, ModelRequest, Usage, estimate_tokens
-from . import priced
+from . import embedding, priced
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -67,12 +67,4 @@ class FunctionProvider:
             vectors = [[float(x) for x in row] for row in rows]
         except Exception as exc:
             raise ModelError(f"embedding model {spec.name!r} raised {type(exc).__name__}: {exc}") from exc
-        tokens = sum(estimate_tokens(t) for t in texts)
-        return Embedding(
-            model=spec.model,
-            provider="function",
-            vectors=vectors,
-            usage=Usage(input_tokens=tokens, estimated=True),
-            cost=spec.cost(tokens, 0),
-            latency=time.perf_counter() - started,
-        )
+        return embedding(spec, started, provider="function", vectors=vectors, texts=texts)

@@ -17,8 +17,8 @@ from typing import Any
 
 from ..errors import MissingExtraError, ModelError
 from ..spec import LOCAL_CHAT, LOCAL_EMBED, ModelSpec
-from ..types import Completion, Embedding, ModelRequest, ToolCall, Usage, estimate_tokens
-from . import priced
+from ..types import Completion, Embedding, ModelRequest, ToolCall, Usage
+from . import embedding, priced
 
 _LOCK = threading.Lock()
 _LLMS: dict[str, Any] = {}
@@ -175,15 +175,7 @@ class LocalProvider:
             return [[float(x) for x in row] for row in vectors.reshape(len(texts), -1)]
 
         vectors = await asyncio.to_thread(run)
-        tokens = sum(estimate_tokens(t) for t in texts)
-        return Embedding(
-            model=spec.model,
-            provider="local",
-            vectors=vectors,
-            usage=Usage(input_tokens=tokens, estimated=True),
-            cost=spec.cost(tokens, 0),
-            latency=time.perf_counter() - started,
-        )
+        return embedding(spec, started, provider="local", vectors=vectors, texts=texts)
 
 
 def _args(function: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ...config import secret
 from ..errors import ModelError
 from ..spec import ModelSpec
 from ..types import Completion, Embedding, Message, ModelRequest, ToolCall, Usage, estimate_tokens
-from . import priced
+from . import embedding, priced
 
 
 def _message(m: Message) -> dict[str, Any]:
@@ -278,14 +278,8 @@ class OpenAIProvider:
             raise ModelError(f"model {spec.name!r}: malformed embeddings answer {str(data)[:200]}") from None
         u = data.get("usage") or {}
         tokens = int(u.get("prompt_tokens", 0)) or sum(estimate_tokens(t) for t in texts)
-        return Embedding(
-            model=spec.model,
-            provider="openai",
-            vectors=vectors,
-            usage=Usage(input_tokens=tokens, estimated="prompt_tokens" not in u),
-            cost=spec.cost(tokens, 0),
-            latency=time.perf_counter() - started,
-        )
+        usage = Usage(input_tokens=tokens, estimated="prompt_tokens" not in u)
+        return embedding(spec, started, provider="openai", vectors=vectors, texts=texts, usage=usage)
 
     async def aclose(self) -> None:
         for client in self._clients.values():
