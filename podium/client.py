@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from .config import Settings
 from .engine.codec import to_json
-from .engine.timeline import TimelineRow, Usage, timeline, usage
+from .engine.timeline import ModelUsage, TimelineRow, timeline, usage
 from .engine.worker import Worker, cancel_children
 from .errors import (
     InvalidStateError,
@@ -438,16 +438,16 @@ class Client:
             for e in await self.store.load_events(run_id)
         ]
 
-    async def usage(self, run_id: str) -> Usage:
+    async def usage(self, run_id: str) -> ModelUsage:
         """The run's model calls: count, cache hits, tokens and dollars."""
         await self._record(run_id)
         return usage(await self.store.load_events(run_id))
 
-    async def usage_by_flow(self, *, flow: str | None = None, limit: int = 1000) -> dict[str, Usage]:
+    async def usage_by_flow(self, *, flow: str | None = None, limit: int = 1000) -> dict[str, ModelUsage]:
         """Model usage summed per flow over the newest ``limit`` runs (of one flow, or all)."""
-        totals: dict[str, Usage] = {}
+        totals: dict[str, ModelUsage] = {}
         for run in await self.list(flow=flow, limit=limit):
-            totals.setdefault(run.flow, Usage()).add(usage(await self.store.load_events(run.id)))
+            totals.setdefault(run.flow, ModelUsage()).add(usage(await self.store.load_events(run.id)))
         return totals
 
     async def timeline(self, run_id: str) -> builtins.list[TimelineRow]:

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..client import JournalEntry, PendingApproval, Run
-from ..engine.timeline import TimelineRow, Usage
+from ..engine.timeline import ModelUsage, TimelineRow
 from ..types import RunStatus
 
 STATUS_STYLE = {
@@ -146,7 +146,7 @@ def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
 
 
 def run_panel(
-    run: Run, rows: list[TimelineRow], pending: list[PendingApproval], used: Usage | None = None
+    run: Run, rows: list[TimelineRow], pending: list[PendingApproval], used: ModelUsage | None = None
 ) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_row("run", Text(run.id, style="bold"))

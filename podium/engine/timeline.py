@@ -122,7 +122,7 @@ def timeline(events: list[Event], *, now: float) -> list[TimelineRow]:
 
 
 @dataclass(slots=True)
-class Usage:
+class ModelUsage:
     """What a run's model calls used: calls, tokens and dollars (cache hits cost nothing)."""
 
     calls: int = 0
@@ -131,7 +131,7 @@ class Usage:
     output_tokens: int = 0
     cost: float = 0.0
 
-    def add(self, other: Usage) -> None:
+    def add(self, other: ModelUsage) -> None:
         self.calls += other.calls
         self.cached += other.cached
         self.input_tokens += other.input_tokens
@@ -139,9 +139,9 @@ class Usage:
         self.cost += other.cost
 
 
-def usage(events: list[Event]) -> Usage:
+def usage(events: list[Event]) -> ModelUsage:
     """The model usage journaled in a run's events (steps named ``model:*`` and ``embed:*``)."""
-    out = Usage()
+    out = ModelUsage()
     for e in events:
         if e.kind != "step" or not (e.name or "").startswith(("model:", "embed:")):
             continue
