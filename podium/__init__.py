@@ -38,17 +38,34 @@ from .errors import (
     UsageError,
 )
 from .types import RunStatus
-from .workflow import Approval, Context, Flow, RetryPolicy, StepFunction, StepInfo, current_step, flow, step
+from .workflow import (
+    Approval,
+    CancelScope,
+    Context,
+    Finished,
+    Flow,
+    Group,
+    RetryPolicy,
+    StepFunction,
+    StepInfo,
+    TaskHandle,
+    current_step,
+    flow,
+    step,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ApplicationError",
     "Approval",
+    "CancelScope",
     "Client",
     "ConfigError",
     "Context",
+    "Finished",
     "Flow",
+    "Group",
     "InvalidInputError",
     "InvalidStateError",
     "JournalEntry",
@@ -71,6 +88,7 @@ __all__ = [
     "StepInfo",
     "StepTimeoutError",
     "StoreError",
+    "TaskHandle",
     "TimelineRow",
     "UnknownFlowError",
     "UsageError",

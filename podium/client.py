@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from .config import Settings
 from .engine.codec import to_json
 from .engine.timeline import ModelUsage, TimelineRow, timeline, usage
-from .engine.worker import Worker, cancel_children
+from .engine.worker import Worker, cancel_children, undo_free
 from .errors import (
     InvalidStateError,
     RunCancelledError,
@@ -333,7 +333,7 @@ class Client:
             if rec.status is RunStatus.CANCELLED:
                 return Run._of(rec)
             raise
-        if await self.store.cancel_idle(run_id, now=self.clock()):
+        if await undo_free(self.store, run_id) and await self.store.cancel_idle(run_id, now=self.clock()):
             self._finished(run_id, "cancelled")
             await cancel_children(self.store, run_id, self.clock())
         return await self.get(run_id)

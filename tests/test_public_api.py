@@ -15,11 +15,12 @@ from podium.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = [
-    "ApplicationError", "Approval", "Client", "ConfigError", "Context", "Flow", "InvalidInputError",
+    "ApplicationError", "Approval", "CancelScope", "Client", "ConfigError", "Context", "Finished", "Flow",
+    "Group", "InvalidInputError",
     "InvalidStateError", "JournalEntry", "LeaseLostError", "NondeterminismError", "PendingApproval",
     "PodiumError", "RetryPolicy", "Run", "RunCancelledError", "RunError", "RunFailedError", "RunHandle",
     "RunNotFoundError", "RunStatus", "RunTimeoutError", "Settings", "StepError", "StepFunction", "StepInfo",
-    "StepTimeoutError", "StoreError", "TimelineRow", "UnknownFlowError", "UsageError", "Worker",
+    "StepTimeoutError", "StoreError", "TaskHandle", "TimelineRow", "UnknownFlowError", "UsageError", "Worker",
     "__version__", "current_step", "flow", "run", "step",
 ]  # fmt: skip
 

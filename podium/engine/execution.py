@@ -27,17 +27,21 @@ from ..errors import (
 )
 from ..storage.base import Event, Outcome, RunRecord, Transition, Write
 from ..types import JSON
+from ..workflow.branches import Branch, Join, Region, Undo, is_doomed, reap, wait_join
 from ..workflow.context import Approval, Context, Scope, enter_scope
 from ..workflow.flow import Flow
-from ..workflow.step import StepOptions
+from ..workflow.step import StepOptions, _scope
 from .codec import PydanticSerializationError, describe_error, from_json, to_json
+
+_enter = _scope.set
+_exit = _scope.reset
 
 if TYPE_CHECKING:
     from .worker import Worker
 
 
 # Journal event kinds that occupy a position in the flow.
-POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child"})
+POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child", "join"})
 
 
 _HALTS = frozenset({"suspend", "shutdown", "lease_lost", "store"})
@@ -95,6 +99,11 @@ class Execution:
         self._in_flow = False
         self._unsettled: asyncio.Future[Outcome] | None = None
         self.loop = asyncio.get_running_loop()
+        self.root = Region("", None)
+        self.resumed_at = self.clock()
+        self.cancelled_regions: set[str] = set()
+        self.detached: set[Branch] = set()
+        self.main: Scope | None = None
         for e in events:
             self._index(e)
         self.has_children = any(e.kind == "child" for e in self.positions.values())
@@ -120,6 +129,8 @@ class Execution:
         elif kind == "signal":
             self.signals.append(e)
             self._match_signals()
+        elif kind == "cancelled":
+            self.cancelled_regions.add(e.step)
         elif kind == "cancel":
             self.cancel_requested = True
             if self.task is not None:
@@ -153,6 +164,12 @@ class Execution:
             if s.name == name and s.seq not in self.consumed:
                 return s
         return None
+
+    def _lookup(self, scope: Scope, sid: str, kind: str, name: str) -> Event | None:
+        """The journaled event at ``sid``; ``None`` if it is new, which a cancelled region refuses."""
+        if sid not in self.positions and is_doomed(scope.region):
+            raise asyncio.CancelledError
+        return self._journaled(sid, kind, name)
 
     def _journaled(self, sid: str, kind: str, name: str) -> Event | None:
         ev = self.positions.get(sid)
@@ -245,6 +262,8 @@ class Execution:
         if self.stop_reason is not None:
             self._check_halt()
         ev = self.positions.get(sid)
+        if ev is None and is_doomed(scope.region):
+            raise asyncio.CancelledError  # a cancelled region starts nothing new (also on replay)
         if ev is not None or self.worker.replay_only:
             ev = self._journaled(sid, "step", name)
         if ev is not None:
@@ -260,16 +279,40 @@ class Execution:
                     attempts=data.get("attempts", 1),
                 )
             result = from_json(fn, data["result"]) if self.durable else data["result"]
+            ended = data["ended"]
+            if ended > scope.at:
+                scope.at = ended
             if name[0] in "me" and options.priced:
                 self.spent += float(getattr(result, "cost", 0.0) or 0.0)
+            if options.compensate is not None:
+                scope.region.undo.append(Undo(options.compensate, sid, ended, args, kwargs, result))
             return result
         if self._unsettled is not None:
             await self.wait_durable()
-        policy = options.retry
         attempt = self.failed_attempts.get(sid, 0)
         started = self.clock()
         scope.step_id = sid
         scope.step_name = name
+        scope.fresh = True
+        try:
+            return await self._live_step(scope, sid, options, fn, is_async, args, kwargs, attempt, started)
+        finally:
+            scope.fresh = False
+
+    async def _live_step(
+        self,
+        scope: Scope,
+        sid: str,
+        options: StepOptions,
+        fn: Callable[..., Any],
+        is_async: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attempt: int,
+        started: float,
+    ) -> Any:
+        name = options.name
+        policy = options.retry
         while True:
             attempt += 1
             scope.in_step = True
@@ -337,25 +380,17 @@ class Execution:
             finally:
                 scope.in_step = False
             ended = self.clock()
-            self.buffer.append(
-                Event(
-                    self.run_id,
-                    "step",
-                    sid,
-                    name,
-                    {
-                        "result": stored,
-                        "attempts": attempt,
-                        "started": started,
-                        "ended": ended,
-                    },
-                    ended,
-                )
-            )
+            data = {"result": stored, "attempts": attempt, "started": started, "ended": ended}
+            if options.compensate is not None:
+                data["undo"] = True  # a cancel must let a worker run its compensation
+            self.buffer.append(Event(self.run_id, "step", sid, name, data, ended))
             if self.durable:  # committed before the next effect starts (wait_durable)
                 self._unsettled = self.worker.committer.request(self)
             else:
                 self.worker.committer.request_nowait(self)
+            scope.at = ended
+            if options.compensate is not None:
+                scope.region.undo.append(Undo(options.compensate, sid, ended, args, kwargs, result))
             if name[0] in "me" and options.priced:
                 cost = float(getattr(result, "cost", 0.0) or 0.0)
                 self.spent += cost
@@ -381,7 +416,11 @@ class Execution:
         return value
 
     # -- Driver: waiting ----------------------------------------------------------------------
-    async def _block(self, sid: str, kind: str, name: str = "", fire_at: float | None = None) -> Any:
+    async def _block(
+        self, scope: Scope, sid: str, kind: str, name: str = "", fire_at: float | None = None
+    ) -> Any:
+        if is_doomed(scope.region):  # a cancelled region never starts waiting (also on replay)
+            raise asyncio.CancelledError
         fut: asyncio.Future[Any] = self.loop.create_future()
         w = _Wait(kind, fut, name, fire_at)
         self.waits[sid] = w
@@ -393,9 +432,17 @@ class Execution:
         if kind == "signal":
             self._match_signals()
         self.settle()
+        scope.fresh = True
         try:
             return await fut
+        except asyncio.CancelledError:
+            if w.woken and kind == "signal" and fut.result() is not None:
+                # answered, then cancelled before it could journal the receipt: the signal stays unread
+                self.consumed.discard(fut.result().seq)
+                self._match_signals()
+            raise
         finally:
+            scope.fresh = False
             if not w.woken:  # cancelled while waiting
                 self.blocked -= 1
                 self.active += 1
@@ -403,42 +450,60 @@ class Execution:
             if handle is not None:
                 handle.cancel()
 
-    async def sleep(self, sid: str, seconds: float) -> None:
+    async def sleep(self, scope: Scope, sid: str, seconds: float) -> None:
         self._check_halt()
-        ev = self._journaled(sid, "timer", "sleep")
+        ev = self._lookup(scope, sid, "timer", "sleep")
         if ev is None:
+            if is_doomed(scope.region):
+                raise asyncio.CancelledError
             fire_at = self._now() + seconds
             self._append("timer", sid, "sleep", {"fire_at": fire_at, "seconds": seconds})
             await self.flush()
         else:
             fire_at = ev.data["fire_at"]
         remaining = fire_at - self._now()
-        if remaining <= 0:
-            return
-        if remaining <= self.worker.settings.hold_seconds:
-            await asyncio.sleep(remaining)
-            return
-        await self._block(sid, "timer", "sleep", fire_at)
+        if remaining > 0:
+            if remaining <= self.worker.settings.hold_seconds and not is_doomed(scope.region):
+                scope.fresh = True
+                try:
+                    await asyncio.sleep(remaining)
+                finally:
+                    scope.fresh = False
+            else:
+                await self._block(scope, sid, "timer", "sleep", fire_at)
+        if fire_at > scope.at:
+            scope.at = fire_at
 
-    async def wait_signal(self, sid: str, name: str) -> JSON:
+    async def wait_signal(self, scope: Scope, sid: str, name: str) -> JSON:
         self._check_halt()
-        ev = self._journaled(sid, "receive", name)
+        ev = self._lookup(scope, sid, "receive", name)
         if ev is not None:
+            sent = ev.data.get("sent", ev.at)
+            if sent > scope.at:
+                scope.at = sent
             return ev.data["payload"]
+        if is_doomed(scope.region):
+            raise asyncio.CancelledError
         sig = self._next_signal(name)
         if sig is not None:
             self.consumed.add(sig.seq)
         else:
-            sig = await self._block(sid, "signal", name)
+            sig = await self._block(scope, sid, "signal", name)
         payload = (sig.data or {}).get("payload")
-        self._append("receive", sid, name, {"seq": sig.seq, "payload": payload, "key": sig.step})
+        self._append(
+            "receive", sid, name, {"seq": sig.seq, "payload": payload, "key": sig.step, "sent": sig.at}
+        )
+        if sig.at > scope.at:
+            scope.at = sig.at
         await self.flush()
         return payload
 
-    async def approval(self, sid: str, name: str, payload: JSON) -> Approval:
+    async def approval(self, scope: Scope, sid: str, name: str, payload: JSON) -> Approval:
         self._check_halt()
-        ev = self._journaled(sid, "approval", name)
+        ev = self._lookup(scope, sid, "approval", name)
         if ev is None:
+            if is_doomed(scope.region):
+                raise asyncio.CancelledError
             payload = to_json(payload)
             self._append("approval", sid, name, {"payload": payload})
             await self.flush()
@@ -446,7 +511,9 @@ class Execution:
             payload = ev.data["payload"]
         dec = self.decisions.get(sid)
         if dec is None:
-            dec = await self._block(sid, "approval", name)
+            dec = await self._block(scope, sid, "approval", name)
+        if dec.at > scope.at:
+            scope.at = dec.at
         d = dec.data
         edited = bool(d.get("edited"))
         return Approval(
@@ -457,19 +524,31 @@ class Execution:
             edited=edited,
         )
 
-    async def child(self, sid: str, flow: Flow[Any, Any], input: Any) -> Any:
+    async def child(self, scope: Scope, sid: str, flow: Flow[Any, Any], input: Any) -> Any:
         self._check_halt()
-        ev = self._journaled(sid, "child", flow.name)
+        ev = self._lookup(scope, sid, "child", flow.name)
         self.has_children = True
         if ev is None:
+            if is_doomed(scope.region):
+                raise asyncio.CancelledError
             await self.wait_durable()
             child = await self.worker.start_child(self.run, sid, flow, input)
             self._append("child", sid, flow.name, {"run_id": child.id})
             await self.flush()
             self.worker.poke(child.id)
+            child_id = child.id
+        else:
+            child_id = ev.data["run_id"]
         done = self.children.get(sid)
         if done is None:
-            done = await self._block(sid, "child", flow.name)
+            try:
+                done = await self._block(scope, sid, "child", flow.name)
+            except asyncio.CancelledError:
+                if self.stop_reason is None:  # a cancelled region or race: the child run goes too
+                    await self.worker.cancel_run(child_id)
+                raise
+        if done.at > scope.at:
+            scope.at = done.at
         d = done.data
         if d["status"] == "completed":
             out = d.get("output")
@@ -477,6 +556,77 @@ class Execution:
         if d["status"] == "cancelled":
             raise RunCancelledError(d["run_id"])
         raise RunFailedError(d["run_id"], d.get("error") or {})
+
+    # -- Driver: races, regions, compensation -------------------------------------------------
+    def joined(self, sid: str, name: str) -> Any:
+        self._check_halt()
+        ev = self._journaled(sid, "join", name)
+        return None if ev is None else ev.data
+
+    async def record_join(self, sid: str, name: str, data: JSON) -> None:
+        self._check_halt()
+        await self.wait_durable()
+        self._append("join", sid, name, data)
+        await self.flush()
+
+    def region_doomed(self, sid: str) -> bool:
+        return sid in self.cancelled_regions
+
+    def record_cancel(self, sid: str) -> None:
+        if self.stop_reason in _HALTS or sid in self.cancelled_regions:
+            return
+        self.cancelled_regions.add(sid)
+        self._append("cancelled", sid, None, None)
+        self.worker.committer.request_nowait(self)
+
+    async def compensate(self, region: Region) -> None:
+        """Run ``region``'s compensations, newest first, each a journaled step at ``<region>~<k>``.
+        A failing compensation is journaled as a failed step and does not stop the others."""
+        if self.stop_reason in _HALTS:
+            return
+        undo = region.pop_undo()
+        if not undo:
+            return
+        scope = Scope(self, "", asyncio.current_task())
+        scope.region = Region("", None)  # compensations run even inside a cancelled region
+        _scope_token = _enter(scope)
+        try:
+            for k, u in enumerate(undo):
+                kwargs = dict(u.kwargs)
+                if u.comp.wants_result:
+                    kwargs["result"] = u.result
+                try:
+                    await self.step(
+                        scope, f"{region.sid}~{k}", u.comp.options, u.comp.fn, u.comp.is_async, u.args, kwargs
+                    )
+                except StepError:
+                    pass  # journaled; the other compensations still run
+        finally:
+            _exit(_scope_token)
+
+    def add_detached(self, branch: Branch) -> None:
+        self.detached.add(branch)
+
+    async def _finish_detached(self, scope: Scope) -> None:
+        """The flow returned: wait for work it started and never awaited (``ctx.start``)."""
+        pending = [b for b in self.detached if not b.finished]
+        if pending:
+            join = Join(lambda j, b: all(x.finished for x in pending))
+            for b in pending:
+                b.joins.append(join)
+            await wait_join(self, scope, join)
+        reap(list(self.detached))
+
+    async def _cancel_detached(self) -> None:
+        pending = [b for b in self.detached if not b.finished and b.task is not None]
+        for b in pending:
+            if b.region is not None and not b.region.cancelled:
+                b.region.cancelled = b.region.doomed = True
+            assert b.task is not None
+            b.task.cancel()
+        if pending:
+            await asyncio.wait([b.task for b in pending if b.task is not None])
+        reap(list(self.detached))
 
     # -- quiescence, inbox, stopping ----------------------------------------------------------
     def settle(self) -> None:
@@ -545,7 +695,12 @@ class Execution:
         run = self.run
         try:
             if self.cancel_requested:
-                return await self._end(Transition.CANCEL, error=_cancelled())
+                if not any(e.kind == "step" for e in self.positions.values()):
+                    return await self._end(Transition.CANCEL, error=_cancelled())
+                # Cancelled while no worker held it: replay what it did, refusing anything new, so that
+                # the compensations of its completed steps run before it ends.
+                self.stop_reason = "cancel"
+                self.root.cancelled = self.root.doomed = True
             if run.deadline is not None and run.deadline <= self._now():
                 return await self._end(Transition.FAIL, error=RunTimeoutError("the run timed out").to_dict())
             try:
@@ -555,7 +710,8 @@ class Execution:
             ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims)
             # The flow runs in this very task (one task per run); stop() cancels it while flow code runs.
             self.task = asyncio.current_task()
-            enter_scope(Scope(self, "", self.task))
+            self.main = main = Scope(self, "", self.task)
+            enter_scope(main)
             deadline = None
             if run.deadline is not None:
                 deadline = self.loop.call_later(run.deadline - self._now(), self.stop, "timeout")
@@ -565,6 +721,8 @@ class Execution:
                     output = await self.flow.fn(ctx, value)
                 else:
                     output = await self.flow.fn(ctx)
+                if self.detached:
+                    await self._finish_detached(main)
             except asyncio.CancelledError:
                 if self.stop_reason is None:  # cancelled from outside (the worker is going away)
                     raise
@@ -581,6 +739,8 @@ class Execution:
                     error = exc.to_dict()
                 else:
                     error = {**describe_error(exc), "retryable": False}
+                self._in_flow = False
+                await self._roll_back()
                 return await self._end(Transition.FAIL, error=error)
             finally:
                 self._in_flow = False
@@ -588,6 +748,9 @@ class Execution:
                     deadline.cancel()
             if self.nondeterminism is not None:
                 return await self._end(Transition.FAIL, error=self.nondeterminism.to_dict())
+            if self.stop_reason == "cancel":  # cancelled, but its code had nothing left to refuse
+                await self._roll_back()
+                return await self._end(Transition.CANCEL, error=_cancelled())
             try:
                 stored = self.flow.dump_output(output)
             except Exception as exc:
@@ -601,11 +764,24 @@ class Execution:
         except Abort:
             return self.stop_reason or "aborted"
 
+    async def _roll_back(self) -> None:
+        """The run failed or was cancelled: stop the work it started and compensate what it completed."""
+        if self.detached:
+            await self._cancel_detached()
+        if self.main is not None:
+            token = _enter(self.main)
+            try:
+                await self.compensate(self.root)
+            finally:
+                _exit(token)
+
     async def _stopped(self) -> str:
         reason = self.stop_reason or "shutdown"
         if reason == "cancel":
+            await self._roll_back()
             return await self._end(Transition.CANCEL, error=_cancelled())
         if reason == "timeout":
+            await self._roll_back()
             return await self._end(Transition.FAIL, error=RunTimeoutError("the run timed out").to_dict())
         if reason == "shutdown":  # what finished before the stop is kept; nothing started after it
             await self.flush(Write(self.run_id, transition=Transition.RELEASE))

@@ -316,6 +316,18 @@ class Worker:
             log.warning("store error (runs will be retried): %s", exc)
         else:
             log.error("journal commit failed (runs will be retried): %r", exc, exc_info=exc)
+    async def cancel_run(self, run_id: str) -> None:
+        """Cancel one run (a child whose parent no longer waits for it) and, if idle, its children."""
+        now = self.clock()
+        try:
+            await self.store.deliver(Event(run_id, "cancel", "", None, None, now), now=now)
+        except InvalidStateError:
+            return  # it finished meanwhile
+        if await undo_free(self.store, run_id) and await self.store.cancel_idle(run_id, now=now):
+            await cancel_children(self.store, run_id, now)
+        else:
+            self.notify_inbox(run_id)
+
 
 
 async def cancel_children(store: Store, run_id: str, now: float) -> None:
@@ -327,5 +339,14 @@ async def cancel_children(store: Store, run_id: str, now: float) -> None:
             await store.deliver(Event(child.id, "cancel", "", None, None, now), now=now)
         except InvalidStateError:
             continue  # it finished meanwhile
-        if await store.cancel_idle(child.id, now=now):
+        if await undo_free(store, child.id) and await store.cancel_idle(child.id, now=now):
             await cancel_children(store, child.id, now)
+
+
+async def undo_free(store: Store, run_id: str) -> bool:
+    """True if no completed step of the run declared a compensation. Otherwise a cancelled run is ended
+    by a worker, not at once, so that those compensations run first."""
+    return not any(
+        e.kind == "step" and isinstance(e.data, dict) and e.data.get("undo")
+        for e in await store.load_events(run_id)
+    )

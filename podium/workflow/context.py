@@ -18,6 +18,19 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ..errors import UsageError
 from ..types import JSON, Duration, parse_duration
 from . import step as _step_module
+from .branches import (
+    Branch,
+    Finished,
+    Join,
+    Region,
+    TaskHandle,
+    cancel_and_wait,
+    check_awaitables,
+    reap,
+    settled,
+    spawn,
+    wait_join,
+)
 from .step import StepFunction, StepOptions, _scope, make_options
 
 try:  # the C-level map of running tasks: a cheaper asyncio.current_task() on the hot path
@@ -82,23 +95,66 @@ class Driver(Protocol):
 
     def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON: ...
 
-    async def sleep(self, sid: str, seconds: float) -> None: ...
+    async def sleep(self, scope: Scope, sid: str, seconds: float) -> None: ...
 
-    async def wait_signal(self, sid: str, name: str) -> JSON: ...
+    async def wait_signal(self, scope: Scope, sid: str, name: str) -> JSON: ...
 
-    async def approval(self, sid: str, name: str, payload: JSON) -> Approval: ...
+    async def approval(self, scope: Scope, sid: str, name: str, payload: JSON) -> Approval: ...
 
-    async def child(self, sid: str, flow: Flow[Any, Any], input: Any) -> Any: ...
+    async def child(self, scope: Scope, sid: str, flow: Flow[Any, Any], input: Any) -> Any: ...
 
     def settle(self) -> None:
         """Called whenever ``active`` dropped: the engine checks whether the run is quiescent."""
+        ...
+
+    root: Region  # the run's own region (its compensations run when the run fails or is cancelled)
+    resumed_at: float  # when this execution began: earlier effects were caught up, not seen live
+
+    def joined(self, sid: str, name: str) -> Any:
+        """The journaled outcome of the race at ``sid`` (``None``: not decided yet)."""
+        ...
+
+    async def record_join(self, sid: str, name: str, data: JSON) -> None:
+        """Journal a race's outcome; durable before returning."""
+        ...
+
+    def region_doomed(self, sid: str) -> bool:
+        """True when the journal says the region at ``sid`` was cancelled."""
+        ...
+
+    def record_cancel(self, sid: str) -> None:
+        """Journal that the region at ``sid`` was cancelled."""
+        ...
+
+    async def compensate(self, region: Region) -> None:
+        """Run the compensations collected in ``region``, newest first, as journaled steps."""
+        ...
+
+    def add_detached(self, branch: Branch) -> None:
+        """A branch nobody awaits (``ctx.start`` or a race's ``cancel_rest=False``): the run ends after it."""
         ...
 
 
 class Scope:
     """A sequence of positions owned by one task of the flow (the main task or one branch)."""
 
-    __slots__ = ("attempt", "driver", "in_step", "n", "prefix", "step_id", "step_name", "task")
+    __slots__ = (
+        "at",
+        "attempt",
+        "done",
+        "driver",
+        "fresh",
+        "in_step",
+        "joining",
+        "kids",
+        "n",
+        "parent",
+        "prefix",
+        "region",
+        "step_id",
+        "step_name",
+        "task",
+    )
 
     def __init__(self, driver: Driver, prefix: str, task: asyncio.Task[Any] | None) -> None:
         self.driver = driver
@@ -109,6 +165,13 @@ class Scope:
         self.step_id = ""
         self.step_name = ""
         self.attempt = 0
+        self.region: Region = driver.root
+        self.parent: Scope | None = None
+        self.kids: set[Scope] = set()
+        self.at = 0.0  # the time of the latest outside effect this branch consumed (races compare it)
+        self.fresh = False  # waiting for the world or running a live step: it will end no earlier than now
+        self.joining = False  # waiting for its own branches
+        self.done = False
 
     def next(self) -> str:
         sid = self.prefix + str(self.n)
@@ -153,38 +216,6 @@ async def _step(
 
 
 _step_module._dispatch = _step  # steps call straight into the flow's driver
-
-
-class _Fan:
-    """What the branches of one gather share: how many are still running, and whether the gathering task
-    has been handed back its place among the active ones."""
-
-    __slots__ = ("parent_woken", "remaining", "return_exceptions")
-
-    def __init__(self, remaining: int, return_exceptions: bool) -> None:
-        self.remaining = remaining
-        self.return_exceptions = return_exceptions
-        self.parent_woken = False
-
-
-async def _branch(driver: Driver, scope: Scope, aw: Awaitable[T], fan: _Fan) -> T:
-    scope.task = asyncio.current_task()
-    _scope.set(scope)
-    failed = False
-    try:
-        return await aw
-    except Exception:
-        failed = True
-        raise
-    finally:
-        fan.remaining -= 1
-        if not fan.parent_woken and (fan.remaining == 0 or (failed and not fan.return_exceptions)):
-            # This branch's end wakes the gathering task: hand it this branch's active count at once, so
-            # the run is never seen quiescent in the loop turns before the gathering task resumes.
-            fan.parent_woken = True
-        else:
-            driver.active -= 1
-        driver.settle()
 
 
 class Context:
@@ -264,7 +295,7 @@ class Context:
         """A durable timer: the run may leave memory meanwhile and resumes when it falls due."""
         seconds = parse_duration(duration)
         s = _here("ctx.sleep()")
-        await self._driver.sleep(s.next(), seconds)
+        await self._driver.sleep(s, s.next(), seconds)
 
     async def wait_for_signal(self, name: str) -> JSON:
         """Wait (durably, for as long as it takes) for a signal sent with ``Client.signal``; returns
@@ -272,7 +303,7 @@ class Context:
         if not isinstance(name, str) or not name:
             raise UsageError("a signal needs a non-empty name")
         s = _here("ctx.wait_for_signal()")
-        return await self._driver.wait_signal(s.next(), name)
+        return await self._driver.wait_signal(s, s.next(), name)
 
     async def approval(self, name: str, *, payload: JSON = None) -> Approval:
         """Ask a human to approve ``payload``; wait durably for the decision.
@@ -283,7 +314,7 @@ class Context:
         if not isinstance(name, str) or not name:
             raise UsageError("an approval needs a non-empty name")
         s = _here("ctx.approval()")
-        return await self._driver.approval(s.next(), name, payload)
+        return await self._driver.approval(s, s.next(), name, payload)
 
     @property
     def cost(self) -> float:
@@ -360,42 +391,446 @@ class Context:
 
         target = resolve_flow(flow)
         s = _here("ctx.child()")
-        return await self._driver.child(s.next(), target, input)  # type: ignore[no-any-return]
+        return await self._driver.child(s, s.next(), target, input)  # type: ignore[no-any-return]
+
+    async def first(self, *aws: Awaitable[Any], cancel_rest: bool = True) -> Any:
+        """The result of whichever awaitable completes first; the others are cancelled (journaled, and
+        their completed steps compensated), or left to finish unobserved with ``cancel_rest=False``.
+
+        The winner is journaled: a replay takes the same branch. A failure does not win: if every
+        awaitable fails, the first failure is raised. Deferred choice, durable across restarts:
+
+        ```python
+        got = await ctx.wait([ctx.wait_for_signal("approve"), ctx.sleep("48h")], n=1)
+        if got.indices[0] == 1:      # 48 hours passed first (also if no worker was up at the time)
+            await escalate()
+        ```
+        """
+        items = check_awaitables("ctx.first", aws)
+        if not items:
+            raise UsageError("ctx.first needs at least one awaitable")
+        s = _here("ctx.first()")
+        done = await self._race(s, items, 1, cancel_rest, "first")
+        return done[0]
+
+    async def wait(
+        self, aws: Iterable[Awaitable[Any]], *, n: int | None = None, cancel_rest: bool = True
+    ) -> Finished:
+        """Wait until ``n`` of ``aws`` complete (all by default); their results in completion order.
+
+        ``result.indices`` says which awaitable each result came from. The rest are cancelled (or, with
+        ``cancel_rest=False``, left to finish unobserved). Failures do not count towards ``n``; when too
+        many fail for ``n`` to be reached, the first failure is raised. Works on any mix of steps, child
+        flows, signal waits, approvals and timers; which ones completed is journaled, never recomputed.
+        """
+        items = check_awaitables("ctx.wait", aws)
+        if n is None:
+            n = len(items)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > len(items):
+            for a in items:
+                _close(a)
+            raise UsageError(f"n must be an integer from 0 to {len(items)} (the number of awaitables)")
+        s = _here("ctx.wait()")
+        if n == 0:
+            for a in items:
+                _close(a)
+            s.next()
+            return Finished([], [])
+        return await self._race(s, items, n, cancel_rest, "wait")
+
+    def start(self, aw: Awaitable[T]) -> TaskHandle[T]:
+        """Start ``aw`` (a step call, child flow, wait or helper coroutine) and go on; returns a handle
+        to ``await``, ``cancel()`` or ask ``done()``. The run does not end before the work ends."""
+        (aw,) = check_awaitables("ctx.start", [aw])
+        s = _here("ctx.start()")
+        b = self._start(s, aw)
+        self._driver.add_detached(b)
+        return TaskHandle(self, b)
+
+    def group(self) -> Group:
+        """A task group: ``async with ctx.group() as g: g.start(...)`` adds work while other work runs;
+        the block waits for all of it at exit. If one fails, the rest (and the block) are cancelled,
+        their compensations run, and the first failure is raised (like ``asyncio.TaskGroup``, but the
+        error itself rather than an ``ExceptionGroup``)."""
+        s = _here("ctx.group()")
+        return Group(self, s, s.next())
+
+    def scope(self) -> CancelScope:
+        """A cancel scope: ``s.cancel()`` cancels everything started inside it (steps, child flows,
+        timers, waits, started tasks); compensations of its completed steps run; the block then ends
+        quietly. The cancellation is journaled, so a replay cancels the same region.
+
+        ```python
+        async with ctx.scope() as region:
+            ctx.start(guard(region))         # a guardrail that may call region.cancel()
+            draft = await write_draft(topic)
+        if region.cancelled: ...
+        ```
+        """
+        s = _here("ctx.scope()")
+        return CancelScope(self, s, s.next())
+
+    # -- branch machinery ---------------------------------------------------------------------
+    def _start(self, s: Scope, aw: Awaitable[Any], parent_region: Region | None = None) -> Branch:
+        driver = self._driver
+        sid = s.next()
+        outer = parent_region if parent_region is not None else s.region
+        region = Region(sid, outer, driver.region_doomed(sid))
+        region.cancelled = region.doomed and not outer.doomed
+        b = spawn(driver, s, f"{sid}.0.", aw, 0, region)
+        assert b.task is not None
+        outer.tasks.add(b.task)
+        b.task.add_done_callback(outer.tasks.discard)
+        return b
+
+    def _cancel_region(self, region: Region | None) -> None:
+        if region is None:
+            return
+        if not region.cancelled:
+            region.cancelled = True
+            region.doomed = True
+            self._driver.record_cancel(region.sid)
+        for t in list(region.tasks):
+            t.cancel()
+        owner = region.owner  # the branch's own task
+        if owner is not None and not owner.done() and owner is not asyncio.current_task():
+            owner.cancel()
+
+    async def _await_handle(self, b: Branch) -> Any:
+        if not b.finished:
+            s = _here("awaiting a task handle")
+            join = Join(lambda j, x: True)
+            b.joins.append(join)
+            try:
+                await wait_join(self._driver, s, join)
+            except BaseException:
+                b.joins.remove(join)
+                raise
+            s.at = max(s.at, b.scope.at)
+        reap([b])
+        return b.value()
 
     async def _fan(self, s: Scope, aws: list[Awaitable[Any]], return_exceptions: bool) -> list[Any]:
         sid = s.next()
         if not aws:
             return []
         driver = self._driver
-        loop = asyncio.get_running_loop()
-        fan = _Fan(len(aws), return_exceptions)
-        tasks: list[asyncio.Task[Any]] = []
+        total = len(aws)
+
+        def ready(j: Join, b: Branch) -> bool:
+            return len(j.done) == total or (b.error is not None and not return_exceptions)
+
+        join = Join(ready)
+        branches: list[Branch] = []
         for i, aw in enumerate(aws):
-            driver.active += 1
-            tasks.append(loop.create_task(_branch(driver, Scope(driver, f"{sid}.{i}.", None), aw, fan)))
-        driver.active -= 1  # this task now only waits for its branches
+            b = spawn(driver, s, f"{sid}.{i}.", aw, i, None)
+            b.joins.append(join)
+            branches.append(b)
         try:
-            if return_exceptions:
-                await asyncio.wait(tasks)
-            else:
-                _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                if pending:
-                    for t in pending:
-                        t.cancel()
-                    await asyncio.wait(pending)
+            await wait_join(driver, s, join)
+            if len(join.done) < total:
+                await cancel_and_wait(branches)
         except BaseException:
-            for t in tasks:
-                t.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
+            await cancel_and_wait(branches)
+            reap(branches)
+            raise
+        reap(branches)
+        s.at = max(s.at, *(b.scope.at for b in branches))
+        if return_exceptions:
+            return [b.error if b.error is not None else b.value() for b in branches]
+        for b in branches:
+            if b.error is not None:
+                raise b.error
+        return [b.value() for b in branches]
+
+    async def _race(
+        self, s: Scope, aws: list[Awaitable[Any]], n: int, cancel_rest: bool, name: str
+    ) -> Finished:
+        driver = self._driver
+        sid = s.next()
+        total = len(aws)
+        try:
+            past = driver.joined(sid, name)
+        except BaseException:
+            for a in aws:
+                _close(a)
+            raise
+        branches: list[Branch] = []
+        need: set[int] | None = None
+        lost: set[int] = set()
+        if past is not None:
+            need = set(past["won"]) | set(past["failed"])
+            lost = set(past["cancelled"])
+        for i, aw in enumerate(aws):
+            rsid = f"{sid}.{i}"
+            region = Region(rsid, s.region, past is not None and i in lost)
+            region.cancelled = region.doomed and not s.region.doomed
+            b = spawn(driver, s, rsid + ".", aw, i, region)
+            b.held = True
+            branches.append(b)
+
+        if past is None:
+
+            def ready(j: Join, b: Branch) -> bool:
+                oks = sum(1 for x in j.done if x.ok)
+                bad = len(j.done) - oks
+                return oks >= n or total - bad < n or len(j.done) == total
+
+        else:
+            assert need is not None
+            wanted = need
+
+            def ready(j: Join, b: Branch) -> bool:
+                return all(branches[i].finished for i in wanted)
+
+        join = Join(ready)
+        for b in branches:
+            b.joins.append(join)
+        try:
+            await wait_join(driver, s, join)
+            if past is None:
+                won, failed = await self._decide(branches, n)
+                lost_list = [b for b in branches if b not in won and b not in failed]
+                data = {
+                    "won": [b.index for b in won],
+                    "failed": [b.index for b in failed],
+                    "cancelled": [b.index for b in lost_list] if cancel_rest else [],
+                    "ignored": [] if cancel_rest else [b.index for b in lost_list],
+                }
+                await driver.record_join(sid, name, data)
+            else:
+                won = [branches[i] for i in past["won"]]
+                failed = [branches[i] for i in past["failed"]]
+                lost_list = [b for b in branches if b not in won and b not in failed]
+        except BaseException:
+            for b in branches:
+                if b.region is not None:
+                    b.region.cancelled = True
+            await cancel_and_wait(branches)
+            reap(branches)
+            raise
+        # Losers: cancelled (each rolls its own work back as it unwinds), or left to run unobserved.
+        for b in lost_list:
+            r = b.region
+            assert r is not None
+            if cancel_rest:
+                if not r.cancelled:
+                    r.cancelled = r.doomed = True
+                if b.finished:  # finished, but too late to count: roll its work back here
+                    await driver.compensate(r)
+            else:
+                b.held = False
+                if b.finished:
+                    s.region.undo.extend(r.undo)
+                    r.undo = []
+                else:
+                    driver.add_detached(b)
+        if cancel_rest:
+            await cancel_and_wait(lost_list)
+        for b in won + failed:
+            r = b.region
+            assert r is not None
+            s.region.undo.extend(r.undo)
+            r.undo = []
+        reap(branches)
+        if len(won) < n:
+            err = failed[0].error
+            assert err is not None
+            raise err
+        s.at = max(s.at, *(b.scope.at for b in won))
+        return Finished([b.value() for b in won], [b.index for b in won])
+
+    async def _decide(self, branches: list[Branch], n: int) -> tuple[list[Branch], list[Branch]]:
+        """Which branches won (and, if too few, which failed), by the time of their last effect.
+
+        Live, the first to complete is also the earliest. After a catch-up (the worker was down while a
+        timer fell due and a signal arrived) several may complete at once on resume: wait until the
+        others can only end later than now, then let the earliest effect win, as it did in the world."""
+        driver = self._driver
+
+        def candidates() -> list[Branch]:
+            done = [b for b in branches if b.finished and b.ok]
+            done.sort(key=lambda b: (b.scope.at, b.order))
+            return done
+
+        won = candidates()
+        if won and won[0].scope.at < driver.resumed_at:
+            spins = 0
+            while not all(settled(b.scope) for b in branches):
+                spins += 1
+                await asyncio.sleep(0 if spins < 100 else 0.001)
+            won = candidates()
+        won = won[:n]
+        failed = []
+        if len(won) < n:
+            failed = [b for b in branches if b.finished and b.error is not None]
+            failed.sort(key=lambda b: b.order)
+        return won, failed
+
+
+def _close(aw: Awaitable[Any]) -> None:
+    from .branches import close
+
+    close(aw)
+
+
+class CancelScope:
+    """``async with ctx.scope() as s``: see ``Context.scope``."""
+
+    def __init__(self, ctx: Context, scope: Scope, sid: str) -> None:
+        self._ctx = ctx
+        self._scope = scope
+        driver = ctx._driver
+        self._region = Region(sid, scope.region, driver.region_doomed(sid))
+        self._region.cancelled = self._region.doomed and not scope.region.doomed
+        self._saved: Region | None = None
+        self._cancelled_task = False
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the scope was cancelled."""
+        return self._region.cancelled
+
+    def cancel(self) -> None:
+        """Cancel everything started inside the scope (from any branch of the flow); journaled."""
+        r = self._region
+        if not r.cancelled:
+            r.cancelled = True
+            r.doomed = True
+            self._ctx._driver.record_cancel(r.sid)
+        for t in list(r.tasks):
+            t.cancel()
+        owner = r.owner
+        here = asyncio.current_task()
+        if (
+            r.inside
+            and owner is not None
+            and owner is not here
+            and not owner.done()
+            and not self._cancelled_task
+        ):
+            self._cancelled_task = True
+            owner.cancel()
+
+    async def __aenter__(self) -> CancelScope:
+        s = self._scope
+        if asyncio.current_task() is not s.task:
+            raise UsageError("enter ctx.scope() in the branch that created it")
+        self._saved = s.region
+        s.region = self._region
+        self._region.owner = s.task
+        self._region.inside = True
+        return self
+
+    async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> bool:
+        r = self._region
+        r.inside = False
+        s = self._scope
+        assert self._saved is not None
+        s.region = self._saved
+        ours = False
+        if isinstance(exc, asyncio.CancelledError) and r.cancelled:
+            task = s.task
+            assert task is not None
+            left = task.uncancel() if self._cancelled_task else task.cancelling()
+            ours = left == 0
+        if r.cancelled or isinstance(exc, Exception):
+            await self._ctx._driver.compensate(r)
+        else:
+            self._saved.undo.extend(r.undo)
+            r.undo = []
+        return ours
+
+
+class Group:
+    """``async with ctx.group() as g``: see ``Context.group``."""
+
+    def __init__(self, ctx: Context, scope: Scope, sid: str) -> None:
+        self._ctx = ctx
+        self._scope = scope
+        driver = ctx._driver
+        self._region = Region(sid, scope.region, driver.region_doomed(sid))
+        self._region.cancelled = self._region.doomed and not scope.region.doomed
+        self._saved: Region | None = None
+        self._branches: list[Branch] = []
+        self._error: BaseException | None = None
+        self._cancelled_task = False
+        self._join = Join(self._ready)
+        self._open = False
+
+    def _ready(self, j: Join, b: Branch) -> bool:
+        if b.error is not None and self._error is None:
+            self._error = b.error
+            self._abort()
+        return not self._open and all(x.finished for x in self._branches)
+
+    def _abort(self) -> None:
+        for b in self._branches:
+            if not b.finished:
+                self._ctx._cancel_region(b.region)
+        owner = self._scope.task
+        if self._open and owner is not None and owner is not asyncio.current_task() and not owner.done():
+            self._cancelled_task = True
+            owner.cancel()
+
+    def start(self, aw: Awaitable[T]) -> TaskHandle[T]:
+        """Start ``aw`` in the group (from the block or from any of the group's tasks)."""
+        (aw,) = check_awaitables("group.start", [aw])
+        if not self._open and all(b.finished for b in self._branches) and self._branches:
+            _close(aw)
+            raise UsageError("this group has ended; start work inside its `async with` block")
+        s = _here("group.start()")
+        b = self._ctx._start(s, aw, self._region)
+        b.joins.append(self._join)
+        self._branches.append(b)
+        if self._error is not None:
+            self._ctx._cancel_region(b.region)
+        return TaskHandle(self._ctx, b)
+
+    async def __aenter__(self) -> Group:
+        s = self._scope
+        if asyncio.current_task() is not s.task:
+            raise UsageError("enter ctx.group() in the branch that created it")
+        self._saved = s.region
+        s.region = self._region
+        self._region.owner = s.task
+        self._region.inside = True
+        self._open = True
+        return self
+
+    async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> bool:
+        s = self._scope
+        r = self._region
+        driver = self._ctx._driver
+        assert self._saved is not None
+        ours = False
+        if isinstance(exc, asyncio.CancelledError) and self._cancelled_task:
+            task = s.task
+            assert task is not None
+            ours = task.uncancel() == 0
+        if exc is not None and self._error is None and not ours:
+            self._error = exc if isinstance(exc, Exception) else None
+            for b in self._branches:
+                if not b.finished:
+                    self._ctx._cancel_region(b.region)
+        self._open = False
+        r.inside = False
+        try:
+            if not all(b.finished for b in self._branches):
+                await wait_join(driver, s, self._join)
+        except BaseException:
+            await cancel_and_wait(self._branches)
             raise
         finally:
-            if not fan.parent_woken:  # woken by its own cancellation rather than by a branch
-                fan.parent_woken = True
-                driver.active += 1
-        if return_exceptions:
-            return [t.exception() if not t.cancelled() and t.exception() else t.result() for t in tasks]
-        for t in tasks:
-            if not t.cancelled() and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
-        return [t.result() for t in tasks]
+            s.region = self._saved
+            reap(self._branches)
+        if self._branches:
+            s.at = max(s.at, *(b.scope.at for b in self._branches))
+        if self._error is not None or isinstance(exc, Exception):
+            await driver.compensate(r)
+        else:
+            self._saved.undo.extend(r.undo)
+            r.undo = []
+        if self._error is not None and (ours or exc is None or exc is self._error):
+            raise self._error
+        return False

@@ -58,11 +58,12 @@ def current_step() -> StepInfo | None:
 
 @dataclass(frozen=True, slots=True)
 class StepOptions:
-    """A step's name, retry policy and per-attempt timeout (seconds or None)."""
+    """A step's name, retry policy, per-attempt timeout (seconds or None) and compensation."""
 
     name: str
     retry: RetryPolicy = NO_RETRY
     timeout: float | None = None
+    compensate: Compensation | None = None
 
     @property
     def priced(self) -> bool:
@@ -70,7 +71,37 @@ class StepOptions:
         return self.name.startswith(("model:", "embed:"))
 
 
-def make_options(name: str, retries: int | RetryPolicy | None, timeout: Duration | None) -> StepOptions:
+@dataclass(frozen=True, slots=True)
+class Compensation:
+    """How to undo a step (``@podium.step(compensate=undo)``): ``undo`` is called with the step's own
+    arguments, plus ``result=`` (the step's result) when it declares a ``result`` parameter."""
+
+    options: StepOptions
+    fn: Callable[..., Any]
+    is_async: bool
+    wants_result: bool
+
+
+def _compensation(step_name: str, undo: Any) -> Compensation:
+    if isinstance(undo, StepFunction):
+        options, fn = undo.options, undo.fn
+    elif callable(undo):
+        options, fn = StepOptions(name=f"undo:{step_name}"), undo
+    else:
+        raise UsageError(f"compensate must be a function or a @podium.step, not {undo!r}")
+    try:
+        wants = "result" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        wants = False
+    return Compensation(options, fn, inspect.iscoroutinefunction(fn), wants)
+
+
+def make_options(
+    name: str,
+    retries: int | RetryPolicy | None,
+    timeout: Duration | None,
+    compensate: Any = None,
+) -> StepOptions:
     if retries is None:
         policy = NO_RETRY
     elif isinstance(retries, RetryPolicy):
@@ -82,7 +113,8 @@ def make_options(name: str, retries: int | RetryPolicy | None, timeout: Duration
     seconds = None if timeout is None else parse_duration(timeout)
     if seconds is not None and seconds <= 0:
         raise UsageError("a step timeout must be positive")
-    return StepOptions(name=name, retry=policy, timeout=seconds)
+    undo = None if compensate is None else _compensation(name, compensate)
+    return StepOptions(name=name, retry=policy, timeout=seconds, compensate=undo)
 
 
 class StepFunction(Generic[P, R]):
@@ -128,6 +160,7 @@ def step(
     name: str | None = None,
     retries: int | RetryPolicy | None = None,
     timeout: Duration | None = None,
+    compensate: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[P, Any]], StepFunction[P, Any]]: ...
 
 
@@ -138,6 +171,7 @@ def step(
     name: str | None = None,
     retries: int | RetryPolicy | None = None,
     timeout: Duration | None = None,
+    compensate: Callable[..., Any] | None = None,
 ) -> Any:
     """Declare a step: a unit of work whose result is journaled.
 
@@ -150,11 +184,21 @@ def step(
     Sync functions run in a thread pool. ``retries`` is a count of retries after the first attempt or a
     ``RetryPolicy``; ``timeout`` bounds each attempt. Results must be JSON-serializable (pydantic models,
     dataclasses, dates are fine); annotate the return type so replay rebuilds the same type.
+
+    ``compensate`` makes the step part of a saga: when work it completed is rolled back (its
+    ``ctx.scope()`` is cancelled or fails, it lost a ``ctx.first`` race, or the run fails or is
+    cancelled), ``compensate`` runs as a journaled step, with the step's arguments (and ``result=`` if it
+    takes one). Compensations run newest first.
+
+    ```python
+    @podium.step(compensate=cancel_booking)      # def cancel_booking(trip, result): ...
+    async def book_hotel(trip: Trip) -> str: ...
+    ```
     """
 
     def wrap(f: Callable[..., Any]) -> StepFunction[Any, Any]:
         if not callable(f):
             raise UsageError(f"@podium.step needs a function, not {f!r}")
-        return StepFunction(f, make_options(name or f.__name__, retries, timeout))
+        return StepFunction(f, make_options(name or f.__name__, retries, timeout, compensate))
 
     return wrap(fn) if fn is not None else wrap
