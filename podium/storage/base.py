@@ -16,7 +16,7 @@ Every time is a float of seconds since the epoch passed in by the caller, so sto
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,6 +69,7 @@ class Transition(enum.Enum):
     CANCEL = "cancelled"
     SUSPEND = "waiting"
     RELEASE = "pending"
+    CONTINUE = "continue"  # continue-as-new: a fresh journal with a new input (``Write.output``)
 
 
 @dataclass(slots=True)
@@ -82,6 +83,19 @@ class Write:
     error: dict[str, Any] | None = None
     wake_at: float | None = None
     seen_inbox: int = 0
+    keep: tuple[int, ...] = ()  # CONTINUE: the journal events (by seq) to carry over (unread signals)
+    upto: int = 0  # CONTINUE: drop the run's events up to this seq (later ones arrived meanwhile: kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A condition ``deliver`` checks in its transaction: the run's journal holds an event of kind
+    ``opened`` named ``name`` with no event of a kind in ``closed`` at the same position. ("The run is
+    inside milestone M", "the run waits for signal S".)"""
+
+    opened: str
+    closed: tuple[str, ...]
+    name: str
 
 
 class Outcome(enum.Enum):
@@ -154,12 +168,13 @@ class Store(Protocol):
         """Extend the lease of runs still held by ``owner``; returns their current ``inbox_seq``."""
         ...
 
-    async def deliver(self, event: Event, *, now: float) -> Event | None:
+    async def deliver(self, event: Event, *, now: float, gate: Gate | None = None) -> Event | None:
         """Append an inbox event (signal, decision, cancel) from outside the run.
 
         Raises ``RunNotFoundError`` or ``InvalidStateError`` (run finished). Returns ``None`` when an
         event with the same ``(run_id, kind, step)`` exists already (a duplicate), else the stored event.
-        Bumps ``inbox_seq``; a ``waiting`` run becomes ``pending``.
+        Bumps ``inbox_seq``; a ``waiting`` run becomes ``pending``. With a ``gate`` that does not hold,
+        raises ``SignalRefusedError`` and stores nothing.
         """
         ...
 
@@ -194,3 +209,95 @@ class Store(Protocol):
     async def spend_get(self, flow: str, day: str) -> float:
         """Dollars ``flow`` spent on ``day``."""
         ...
+
+    async def schedule_put(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        """Insert or replace the schedule named ``schedule.name`` (``created_at`` of a replaced one is kept).
+
+        Occurrences already claimed (see ``schedule_claim_due``) are not affected.
+        """
+        ...
+
+    async def schedule_get(self, name: str) -> ScheduleRecord | None: ...
+
+    async def schedule_list(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        ...
+
+    async def schedule_delete(self, name: str) -> bool:
+        """Delete a schedule and its claimed but unstarted occurrences. True if it existed."""
+        ...
+
+    async def schedule_set_paused(
+        self, name: str, paused: bool, *, now: float, next_at: float | None = None
+    ) -> ScheduleRecord | None:
+        """Pause or resume a schedule (``next_at``, if given, is its new next occurrence). None if unknown."""
+        ...
+
+    async def schedule_claim_due(
+        self,
+        owner: str,
+        flows: Collection[str],
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        plan: SchedulePlan,
+    ) -> list[ScheduleFire]:
+        """Claim, in one transaction, the occurrences of ``flows``' schedules that a worker must start now.
+
+        1. Occurrences claimed earlier whose claim expired (their worker died before starting them) are
+           claimed again by ``owner``.
+        2. For each unpaused schedule with ``next_at <= now`` (at most ``limit``), ``plan(schedule, now)``
+           gives the occurrences to fire and the new ``next_at``; ``next_at`` is advanced only if it is still
+           the one read (compare-and-set), and the occurrences are recorded as claimed by ``owner`` until
+           ``lease_until`` in the same transaction.
+
+        A caller starts a run for each returned occurrence, then calls ``schedule_fired``. Two workers never
+        claim the same occurrence while its claim holds; a crash after claiming loses nothing.
+        """
+        ...
+
+    async def schedule_fired(self, fires: Sequence[ScheduleFire]) -> None:
+        """Forget claimed occurrences whose runs were started."""
+        ...
+
+    async def schedule_next_at(self, flows: Collection[str]) -> float | None:
+        """When a worker running ``flows`` must look at schedules next: the earliest ``next_at`` of an
+        unpaused schedule, or the earliest expiry of a claimed occurrence. None if there is nothing."""
+        ...
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """One cron schedule's row. The store keeps the cron text but never interprets it.
+
+    ``next_at`` is the schedule's next occurrence that no worker has claimed yet; ``last_at`` the latest
+    occurrence claimed so far. ``missed`` is the policy for occurrences missed while no worker ran.
+    """
+
+    name: str
+    flow: str
+    cron: str
+    tz: str = "UTC"
+    input: JSON = None
+    missed: str = "skip"
+    paused: bool = False
+    next_at: float = 0.0
+    last_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class ScheduleFire:
+    """One claimed occurrence: start a run of ``flow`` with ``input`` for the schedule's time ``at``."""
+
+    name: str
+    flow: str
+    input: JSON
+    at: float
+
+
+SchedulePlan = Callable[[ScheduleRecord, float], tuple[list[float], float]]
+"""``plan(schedule, now) -> (occurrence times to fire, new next_at)``: the cron arithmetic and the missed-run
+policy, which live above the store (``podium.triggers.cron``)."""

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import InvalidStateError, RunNotFoundError
+from ..errors import InvalidStateError, RunNotFoundError, SignalRefusedError
 from ..types import RunStatus
-from .base import Event, Outcome, RunRecord, Transition, Write
+from .base import (
+    Event,
+    Gate,
+    Outcome,
+    RunRecord,
+    ScheduleFire,
+    SchedulePlan,
+    ScheduleRecord,
+    Transition,
+    Write,
+)
 
 _TERMINAL_STATUS = {
     Transition.COMPLETE: RunStatus.COMPLETED,
@@ -34,6 +45,8 @@ class MemoryStore:
         self._seq = itertools.count(1)
         self._cache: dict[str, list[Any]] = {}
         self._spend: dict[tuple[str, str], float] = {}
+        self._schedules: dict[str, ScheduleRecord] = {}
+        self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
 
     async def open(self) -> None:
         return None
@@ -179,6 +192,8 @@ class MemoryStore:
             if run is None or run.lease_owner != owner or run.status is not RunStatus.RUNNING:
                 outcomes.append(Outcome.LEASE_LOST)
                 continue
+            if w.transition is Transition.CONTINUE:
+                self._continue(run, w, now)
             if w.events:
                 idents = [(e.run_id, e.kind, e.step) for e in w.events]
                 if not self._unique.isdisjoint(idents):
@@ -213,6 +228,20 @@ class MemoryStore:
             outcomes.append(Outcome.OK)
         return outcomes
 
+    def _continue(self, run: RunRecord, w: Write, now: float) -> None:
+        keep = set(w.keep)
+        old = self._events[run.id]
+        self._events[run.id] = [e for e in old if e.seq > w.upto or e.seq in keep]
+        for e in old:
+            if e.seq <= w.upto and e.seq not in keep:
+                self._unique.discard((e.run_id, e.kind, e.step))
+        run.input = w.output
+        self._set_status(run, RunStatus.PENDING)
+        run.lease_owner = None
+        run.lease_until = None
+        run.wake_at = None
+        run.updated_at = now
+
     async def heartbeat(self, owner: str, run_ids: Collection[str], *, lease_until: float) -> dict[str, int]:
         out: dict[str, int] = {}
         for run_id in run_ids:
@@ -222,12 +251,19 @@ class MemoryStore:
                 out[run_id] = run.inbox_seq
         return out
 
-    def _deliver(self, event: Event, now: float) -> Event | None:
+    def _deliver(self, event: Event, now: float, gate: Gate | None = None) -> Event | None:
         run = self._runs.get(event.run_id)
         if run is None:
             raise RunNotFoundError(f"no run with id {event.run_id!r}")
         if run.status.terminal:
             raise InvalidStateError(f"run {run.id} is {run.status.value}")
+        if gate is not None:
+            events = self._events[run.id]
+            closed = {e.step for e in events if e.kind in gate.closed}
+            if not any(
+                e.kind == gate.opened and e.name == gate.name and e.step not in closed for e in events
+            ):
+                raise SignalRefusedError(f"run {run.id}: no open {gate.opened} {gate.name!r}")
         if not self._append(event, now):
             return None
         run.inbox_seq += 1
@@ -237,8 +273,8 @@ class MemoryStore:
             run.wake_at = None
         return event
 
-    async def deliver(self, event: Event, *, now: float) -> Event | None:
-        return self._deliver(event, now)
+    async def deliver(self, event: Event, *, now: float, gate: Gate | None = None) -> Event | None:
+        return self._deliver(event, now, gate)
 
     async def cancel_idle(self, run_id: str, *, now: float) -> bool:
         run = self._runs.get(run_id)
@@ -288,3 +324,84 @@ class MemoryStore:
 
     async def spend_get(self, flow: str, day: str) -> float:
         return self._spend.get((flow, day), 0.0)
+
+    # -- schedules ----------------------------------------------------------------------------
+    async def schedule_put(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        old = self._schedules.get(schedule.name)
+        stored = replace(schedule, created_at=old.created_at if old is not None else schedule.created_at)
+        self._schedules[schedule.name] = stored
+        return replace(stored)
+
+    async def schedule_get(self, name: str) -> ScheduleRecord | None:
+        s = self._schedules.get(name)
+        return None if s is None else replace(s)
+
+    async def schedule_list(self) -> list[ScheduleRecord]:
+        return [replace(self._schedules[name]) for name in sorted(self._schedules)]
+
+    async def schedule_delete(self, name: str) -> bool:
+        for key in [k for k in self._fires if k[0] == name]:
+            del self._fires[key]
+        return self._schedules.pop(name, None) is not None
+
+    async def schedule_set_paused(
+        self, name: str, paused: bool, *, now: float, next_at: float | None = None
+    ) -> ScheduleRecord | None:
+        s = self._schedules.get(name)
+        if s is None:
+            return None
+        s.paused = paused
+        if next_at is not None:
+            s.next_at = next_at
+        s.updated_at = now
+        return replace(s)
+
+    async def schedule_claim_due(
+        self,
+        owner: str,
+        flows: Collection[str],
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        plan: SchedulePlan,
+    ) -> list[ScheduleFire]:
+        out: list[ScheduleFire] = []
+        expired = sorted(
+            (c for c in self._fires.values() if c.lease_until < now and c.fire.flow in flows),
+            key=lambda c: c.fire.at,
+        )
+        for claim in expired[:limit]:
+            claim.owner, claim.lease_until = owner, lease_until
+            out.append(replace(claim.fire))
+        due = sorted(
+            (s for s in self._schedules.values() if not s.paused and s.next_at <= now and s.flow in flows),
+            key=lambda s: s.next_at,
+        )
+        for s in due[:limit]:
+            times, next_at = plan(replace(s), now)
+            s.next_at = next_at
+            s.updated_at = now
+            if times:
+                s.last_at = max(times)
+            for t in times:
+                fire = ScheduleFire(s.name, s.flow, s.input, t)
+                self._fires.setdefault((s.name, t), _Claim(fire, owner, lease_until))
+                out.append(replace(fire))
+        return out
+
+    async def schedule_fired(self, fires: Sequence[ScheduleFire]) -> None:
+        for f in fires:
+            self._fires.pop((f.name, f.at), None)
+
+    async def schedule_next_at(self, flows: Collection[str]) -> float | None:
+        times = [s.next_at for s in self._schedules.values() if not s.paused and s.flow in flows]
+        times.extend(c.lease_until for c in self._fires.values() if c.fire.flow in flows)
+        return min(times) if times else None
+
+
+@dataclass(slots=True)
+class _Claim:
+    fire: ScheduleFire
+    owner: str
+    lease_until: float

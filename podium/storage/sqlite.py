@@ -14,9 +14,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InvalidStateError, RunNotFoundError, StoreError
+from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
-from .base import Event, Outcome, RunRecord, Transition, Write
+from .base import (
+    Event,
+    Gate,
+    Outcome,
+    RunRecord,
+    ScheduleFire,
+    SchedulePlan,
+    ScheduleRecord,
+    Transition,
+    Write,
+)
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
@@ -321,6 +331,8 @@ class SQLiteStore:
                 if held is None:
                     outcomes.append(Outcome.LEASE_LOST)
                     continue
+                if w.transition is Transition.CONTINUE:
+                    self._continue(db, w, now)
                 if w.events and not self._insert_all(db, w.events, now):
                     outcomes.append(Outcome.LEASE_LOST)  # someone else journaled this position
                     continue
@@ -345,6 +357,19 @@ class SQLiteStore:
                 outcomes.append(Outcome.OK)
         return outcomes
 
+    def _continue(self, db: sqlite3.Connection, w: Write, now: float) -> None:
+        """Continue-as-new: drop the journal (but what ``w.keep`` names and what arrived after
+        ``w.upto``), take the new input, and make the run runnable again."""
+        keep = list(w.keep)
+        marks = ",".join("?" * len(keep))
+        extra = f" AND seq NOT IN ({marks})" if keep else ""
+        db.execute(f"DELETE FROM events WHERE run_id = ? AND seq <= ?{extra}", (w.run_id, w.upto, *keep))
+        db.execute(
+            "UPDATE runs SET input = ?, status = 'pending', lease_owner = NULL, lease_until = NULL, "
+            "wake_at = NULL, updated_at = ? WHERE id = ?",
+            (_dump(w.output), now, w.run_id),
+        )
+
     async def heartbeat(self, owner: str, run_ids: Collection[str], *, lease_until: float) -> dict[str, int]:
         if not run_ids:
             return {}
@@ -359,12 +384,24 @@ class SQLiteStore:
         return {r[0]: r[1] for r in rows}
 
     # -- inbox --------------------------------------------------------------------------------
-    def _deliver(self, db: sqlite3.Connection, event: Event, now: float) -> Event | None:
+    def _deliver(
+        self, db: sqlite3.Connection, event: Event, now: float, gate: Gate | None = None
+    ) -> Event | None:
         row = db.execute("SELECT status FROM runs WHERE id = ?", (event.run_id,)).fetchone()
         if row is None:
             raise RunNotFoundError(f"no run with id {event.run_id!r}")
         if RunStatus(row[0]).terminal:
             raise InvalidStateError(f"run {event.run_id} is {row[0]}")
+        if gate is not None:
+            marks = ",".join("?" * len(gate.closed))
+            open_ = db.execute(
+                "SELECT 1 FROM events o WHERE o.run_id = ? AND o.kind = ? AND o.name = ? AND NOT EXISTS "
+                "(SELECT 1 FROM events c WHERE c.run_id = o.run_id AND c.step = o.step "
+                f"AND c.kind IN ({marks})) LIMIT 1",
+                (event.run_id, gate.opened, gate.name, *gate.closed),
+            ).fetchone()
+            if open_ is None:
+                raise SignalRefusedError(f"run {event.run_id}: no open {gate.opened} {gate.name!r}")
         if not self._insert(db, [event], now):
             return None
         event.seq = db.execute("SELECT last_insert_rowid()").fetchone()[0]
@@ -376,9 +413,9 @@ class SQLiteStore:
         )
         return event
 
-    async def deliver(self, event: Event, *, now: float) -> Event | None:
+    async def deliver(self, event: Event, *, now: float, gate: Gate | None = None) -> Event | None:
         with self._tx() as db:
-            return self._deliver(db, event, now)
+            return self._deliver(db, event, now, gate)
 
     async def cancel_idle(self, run_id: str, *, now: float) -> bool:
         with self._tx() as db:
@@ -445,3 +482,142 @@ class SQLiteStore:
     async def spend_get(self, flow: str, day: str) -> float:
         row = self.db.execute("SELECT cost FROM spend WHERE flow = ? AND day = ?", (flow, day)).fetchone()
         return 0.0 if row is None else float(row[0])
+
+    # -- schedules ----------------------------------------------------------------------------
+    async def schedule_put(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        s = schedule
+        with self._tx() as db:
+            row = db.execute(
+                f"INSERT INTO schedules ({_SCHEDULE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (name) DO UPDATE SET flow = excluded.flow, cron = excluded.cron, "
+                "tz = excluded.tz, input = excluded.input, missed = excluded.missed, "
+                "paused = excluded.paused, next_at = excluded.next_at, last_at = excluded.last_at, "
+                "updated_at = excluded.updated_at "
+                f"RETURNING {_SCHEDULE_COLS}",
+                (
+                    s.name,
+                    s.flow,
+                    s.cron,
+                    s.tz,
+                    _dump(s.input),
+                    s.missed,
+                    int(s.paused),
+                    s.next_at,
+                    s.last_at,
+                    s.created_at,
+                    s.updated_at,
+                ),
+            ).fetchone()
+        return _schedule(row)
+
+    async def schedule_get(self, name: str) -> ScheduleRecord | None:
+        row = self.db.execute(f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _schedule(row)
+
+    async def schedule_list(self) -> list[ScheduleRecord]:
+        rows = self.db.execute(f"SELECT {_SCHEDULE_COLS} FROM schedules ORDER BY name")
+        return [_schedule(r) for r in rows]
+
+    async def schedule_delete(self, name: str) -> bool:
+        with self._tx() as db:
+            db.execute("DELETE FROM schedule_fires WHERE name = ?", (name,))
+            return db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
+
+    async def schedule_set_paused(
+        self, name: str, paused: bool, *, now: float, next_at: float | None = None
+    ) -> ScheduleRecord | None:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE schedules SET paused = ?, next_at = COALESCE(?, next_at), updated_at = ? "
+                f"WHERE name = ? RETURNING {_SCHEDULE_COLS}",
+                (int(paused), next_at, now, name),
+            ).fetchone()
+        return None if row is None else _schedule(row)
+
+    async def schedule_claim_due(
+        self,
+        owner: str,
+        flows: Collection[str],
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        plan: SchedulePlan,
+    ) -> list[ScheduleFire]:
+        if not flows:
+            return []
+        names = list(flows)
+        marks = ",".join("?" * len(names))
+        out: list[ScheduleFire] = []
+        with self._tx() as db:
+            rows = db.execute(
+                "UPDATE schedule_fires SET owner = ?, lease_until = ? WHERE rowid IN (SELECT rowid FROM "
+                f"schedule_fires WHERE lease_until < ? AND flow IN ({marks}) ORDER BY at LIMIT ?) "
+                "RETURNING name, flow, input, at",
+                (owner, lease_until, now, *names, limit),
+            ).fetchall()
+            out.extend(ScheduleFire(r[0], r[1], _load(r[2]), r[3]) for r in rows)
+            due = db.execute(
+                f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE paused = 0 AND next_at <= ? "
+                f"AND flow IN ({marks}) ORDER BY next_at LIMIT ?",
+                (now, *names, limit),
+            ).fetchall()
+            for row in due:
+                s = _schedule(row)
+                times, next_at = plan(s, now)
+                last = max(times) if times else None
+                advanced = db.execute(  # compare-and-set: only if no one advanced it since we read it
+                    "UPDATE schedules SET next_at = ?, last_at = COALESCE(?, last_at), updated_at = ? "
+                    "WHERE name = ? AND next_at = ? AND paused = 0",
+                    (next_at, last, now, s.name, s.next_at),
+                ).rowcount
+                if not advanced or not times:
+                    continue
+                fires = [ScheduleFire(s.name, s.flow, s.input, t) for t in times]
+                db.executemany(
+                    "INSERT OR IGNORE INTO schedule_fires (name, at, flow, input, owner, lease_until) "
+                    "VALUES (?,?,?,?,?,?)",
+                    [(f.name, f.at, f.flow, _dump(f.input), owner, lease_until) for f in fires],
+                )
+                out.extend(fires)
+        return out
+
+    async def schedule_fired(self, fires: Sequence[ScheduleFire]) -> None:
+        if not fires:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM schedule_fires WHERE name = ? AND at = ?", [(f.name, f.at) for f in fires]
+            )
+
+    async def schedule_next_at(self, flows: Collection[str]) -> float | None:
+        if not flows:
+            return None
+        names = list(flows)
+        marks = ",".join("?" * len(names))
+        row = self.db.execute(
+            "SELECT MIN(t) FROM (SELECT MIN(next_at) AS t FROM schedules "
+            f"WHERE paused = 0 AND flow IN ({marks}) "
+            f"UNION ALL SELECT MIN(lease_until) FROM schedule_fires WHERE flow IN ({marks}))",
+            (*names, *names),
+        ).fetchone()
+        return None if row is None else row[0]
+
+
+_SCHEDULE_COLS = "name, flow, cron, tz, input, missed, paused, next_at, last_at, created_at, updated_at"
+
+
+def _schedule(row: Sequence[Any]) -> ScheduleRecord:
+    return ScheduleRecord(
+        name=row[0],
+        flow=row[1],
+        cron=row[2],
+        tz=row[3],
+        input=_load(row[4]),
+        missed=row[5],
+        paused=bool(row[6]),
+        next_at=float(row[7]),
+        last_at=None if row[8] is None else float(row[8]),
+        created_at=float(row[9]),
+        updated_at=float(row[10]),
+    )
