@@ -29,10 +29,11 @@ from .errors import (
     RunCancelledError,
     RunFailedError,
     RunNotFoundError,
+    SignalRefusedError,
     UsageError,
 )
 from .runtime import make_store
-from .storage.base import Event, RunRecord, Store
+from .storage.base import Event, Gate, RunRecord, Store
 from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
 
@@ -117,8 +118,19 @@ class RunHandle(Generic[T]):
     async def cancel(self) -> Run:
         return await self._client.cancel(self.id)
 
-    async def signal(self, name: str, payload: JSON = None, *, key: str | None = None) -> bool:
-        return await self._client.signal(self.id, name, payload, key=key)
+    async def signal(
+        self,
+        name: str,
+        payload: JSON = None,
+        *,
+        key: str | None = None,
+        transient: bool = False,
+        milestone: str | None = None,
+    ) -> bool:
+        """``Client.signal`` to this run."""
+        return await self._client.signal(
+            self.id, name, payload, key=key, transient=transient, milestone=milestone
+        )
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.id}>"
@@ -309,8 +321,8 @@ class Client:
                 fut.set_result(None)
 
     # -- steering -----------------------------------------------------------------------------
-    async def _deliver(self, event: Event) -> Event | None:
-        stored = await self.store.deliver(event, now=self.clock())
+    async def _deliver(self, event: Event, gate: Gate | None = None) -> Event | None:
+        stored = await self.store.deliver(event, now=self.clock(), gate=gate)
         if stored is not None and self.worker is not None:
             self.worker.notify_inbox(event.run_id)
         return stored
@@ -338,13 +350,28 @@ class Client:
             await cancel_children(self.store, run_id, self.clock())
         return await self.get(run_id)
 
-    async def signal(self, run_id: str, name: str, payload: JSON = None, *, key: str | None = None) -> bool:
-        """Send signal ``name`` to a run (``ctx.wait_for_signal(name)`` receives it).
+    async def signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: JSON = None,
+        *,
+        key: str | None = None,
+        transient: bool = False,
+        milestone: str | None = None,
+    ) -> bool:
+        """Send signal ``name`` to a run (``ctx.wait_for_signal(name)`` receives it). True if delivered.
 
-        With ``key``, sending the same signal again is a no-op; returns False for such a duplicate.
+        Signals are **persistent**: one sent before the flow waits is kept and goes to the first matching
+        wait, in the order sent. With ``key``, sending the same signal again is a no-op (returns False).
+        A ``transient`` signal is delivered only if the run is waiting for it right now; otherwise it is
+        dropped and this returns False. With ``milestone``, the signal is accepted only while the run is
+        inside ``ctx.milestone(milestone)``; otherwise ``SignalRefusedError`` is raised and nothing changes.
         """
         if not isinstance(name, str) or not name:
             raise UsageError("a signal needs a non-empty name")
+        if milestone is not None and (not isinstance(milestone, str) or not milestone):
+            raise UsageError("milestone must be a non-empty string")
         await self._record(run_id)
         try:
             data = {"payload": to_json(payload)}
@@ -353,6 +380,20 @@ class Client:
         event = Event(
             run_id, "signal", f"k:{key}" if key else f"u:{uuid.uuid4().hex}", name, data, self.clock()
         )
+        if milestone is not None:
+            try:
+                return (
+                    await self._deliver(event, Gate("milestone", ("milestone_end",), milestone)) is not None
+                )
+            except SignalRefusedError:
+                raise SignalRefusedError(
+                    f"run {run_id} is not in milestone {milestone!r}; signal {name!r} refused"
+                ) from None
+        if transient:
+            try:
+                return await self._deliver(event, Gate("listen", ("receive", "unlisten"), name)) is not None
+            except SignalRefusedError:
+                return False  # nothing waits for it: dropped
         return await self._deliver(event) is not None
 
     async def pending_approvals(self, run_id: str | None = None) -> builtins.list[PendingApproval]:

@@ -8,6 +8,7 @@ PodiumError                      base of everything Podium raises
 │   ├── InvalidInputError        the input does not fit the flow's signature
 │   ├── RunNotFoundError         no run with that id
 │   └── InvalidStateError        the run cannot do that now (approve a run that is not waiting, ...)
+│       └── SignalRefusedError   a signal that needs a milestone the run is not in
 ├── RunError                     a run (or a step in it) failed; has ``type`` and ``retryable``
 │   ├── ApplicationError         raised on purpose by user code, optionally non-retryable
 │   ├── StepError                a step failed after its retries (replayed identically from the journal)
@@ -54,6 +55,10 @@ class RunNotFoundError(UsageError):
 
 class InvalidStateError(UsageError):
     """The run is not in a state that allows the operation."""
+
+
+class SignalRefusedError(InvalidStateError):
+    """The signal requires a milestone the run is not in now; nothing was changed."""
 
 
 class RunError(PodiumError):

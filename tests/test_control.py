@@ -421,3 +421,114 @@ async def test_bad_arguments_are_clear_errors(client: podium.Client) -> None:
 
 async def _unused() -> AsyncIterator[None]:  # keeps the AsyncIterator import honest for type checkers
     yield None
+
+
+# -- signals: persistent, transient, ordered, deduplicated; milestones --------------------------------
+@podium.flow(name="control.listener")
+async def listener(ctx: podium.Context) -> list[Any]:
+    await work("ready")
+    return [await ctx.wait_for_signal("msg") for _ in range(3)]
+
+
+async def test_signals_are_persistent_ordered_and_deduplicated(client: podium.Client) -> None:
+    gate("ready")
+    h = await client.start(listener)
+    await started("ready")
+    assert await client.signal(h.id, "msg", 1, key="one")  # sent before the flow waits: kept
+    assert not await client.signal(h.id, "msg", 1, key="one")  # the same id again: applied once
+    assert await client.signal(h.id, "msg", 2)
+    gate("ready").set()
+    assert await client.signal(h.id, "msg", 3)
+    assert await h.result(timeout=WAIT_SECONDS) == [1, 2, 3]
+
+
+@podium.flow(name="control.transient")
+async def transient_flow(ctx: podium.Context) -> Any:
+    await work("ready")
+    return await ctx.wait_for_signal("ping")
+
+
+async def test_a_transient_signal_is_dropped_when_nothing_waits_and_the_sender_is_told(
+    client: podium.Client,
+) -> None:
+    gate("ready")
+    h = await client.start(transient_flow)
+    await started("ready")
+    assert await client.signal(h.id, "ping", "early", transient=True) is False  # nobody waits yet
+    gate("ready").set()
+    await eventually(
+        lambda: client.journal(h.id), lambda j: any(e.kind == "listen" for e in j), what="the wait"
+    )
+    assert await client.signal(h.id, "ping", "late", transient=True) is True
+    assert await h.result(timeout=WAIT_SECONDS) == "late"
+
+
+@podium.flow(name="control.editable")
+async def editable(ctx: podium.Context) -> list[Any]:
+    await work("before")
+    edits = []
+    async with ctx.milestone("editable"):
+        got = await ctx.wait([ctx.wait_for_signal("edit"), ctx.wait_for_signal("done")], n=1)
+        edits.append(list(got))
+    await work("after")
+    return edits
+
+
+async def test_a_signal_that_needs_a_milestone_is_refused_outside_it(client: podium.Client) -> None:
+    gate("before")
+    gate("after")
+    h = await client.start(editable)
+    await started("before")
+    with pytest.raises(podium.SignalRefusedError, match="not in milestone 'editable'"):
+        await client.signal(h.id, "edit", "too early", milestone="editable")
+    gate("before").set()
+    await eventually(
+        lambda: client.journal(h.id), lambda j: any(e.kind == "milestone" for e in j), what="the milestone"
+    )
+    assert await client.signal(h.id, "edit", "fix typo", milestone="editable")
+    await started("after")
+    with pytest.raises(podium.SignalRefusedError):
+        await client.signal(h.id, "edit", "too late", milestone="editable")
+    gate("after").set()
+    assert await h.result(timeout=WAIT_SECONDS) == [["fix typo"]]
+    signals = [e for e in await client.journal(h.id) if e.kind == "signal"]
+    assert [e.data["payload"] for e in signals] == ["fix typo"]  # refused signals changed nothing
+
+
+# -- loops and recursion ------------------------------------------------------------------------------
+@podium.flow(name="control.poller")
+async def poller(ctx: podium.Context, state: dict[str, int]) -> dict[str, int]:
+    seen = await work(f"poll{state['round']}")
+    total = state["total"] + len(seen)
+    if state["round"] < 4:
+        msg = await ctx.wait_for_signal("tick") if state["round"] == 2 else None
+        ctx.continue_as_new({"round": state["round"] + 1, "total": total + (msg or 0)})
+    return {"round": state["round"], "total": total}
+
+
+async def test_continue_as_new_keeps_one_run_with_a_small_journal(client: podium.Client) -> None:
+    h = await client.start(poller, {"round": 0, "total": 0})
+    await client.signal(h.id, "tick", 100)  # sent early: carried over to the generation that waits
+    out = await h.result(timeout=WAIT_SECONDS)
+    assert out == {"round": 4, "total": 100 + 5 * 5}
+    assert LEDGER == [x for i in range(5) for x in (f"start:poll{i}", f"done:poll{i}")]
+    journal = await client.journal(h.id)
+    steps = [e for e in journal if e.kind == "step"]
+    assert [e.position for e in steps] == ["4/0"]  # only the last generation's journal is kept
+    start = [e for e in journal if e.kind == "start"]
+    assert start[0].data["generation"] == 4
+    assert len(await client.list(flow="control.poller")) == 1
+
+
+@podium.flow(name="control.countdown")
+async def countdown(ctx: podium.Context, n: int) -> int:
+    if n == 0:
+        return 0
+    return 1 + await ctx.child(countdown, n - 1)
+
+
+async def test_a_flow_may_start_itself_as_a_child_with_bounded_depth(client: podium.Client) -> None:
+    assert await (await client.start(countdown, 5)).result(timeout=WAIT_SECONDS) == 5
+    h = await client.start(countdown, 150)
+    with pytest.raises(podium.RunFailedError, match="nest deeper than 100"):
+        await h.result(timeout=60)

@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = [
     "ApplicationError", "Approval", "CancelScope", "Client", "ConfigError", "Context", "Finished", "Flow",
-    "Group", "InvalidInputError",
-    "InvalidStateError", "JournalEntry", "LeaseLostError", "NondeterminismError", "PendingApproval",
-    "PodiumError", "RetryPolicy", "Run", "RunCancelledError", "RunError", "RunFailedError", "RunHandle",
-    "RunNotFoundError", "RunStatus", "RunTimeoutError", "Settings", "StepError", "StepFunction", "StepInfo",
-    "StepTimeoutError", "StoreError", "TaskHandle", "TimelineRow", "UnknownFlowError", "UsageError", "Worker",
-    "__version__", "current_step", "flow", "run", "step",
+    "Group", "InvalidInputError", "InvalidStateError", "JournalEntry", "LeaseLostError", "Milestone",
+    "NondeterminismError", "PendingApproval", "PodiumError", "RetryPolicy", "Run", "RunCancelledError",
+    "RunError", "RunFailedError", "RunHandle", "RunNotFoundError", "RunStatus", "RunTimeoutError",
+    "Settings", "SignalRefusedError", "StepError", "StepFunction", "StepInfo", "StepTimeoutError",
+    "StoreError", "TaskHandle", "TimelineRow", "UnknownFlowError", "UsageError", "Worker", "__version__",
+    "current_step", "flow", "run", "step",
 ]  # fmt: skip
 
 

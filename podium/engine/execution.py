@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
+    ApplicationError,
     InvalidInputError,
     NondeterminismError,
     RunCancelledError,
@@ -28,7 +29,7 @@ from ..errors import (
 from ..storage.base import Event, Outcome, RunRecord, Transition, Write
 from ..types import JSON
 from ..workflow.branches import Branch, Join, Region, Undo, is_doomed, reap, wait_join
-from ..workflow.context import Approval, Context, Scope, enter_scope
+from ..workflow.context import Approval, Context, ContinueAsNew, Scope, enter_scope
 from ..workflow.flow import Flow
 from ..workflow.step import StepOptions, _scope
 from .codec import PydanticSerializationError, describe_error, from_json, to_json
@@ -41,7 +42,10 @@ if TYPE_CHECKING:
 
 
 # Journal event kinds that occupy a position in the flow.
-POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child", "join"})
+POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child", "join", "milestone"})
+
+MAX_DEPTH = 100
+"""How deep child runs may nest (a flow that starts itself as a child must stop somewhere)."""
 
 
 _HALTS = frozenset({"suspend", "shutdown", "lease_lost", "store"})
@@ -104,6 +108,10 @@ class Execution:
         self.cancelled_regions: set[str] = set()
         self.detached: set[Branch] = set()
         self.main: Scope | None = None
+        self.listening: set[str] = set()  # positions of signal waits journaled as open
+        self.closed_waits: set[str] = set()  # ... and those journaled as given up (cancelled)
+        self.generation = 0  # how many times the run continued as new
+        self.depth = 0  # how many parents it has
         for e in events:
             self._index(e)
         self.has_children = any(e.kind == "child" for e in self.positions.values())
@@ -131,6 +139,14 @@ class Execution:
             self._match_signals()
         elif kind == "cancelled":
             self.cancelled_regions.add(e.step)
+        elif kind == "listen":
+            self.listening.add(e.step)
+        elif kind == "unlisten" or kind == "milestone_end":
+            self.closed_waits.add(e.step)
+        elif kind == "start":
+            data = e.data or {}
+            self.generation = data.get("generation", 0)
+            self.depth = data.get("depth", 0)
         elif kind == "cancel":
             self.cancel_requested = True
             if self.task is not None:
@@ -488,7 +504,18 @@ class Execution:
         if sig is not None:
             self.consumed.add(sig.seq)
         else:
-            sig = await self._block(scope, sid, "signal", name)
+            if sid not in self.listening:  # journaled as open, so a transient signal may be accepted
+                self.listening.add(sid)
+                self._append("listen", sid, name, None)
+                self.worker.committer.request_nowait(self)
+            try:
+                sig = await self._block(scope, sid, "signal", name)
+            except asyncio.CancelledError:
+                if self.stop_reason not in _HALTS and f"{sid}" not in self.closed_waits:
+                    self.closed_waits.add(sid)  # this wait is over for good: refuse transient signals
+                    self._append("unlisten", sid, name, None)
+                    self.worker.committer.request_nowait(self)
+                raise
         payload = (sig.data or {}).get("payload")
         self._append(
             "receive", sid, name, {"seq": sig.seq, "payload": payload, "key": sig.step, "sent": sig.at}
@@ -531,8 +558,15 @@ class Execution:
         if ev is None:
             if is_doomed(scope.region):
                 raise asyncio.CancelledError
+            if self.depth + 1 > MAX_DEPTH:
+                raise ApplicationError(
+                    f"child runs nest deeper than {MAX_DEPTH} levels "
+                    "(a flow that starts itself needs a base case)",
+                    type="RecursionLimit",
+                    retryable=False,
+                )
             await self.wait_durable()
-            child = await self.worker.start_child(self.run, sid, flow, input)
+            child = await self.worker.start_child(self.run, sid, flow, input, self.depth + 1)
             self._append("child", sid, flow.name, {"run_id": child.id})
             await self.flush()
             self.worker.poke(child.id)
@@ -606,6 +640,18 @@ class Execution:
 
     def add_detached(self, branch: Branch) -> None:
         self.detached.add(branch)
+
+    async def milestone(self, scope: Scope, sid: str, name: str, entering: bool) -> None:
+        if entering:
+            self._check_halt()
+            if self._lookup(scope, sid, "milestone", name) is None:
+                await self.wait_durable()
+                self._append("milestone", sid, name, None)
+                await self.flush()
+        elif sid not in self.closed_waits and self.stop_reason not in _HALTS:
+            self.closed_waits.add(sid)
+            self._append("milestone_end", sid, name, None)
+            await self.flush()
 
     async def _finish_detached(self, scope: Scope) -> None:
         """The flow returned: wait for work it started and never awaited (``ctx.start``)."""
@@ -710,7 +756,9 @@ class Execution:
             ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims)
             # The flow runs in this very task (one task per run); stop() cancels it while flow code runs.
             self.task = asyncio.current_task()
-            self.main = main = Scope(self, "", self.task)
+            prefix = f"{self.generation}/" if self.generation else ""  # positions of this generation
+            self.root.sid = prefix
+            self.main = main = Scope(self, prefix, self.task)
             enter_scope(main)
             deadline = None
             if run.deadline is not None:
@@ -732,6 +780,9 @@ class Execution:
                 return await self._stopped()
             except Abort:
                 return self.stop_reason or "aborted"
+            except ContinueAsNew as again:
+                self._in_flow = False
+                return await self._continue(again.input)
             except Exception as exc:
                 if self.nondeterminism is not None:
                     return await self._end(Transition.FAIL, error=self.nondeterminism.to_dict())
@@ -763,6 +814,26 @@ class Execution:
             return await self._end(Transition.COMPLETE, output=stored)
         except Abort:
             return self.stop_reason or "aborted"
+
+    async def _continue(self, input: Any) -> str:
+        """Continue-as-new: one commit swaps the journal for a fresh one with the new input."""
+        if self.nondeterminism is not None:
+            return await self._end(Transition.FAIL, error=self.nondeterminism.to_dict())
+        try:
+            data = self.flow.dump_input(self.flow.validate_input(input))
+        except Exception as exc:
+            error = {**describe_error(exc), "retryable": False}
+            return await self._end(Transition.FAIL, error=error)
+        if self.detached:
+            await self._cancel_detached()
+        await self.wait_durable()
+        start = {"input": data, "generation": self.generation + 1, "depth": self.depth}
+        self.buffer = [Event(self.run_id, "start", "", self.flow.name, start, self._now())]
+        consumed = tuple(sorted(self.consumed))
+        await self.flush(Write(self.run_id, transition=Transition.CONTINUE, output=data, consumed=consumed))
+        if self.has_children:
+            await self.worker.cancel_children(self.run_id)
+        return "continued"
 
     async def _roll_back(self) -> None:
         """The run failed or was cancelled: stop the work it started and compensate what it completed."""

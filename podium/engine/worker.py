@@ -284,11 +284,16 @@ class Worker:
             self.poke(ex.run.parent_id)
         if outcome in ("suspend", "lease_lost", "store", "error") and not self._stopping:
             self.poke()  # it may be runnable again already (or must be retried)
+        elif outcome == "continued" and not self._stopping:
+            self.poke(run_id)  # continue-as-new: its next generation is runnable now
         if self._on_finish is not None:
             self._on_finish(run_id, outcome)
 
-    async def start_child(self, parent: RunRecord, sid: str, flow: Flow[Any, Any], input: Any) -> RunRecord:
-        """Create (idempotently) the child run of ``parent`` at position ``sid``."""
+    async def start_child(
+        self, parent: RunRecord, sid: str, flow: Flow[Any, Any], input: Any, depth: int = 1
+    ) -> RunRecord:
+        """Create (idempotently) the child run of ``parent`` at position ``sid``, ``depth`` levels below
+        its root run."""
         value = flow.validate_input(input)
         data = flow.dump_input(value)
         now = self.clock()
@@ -304,7 +309,8 @@ class Worker:
             updated_at=now,
             deadline=None if flow.timeout is None else now + flow.timeout,
         )
-        rec, _ = await self.store.create_run(run, Event(run.id, "start", "", flow.name, {"input": data}, now))
+        first = Event(run.id, "start", "", flow.name, {"input": data, "depth": depth}, now)
+        rec, _ = await self.store.create_run(run, first)
         return rec
 
     async def cancel_children(self, run_id: str) -> None:
@@ -316,6 +322,7 @@ class Worker:
             log.warning("store error (runs will be retried): %s", exc)
         else:
             log.error("journal commit failed (runs will be retried): %r", exc, exc_info=exc)
+
     async def cancel_run(self, run_id: str) -> None:
         """Cancel one run (a child whose parent no longer waits for it) and, if idle, its children."""
         now = self.clock()
@@ -327,7 +334,6 @@ class Worker:
             await cancel_children(self.store, run_id, now)
         else:
             self.notify_inbox(run_id)
-
 
 
 async def cancel_children(store: Store, run_id: str, now: float) -> None:

@@ -83,8 +83,9 @@ class Write:
     error: dict[str, Any] | None = None
     wake_at: float | None = None
     seen_inbox: int = 0
-    keep: tuple[int, ...] = ()  # CONTINUE: the journal events (by seq) to carry over (unread signals)
-    upto: int = 0  # CONTINUE: drop the run's events up to this seq (later ones arrived meanwhile: kept)
+    consumed: tuple[int, ...] = ()
+    """CONTINUE: the signals (by seq) already received. The journal is dropped but for the other
+    signals and a cancel, which carry over to the run's next generation."""
 
 
 @dataclass(frozen=True, slots=True)

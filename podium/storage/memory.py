@@ -229,12 +229,13 @@ class MemoryStore:
         return outcomes
 
     def _continue(self, run: RunRecord, w: Write, now: float) -> None:
-        keep = set(w.keep)
+        gone = set(w.consumed)
         old = self._events[run.id]
-        self._events[run.id] = [e for e in old if e.seq > w.upto or e.seq in keep]
+        kept = [e for e in old if e.kind in ("signal", "cancel") and e.seq not in gone]
+        self._events[run.id] = kept
         for e in old:
-            if e.seq <= w.upto and e.seq not in keep:
-                self._unique.discard((e.run_id, e.kind, e.step))
+            self._unique.discard((e.run_id, e.kind, e.step))
+        self._unique.update((e.run_id, e.kind, e.step) for e in kept)
         run.input = w.output
         self._set_status(run, RunStatus.PENDING)
         run.lease_owner = None

@@ -358,12 +358,13 @@ class SQLiteStore:
         return outcomes
 
     def _continue(self, db: sqlite3.Connection, w: Write, now: float) -> None:
-        """Continue-as-new: drop the journal (but what ``w.keep`` names and what arrived after
-        ``w.upto``), take the new input, and make the run runnable again."""
-        keep = list(w.keep)
-        marks = ",".join("?" * len(keep))
-        extra = f" AND seq NOT IN ({marks})" if keep else ""
-        db.execute(f"DELETE FROM events WHERE run_id = ? AND seq <= ?{extra}", (w.run_id, w.upto, *keep))
+        """Continue-as-new: drop the journal but for unread signals and a cancel, take the new input,
+        and make the run runnable again."""
+        gone = list(w.consumed)
+        marks = ",".join("?" * len(gone))
+        db.execute("DELETE FROM events WHERE run_id = ? AND kind NOT IN ('signal', 'cancel')", (w.run_id,))
+        if gone:
+            db.execute(f"DELETE FROM events WHERE run_id = ? AND seq IN ({marks})", (w.run_id, *gone))
         db.execute(
             "UPDATE runs SET input = ?, status = 'pending', lease_owner = NULL, lease_until = NULL, "
             "wake_at = NULL, updated_at = ? WHERE id = ?",

@@ -1,7 +1,7 @@
 """What flow authors write: ``@flow``, ``@step``, ``Context``, ``RetryPolicy``."""
 
 from .branches import Finished, TaskHandle
-from .context import Approval, CancelScope, Context, Group
+from .context import Approval, CancelScope, Context, Group, Milestone
 from .flow import Flow, flow, registered, resolve_flow
 from .retry import RetryPolicy
 from .step import StepFunction, StepInfo, current_step, step
@@ -13,6 +13,7 @@ __all__ = [
     "Finished",
     "Flow",
     "Group",
+    "Milestone",
     "RetryPolicy",
     "StepFunction",
     "StepInfo",

@@ -13,7 +13,7 @@ import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 from ..errors import UsageError
 from ..types import JSON, Duration, parse_duration
@@ -65,6 +65,14 @@ class Approval:
 
     def __bool__(self) -> bool:
         return self.approved
+
+
+class ContinueAsNew(BaseException):
+    """Raised by ``ctx.continue_as_new``; the engine restarts the run with a fresh journal."""
+
+    def __init__(self, input: Any) -> None:
+        super().__init__("continue as new")
+        self.input = input
 
 
 class Driver(Protocol):
@@ -132,6 +140,10 @@ class Driver(Protocol):
 
     def add_detached(self, branch: Branch) -> None:
         """A branch nobody awaits (``ctx.start`` or a race's ``cancel_rest=False``): the run ends after it."""
+        ...
+
+    async def milestone(self, scope: Scope, sid: str, name: str, entering: bool) -> None:
+        """Journal entering (or leaving) milestone ``name`` at ``sid``; durable before returning."""
         ...
 
 
@@ -315,6 +327,29 @@ class Context:
             raise UsageError("an approval needs a non-empty name")
         s = _here("ctx.approval()")
         return await self._driver.approval(s, s.next(), name, payload)
+
+    def milestone(self, name: str) -> Milestone:
+        """Mark a state of the run: while the block runs, signals sent with ``milestone=name`` are
+        accepted; before and after, they are refused with ``SignalRefusedError`` and nothing changes.
+
+        ```python
+        async with ctx.milestone("editable"):
+            edits = await ctx.wait([ctx.wait_for_signal("edit"), ctx.sleep("1h")], n=1)
+        ```
+        """
+        if not isinstance(name, str) or not name:
+            raise UsageError("a milestone needs a non-empty name")
+        s = _here("ctx.milestone()")
+        return Milestone(self._driver, s, s.next(), name)
+
+    def continue_as_new(self, input: Any = None) -> NoReturn:
+        """End this run's current journal and start the flow again, in the same run, with ``input``.
+
+        For endless loops (a monitor, a poller): the journal stays small however long the run lives.
+        Signals not yet received carry over; work started with ``ctx.start`` is cancelled.
+        """
+        _here("ctx.continue_as_new()")
+        raise ContinueAsNew(input)
 
     @property
     def cost(self) -> float:
@@ -672,6 +707,23 @@ def _close(aw: Awaitable[Any]) -> None:
     from .branches import close
 
     close(aw)
+
+
+class Milestone:
+    """``async with ctx.milestone(name)``: see ``Context.milestone``."""
+
+    def __init__(self, driver: Driver, scope: Scope, sid: str, name: str) -> None:
+        self._driver = driver
+        self._scope = scope
+        self._sid = sid
+        self.name = name
+
+    async def __aenter__(self) -> Milestone:
+        await self._driver.milestone(self._scope, self._sid, self.name, True)
+        return self
+
+    async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> None:
+        await self._driver.milestone(self._scope, self._sid, self.name, False)
 
 
 class CancelScope:
