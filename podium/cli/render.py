@@ -34,6 +34,9 @@ ROW_STYLE = {
     "received": "green",
     "completed": "green",
     "cancelled": "dim",
+    "decided": "cyan",
+    "inside": "magenta",
+    "left": "green",
 }
 
 

@@ -579,6 +579,7 @@ class Execution:
                 done = await self._block(scope, sid, "child", flow.name)
             except asyncio.CancelledError:
                 if self.stop_reason is None:  # a cancelled region or race: the child run goes too
+                    await self.wait_durable()
                     await self.worker.cancel_run(child_id)
                 raise
         if done.at > scope.at:
@@ -597,11 +598,13 @@ class Execution:
         ev = self._journaled(sid, "join", name)
         return None if ev is None else ev.data
 
-    async def record_join(self, sid: str, name: str, data: JSON) -> None:
+    def record_join(self, sid: str, name: str, data: JSON) -> None:
         self._check_halt()
-        await self.wait_durable()
         self._append("join", sid, name, data)
-        await self.flush()
+        if self.durable:  # on disk before the next effect starts (a compensation, a child's cancel, ...)
+            self._unsettled = self.worker.committer.request(self)
+        else:
+            self.worker.committer.request_nowait(self)
 
     def region_doomed(self, sid: str) -> bool:
         return sid in self.cancelled_regions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ class TimelineRow:
     position: str
     kind: str
     name: str
-    status: str  # "ok" | "failed" | "waiting" | "fired" | "consumed" | "approved" | "rejected" | ...
+    status: str  # "ok" | "failed" | "waiting" | "fired" | "received" | "approved" | "decided" | ...
     started: float | None = None
     ended: float | None = None
     attempts: int = 1
@@ -31,7 +32,8 @@ class TimelineRow:
 
 
 def _key(position: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in position.split(".") if p.isdigit())
+    # "2.1.0" sorts under "2"; a region's compensations ("2~0") after its work; "3/0" is generation 3.
+    return tuple(10**9 if p == "~" else int(p) for p in re.findall(r"\d+|~", position))
 
 
 def timeline(events: list[Event], *, now: float) -> list[TimelineRow]:
@@ -40,7 +42,10 @@ def timeline(events: list[Event], *, now: float) -> list[TimelineRow]:
     attempts: dict[str, list[dict[str, Any]]] = {}
     decisions: dict[str, Event] = {}
     children: dict[str, Event] = {}
+    closed: dict[str, Event] = {}  # milestone_end / unlisten / receive by position
     for e in events:
+        if e.kind in ("milestone_end", "unlisten", "receive"):
+            closed[e.step] = e
         if e.kind == "attempt":
             sid = e.step.rpartition("@")[0]
             attempts.setdefault(sid, []).append({**e.data["error"], "at": e.at})
@@ -101,6 +106,24 @@ def timeline(events: list[Event], *, now: float) -> list[TimelineRow]:
                         "edited": bool(dd.get("edited")),
                     },
                 )
+        elif e.kind == "join":
+            rows[e.step] = TimelineRow(e.step, "race", e.name or "", "decided", e.at, e.at, detail=d)
+        elif e.kind == "cancelled":
+            rows[e.step + "!"] = TimelineRow(e.step, "cancel", "region", "cancelled", e.at, e.at)
+        elif e.kind == "milestone":
+            end = closed.get(e.step)
+            rows[e.step] = TimelineRow(
+                e.step,
+                "milestone",
+                e.name or "",
+                "inside" if end is None else "left",
+                e.at,
+                None if end is None else end.at,
+            )
+        elif e.kind == "listen" and e.step not in closed:
+            rows[e.step] = TimelineRow(e.step, "signal", e.name or "", "waiting", e.at)
+        elif e.kind == "listen" and closed[e.step].kind == "unlisten":
+            rows[e.step] = TimelineRow(e.step, "signal", e.name or "", "cancelled", e.at, closed[e.step].at)
         elif e.kind == "child":
             done = children.get(e.step)
             status = "waiting" if done is None else done.data["status"]
@@ -118,7 +141,7 @@ def timeline(events: list[Event], *, now: float) -> list[TimelineRow]:
         if row is None:  # failed attempts of a step that has not finished yet
             rows[sid] = row = TimelineRow(sid, "step", "", "retrying", errs[0]["at"], attempts=len(errs) + 1)
         row.errors = errs
-    return [rows[k] for k in sorted(rows, key=_key)]
+    return [rows[k] for k in sorted(rows, key=lambda k: (_key(k), k.endswith("!")))]
 
 
 @dataclass(slots=True)

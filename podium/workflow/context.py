@@ -122,8 +122,8 @@ class Driver(Protocol):
         """The journaled outcome of the race at ``sid`` (``None``: not decided yet)."""
         ...
 
-    async def record_join(self, sid: str, name: str, data: JSON) -> None:
-        """Journal a race's outcome; durable before returning."""
+    def record_join(self, sid: str, name: str, data: JSON) -> None:
+        """Journal a race's outcome (on disk before the run's next effect starts)."""
         ...
 
     def region_doomed(self, sid: str) -> bool:
@@ -632,7 +632,7 @@ class Context:
                     "cancelled": [b.index for b in lost_list] if cancel_rest else [],
                     "ignored": [] if cancel_rest else [b.index for b in lost_list],
                 }
-                await driver.record_join(sid, name, data)
+                driver.record_join(sid, name, data)
             else:
                 won = [branches[i] for i in past["won"]]
                 failed = [branches[i] for i in past["failed"]]
