@@ -267,6 +267,10 @@ class Store(Protocol):
         unpaused schedule, or the earliest expiry of a claimed occurrence. None if there is nothing."""
         ...
 
+    async def create_runs(self, items: Sequence[tuple[RunRecord, Event]]) -> list[tuple[RunRecord, bool]]:
+        """``create_run`` for each ``(run, first)`` pair, in one transaction (all or none)."""
+        ...
+
 
 @dataclass(slots=True)
 class ScheduleRecord:

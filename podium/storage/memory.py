@@ -85,6 +85,9 @@ class MemoryStore:
         self._append(first, run.created_at)
         return run, True
 
+    async def create_runs(self, items: Sequence[tuple[RunRecord, Event]]) -> list[tuple[RunRecord, bool]]:
+        return [await self.create_run(run, first) for run, first in items]
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
 

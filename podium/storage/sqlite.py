@@ -171,38 +171,45 @@ class SQLiteStore:
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
         with self._tx() as db:
-            if run.key is not None:
-                row = db.execute(f"SELECT {_RUN_COLS} FROM runs WHERE key = ?", (run.key,)).fetchone()
-                if row is not None:
-                    return _run(row), False
-            try:
-                db.execute(
-                    f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        run.id,
-                        run.flow,
-                        run.status.value,
-                        run.key,
-                        _dump(run.input),
-                        _dump(run.output),
-                        _dump(run.error),
-                        run.parent_id,
-                        run.parent_step,
-                        run.created_at,
-                        run.updated_at,
-                        run.ended_at,
-                        run.lease_owner,
-                        run.lease_until,
-                        run.wake_at,
-                        run.deadline,
-                        run.inbox_seq,
-                        run.claims,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise InvalidStateError(f"run id {run.id} exists already") from exc
-            self._insert(db, [first], run.created_at)
+            return self._create(db, run, first)
+
+    def _create(self, db: sqlite3.Connection, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
+        if run.key is not None:
+            row = db.execute(f"SELECT {_RUN_COLS} FROM runs WHERE key = ?", (run.key,)).fetchone()
+            if row is not None:
+                return _run(row), False
+        try:
+            db.execute(
+                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run.id,
+                    run.flow,
+                    run.status.value,
+                    run.key,
+                    _dump(run.input),
+                    _dump(run.output),
+                    _dump(run.error),
+                    run.parent_id,
+                    run.parent_step,
+                    run.created_at,
+                    run.updated_at,
+                    run.ended_at,
+                    run.lease_owner,
+                    run.lease_until,
+                    run.wake_at,
+                    run.deadline,
+                    run.inbox_seq,
+                    run.claims,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise InvalidStateError(f"run id {run.id} exists already") from exc
+        self._insert(db, [first], run.created_at)
         return run, True
+
+    async def create_runs(self, items: Sequence[tuple[RunRecord, Event]]) -> list[tuple[RunRecord, bool]]:
+        with self._tx() as db:
+            return [self._create(db, run, first) for run, first in items]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = self.db.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
