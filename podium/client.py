@@ -33,7 +33,8 @@ from .errors import (
     UsageError,
 )
 from .runtime import make_store
-from .storage.base import Event, Gate, RunRecord, Store
+from .storage.base import Event, Gate, RunRecord, ScheduleRecord, Store
+from .triggers import cron as _cron
 from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
 
@@ -100,13 +101,45 @@ class PendingApproval:
     requested_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A cron schedule that starts runs of ``flow`` (see ``Client.add_schedule``).
+
+    ``next_at`` is the next occurrence to fire (None: the cron never falls due again); ``last_at`` the
+    latest occurrence fired. Times are seconds since the epoch.
+    """
+
+    name: str
+    flow: str
+    cron: str
+    tz: str
+    input: JSON
+    missed: str
+    paused: bool
+    next_at: float | None
+    last_at: float | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def _of(cls, s: ScheduleRecord) -> Schedule:
+        next_at = None if s.next_at == _cron.NEVER else s.next_at
+        fields = (s.name, s.flow, s.cron, s.tz, s.input, s.missed, s.paused)
+        return cls(*fields, next_at, s.last_at, s.created_at, s.updated_at)
+
+
 class RunHandle(Generic[T]):
     """A started run. ``await handle.result()`` waits for its output."""
 
-    def __init__(self, client: Client, run_id: str, flow: Flow[Any, T] | None) -> None:
+    def __init__(
+        self, client: Client, run_id: str, flow: Flow[Any, T] | None, *, created: bool = False
+    ) -> None:
         self._client = client
         self.id = run_id
         self._flow = flow
+        self.created = created
+        """True if the ``start`` that returned this handle created the run (False: its key named a run
+        that existed already)."""
 
     async def result(self, *, timeout: Duration | None = None) -> T:
         """Wait for the run to finish; its output, or ``RunFailedError`` / ``RunCancelledError``."""
@@ -234,7 +267,7 @@ class Client:
                 await self.worker.adopt(rec, [first])
             elif not await self.worker.take(rec.id):
                 self.worker.poke(rec.id)
-        return RunHandle(self, rec.id, fl)
+        return RunHandle(self, rec.id, fl, created=created)
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """A handle for an existing run."""
@@ -496,6 +529,177 @@ class Client:
         await self._record(run_id)
         events = await self.store.load_events(run_id)
         return timeline([replace(e, data=to_json(e.data)) for e in events], now=self.clock())
+
+    async def start_many(
+        self, runs: Sequence[tuple[Flow[Any, Any] | str, Any, str | None]]
+    ) -> builtins.list[RunHandle[Any]]:
+        """Start several runs, ``(flow, input, key)`` each, in one store transaction: ``start`` for many
+        runs at the cost of one commit. All inputs are checked first; a ``UsageError`` creates none. With
+        a worker here, as many as it has room for are created already claimed by it. A key that names a
+        run of another flow raises ``InvalidStateError`` after the other runs were started."""
+        self._check_open()
+        now = self.clock()
+        room = 0 if self.worker is None else self.settings.concurrency - len(self.worker.executions)
+        items: builtins.list[tuple[RunRecord, Event]] = []
+        flows: builtins.list[Flow[Any, Any]] = []
+        leased: set[str] = set()
+        for flow, input, key in runs:
+            fl = resolve_flow(flow)
+            if key is not None and (not isinstance(key, str) or not key):
+                raise UsageError("key must be a non-empty string")
+            data = fl.dump_input(fl.validate_input(input))
+            run = RunRecord(
+                id=new_id(),
+                flow=fl.name,
+                status=RunStatus.PENDING,
+                input=data,
+                key=key,
+                created_at=now,
+                updated_at=now,
+                deadline=None if fl.timeout is None else now + fl.timeout,
+            )
+            lease = None if self.worker is None or len(leased) >= room else self.worker.lease_new(fl.name)
+            if lease is not None:
+                run.status, run.lease_owner, run.lease_until, run.claims = RunStatus.RUNNING, *lease, 1
+                leased.add(run.id)
+            items.append((run, Event(run.id, "start", "", fl.name, {"input": data}, now)))
+            flows.append(fl)
+        results = await self.store.create_runs(items)
+        handles: builtins.list[RunHandle[Any]] = []
+        waiting = False
+        conflict: InvalidStateError | None = None
+        for (rec, created), fl, (_, first) in zip(results, flows, items, strict=True):
+            if not created and rec.flow != fl.name:
+                conflict = InvalidStateError(f"key {rec.key!r} belongs to run {rec.id} of flow {rec.flow!r}")
+            if self.worker is not None and not rec.status.terminal:
+                if created and rec.id in leased:
+                    await self.worker.adopt(rec, [first])
+                else:
+                    waiting = True
+            handles.append(RunHandle(self, rec.id, fl, created=created))
+        if waiting and self.worker is not None:
+            self.worker.poke()  # the rest are claimed in batches by the worker's claim loop
+        if conflict is not None:  # as ``start`` does, once the runs that were created are under way
+            raise conflict
+        return handles
+
+    # -- schedules ----------------------------------------------------------------------------
+    async def add_schedule(
+        self,
+        flow: Flow[Any, Any] | str,
+        cron: str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        tz: str = "UTC",
+        missed: str = "skip",
+    ) -> Schedule:
+        """Start a run of ``flow`` with ``input`` at every occurrence of ``cron`` (read in time zone
+        ``tz``). Any worker that runs the flow fires it; each occurrence starts exactly one run, with key
+        ``schedule:NAME:TIME``.
+
+        ``name`` defaults to the flow's name. ``missed`` says what happens to occurrences that fell due while
+        no worker ran: ``"skip"`` them (default), run ``"once"`` for the latest, or ``"catchup"`` on each
+        (the latest 100). Adding a name that exists replaces that schedule's definition and starts it afresh
+        from now (its pause is kept); adding the same definition again changes nothing, so code can declare
+        its schedules at every start.
+        """
+        self._check_open()
+        fl = resolve_flow(flow)
+        sname = fl.name if name is None else name
+        _cron.check(sname, cron, tz, missed)
+        data = fl.dump_input(fl.validate_input(input))
+        expr = _cron.normalize(cron)
+        now = self.clock()
+        old = await self.store.schedule_get(sname)
+        definition = (fl.name, expr, tz, data, missed)
+        if old is not None and (old.flow, old.cron, old.tz, old.input, old.missed) == definition:
+            return Schedule._of(old)  # declared again as it is: keep its next occurrence
+        rec = ScheduleRecord(
+            name=sname,
+            flow=fl.name,
+            cron=expr,
+            tz=tz,
+            input=data,
+            missed=missed,
+            paused=old is not None and old.paused,
+            next_at=_cron.next_after(expr, tz, now),
+            last_at=None if old is None else old.last_at,
+            created_at=now,
+            updated_at=now,
+        )
+        stored = await self.store.schedule_put(rec)
+        self._poke_scheduler()
+        return Schedule._of(stored)
+
+    async def schedules(self) -> builtins.list[Schedule]:
+        """Every schedule, by name."""
+        self._check_open()
+        return [Schedule._of(s) for s in await self.store.schedule_list()]
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """One schedule; ``UsageError`` if there is none of that name."""
+        self._check_open()
+        rec = await self.store.schedule_get(name)
+        if rec is None:
+            raise UsageError(f"no schedule named {name!r}")
+        return Schedule._of(rec)
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Stop firing a schedule (runs it started already go on). Idempotent."""
+        self._check_open()
+        rec = await self.store.schedule_set_paused(name, True, now=self.clock())
+        if rec is None:
+            raise UsageError(f"no schedule named {name!r}")
+        return Schedule._of(rec)
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Fire a paused schedule again, from its next occurrence after now: occurrences that fell while
+        it was paused do not run. Resuming a schedule that is not paused changes nothing."""
+        current = await self.get_schedule(name)
+        if not current.paused:
+            return current
+        now = self.clock()
+        rec = await self.store.schedule_set_paused(
+            name, False, now=now, next_at=_cron.next_after(current.cron, current.tz, now)
+        )
+        if rec is None:
+            raise UsageError(f"no schedule named {name!r}")
+        self._poke_scheduler()
+        return Schedule._of(rec)
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete a schedule; True if it existed. Runs it started already go on."""
+        self._check_open()
+        return await self.store.schedule_delete(name)
+
+    def _poke_scheduler(self) -> None:
+        scheduler = getattr(self.worker, "scheduler", None)  # the worker's (podium.triggers.schedule)
+        if scheduler is not None:
+            scheduler.poke()
+
+    @classmethod
+    def for_worker(cls, worker: Worker) -> Client:
+        """An open client on ``worker``'s store, settings and clock whose runs start on that worker (created
+        already claimed, as with a client's own worker). For triggers running beside a worker, such as its
+        scheduler and ``podium worker``'s event consumers. It owns neither the worker nor the store: closing
+        it leaves both running."""
+        return _WorkerClient(worker)
+
+
+class _WorkerClient(Client):
+    """``Client.for_worker``: borrows a running worker and its store."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker.settings, store=worker.store, worker=False, clock=worker.clock)
+        self.worker = worker
+        self._open = True
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
 
 
 def run(

@@ -154,12 +154,14 @@ def worker(
             load_module(m.rpartition(":")[0] if ":" in m and not m.endswith(".py") else m)
         except PodiumError as exc:
             _fail(str(exc))
+    from ..triggers.nats import load_events, servers_from
     from ..workflow.flow import registered
 
+    settings = _settings(db).with_(**({"concurrency": concurrency} if concurrency else {}))
+    events = load_events(settings.config, load=load_flow)  # imports the events' flows too
     names = sorted(registered())
     if not names:
         _fail("no flows loaded: pass the modules that define them, e.g. `podium worker examples/hello.py`")
-    settings = _settings(db).with_(**({"concurrency": concurrency} if concurrency else {}))
 
     async def go() -> None:
         client = Client(settings, worker=False)
@@ -173,10 +175,19 @@ def worker(
         for sig in (_signal.SIGINT, _signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await w.start()
+        consumers = None
         try:
+            if events:
+                from ..triggers.nats import start_events
+
+                servers = servers_from(settings.config)
+                consumers = await start_events(Client.for_worker(w), events, servers=servers)
+                err.print(escape(f"consuming NATS events: {', '.join(sorted(events))}"))
             await stop.wait()
         finally:
             err.print("stopping: releasing held runs")
+            if consumers is not None:
+                await consumers.stop()
             await w.stop()
             await client.close()
 
@@ -419,6 +430,144 @@ def demo(
 
     interactive = not yes and sys.stdin.isatty()
     _call(lambda: run_demo(_settings(db), interactive=interactive, console=out))
+
+
+schedule_app = typer.Typer(
+    help="Cron schedules: start a flow's runs on a timetable (a `podium worker` with the flow fires them).",
+    no_args_is_help=True,
+)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    flow_ref: Annotated[str, typer.Argument(metavar="MODULE:FLOW", help="e.g. reports.py:daily")],
+    cron: Annotated[str, typer.Option("--cron", help='Cron expression, e.g. "*/5 * * * *"')],
+    input: Annotated[str | None, typer.Option("--input", "-i", help="Each run's input as JSON")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Schedule name (default: the flow's)")] = None,
+    missed: Annotated[
+        str, typer.Option("--missed", help="Occurrences missed while no worker ran: skip|once|catchup")
+    ] = "skip",
+    tz: Annotated[str, typer.Option("--tz", help="Time zone of the cron expression")] = "UTC",
+    db: DbOption = None,
+) -> None:
+    """Add (or replace) a schedule that starts a run of a flow at every occurrence of a cron expression."""
+    flow = load_flow(flow_ref)
+    value = _json(input, "--input")
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.add_schedule(flow, cron, value, name=name, tz=tz, missed=missed)
+
+    s = _call(go)
+    module = flow_ref.rpartition(":")[0]
+    out.print(
+        escape(f"schedule {s.name!r}: {s.cron} ({s.tz}), next run {_when(s.next_at, s.tz)}; ")
+        + f"[dim]{escape(f'`podium worker {module}` fires it')}[/]"
+    )
+
+
+def _when(ts: float | None, tz: str = "UTC") -> str:
+    if ts is None:
+        return "never"
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@schedule_app.command("list")
+def schedule_list(as_json: Annotated[bool, typer.Option("--json")] = False, db: DbOption = None) -> None:
+    """List schedules."""
+    from rich.table import Table
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.schedules()
+
+    items = _call(go)
+    if as_json:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps([asdict(s) for s in items], indent=2, ensure_ascii=False))
+        return
+    table = Table(header_style="bold", title="schedules", title_justify="left")
+    for col in ("name", "flow", "cron", "tz", "missed", "state", "next run", "last run", "input"):
+        table.add_column(col)
+    for s in items:
+        state = "[yellow]paused[/]" if s.paused else "[green]active[/]"
+        table.add_row(
+            escape(s.name),
+            escape(s.flow),
+            escape(s.cron),
+            s.tz,
+            s.missed,
+            state,
+            "" if s.paused else _when(s.next_at, s.tz),
+            "" if s.last_at is None else _when(s.last_at, s.tz),
+            escape(render.short(s.input, 30)),
+        )
+    out.print(table)
+
+
+@schedule_app.command("pause")
+def schedule_pause(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOption = None) -> None:
+    """Stop firing a schedule (until resumed)."""
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.pause_schedule(name)
+
+    _call(go)
+    out.print(escape(f"schedule {name!r} paused"))
+
+
+@schedule_app.command("resume")
+def schedule_resume(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOption = None) -> None:
+    """Fire a paused schedule again, from its next occurrence (missed ones while paused do not run)."""
+
+    async def go() -> Any:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.resume_schedule(name)
+
+    s = _call(go)
+    out.print(escape(f"schedule {name!r} resumed; next run {_when(s.next_at, s.tz)}"))
+
+
+@schedule_app.command("delete")
+def schedule_delete(name: Annotated[str, typer.Argument(metavar="NAME")], db: DbOption = None) -> None:
+    """Delete a schedule (runs it started go on)."""
+
+    async def go() -> bool:
+        async with Client(_settings(db), worker=False) as client:
+            return await client.delete_schedule(name)
+
+    if not _call(go):
+        _fail(f"no schedule named {name!r}")
+    out.print(escape(f"schedule {name!r} deleted"))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    worker: Annotated[
+        bool, typer.Option("--worker", help="Also execute runs here (else a `podium worker` does)")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Serve webhooks ([hooks.NAME] in podium.toml) at POST /hooks/NAME, and GET /healthz."""
+    try:
+        from ..server import serve as serve_http
+    except ImportError as exc:
+        _fail(str(exc))
+    from ..triggers.webhook import load_hooks
+
+    settings = _settings(db)
+    hooks = load_hooks(settings.config, load=load_flow)
+    if not hooks:
+        err.print(Text("no [hooks.NAME] in podium.toml: only /healthz is served", style="yellow"))
+    _call(lambda: serve_http(settings, hooks, host=host, port=port, worker=worker))
 
 
 def main() -> None:
