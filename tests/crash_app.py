@@ -65,6 +65,44 @@ async def fanout(ctx: podium.Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"results": [first, *items, last], "count": len(items)}
 
 
+@podium.step(name="crash.undo")
+async def undo(ledger: str, tag: str, low: float, high: float, result: dict[str, Any]) -> dict[str, Any]:
+    """The compensation of ``crash.booking``: journaled like any step, with its own ledger lines."""
+    return await work.fn(ledger, f"undo-{tag}", 0.01, 0.03)  # type: ignore[no-any-return]
+
+
+@podium.step(name="crash.booking", compensate=undo)
+async def booking(ledger: str, tag: str, low: float, high: float) -> dict[str, Any]:
+    return await work.fn(ledger, tag, low, high)  # type: ignore[no-any-return]
+
+
+@podium.flow(name="crash.race")
+async def race(ctx: podium.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """A race of hedged steps, a 3-of-5 quorum, a cancel scope whose guard waits for a signal, a step."""
+    ledger = params["ledger"]
+    winner = await ctx.first(*(work(ledger, f"h{i}", 0.05, 0.4) for i in range(5)))
+    quorum = await ctx.wait([work(ledger, f"q{i}", 0.05, 0.4) for i in range(5)], n=3)
+    async with ctx.scope() as region:
+
+        async def guard() -> None:
+            await ctx.wait_for_signal("stop")
+            region.cancel()
+
+        async def inside() -> None:
+            await booking(ledger, "b0", 0.02, 0.05)
+            await booking(ledger, "b1", 0.02, 0.05)
+            await work(ledger, "never", 30, 31)  # cancelled by the guard
+
+        await ctx.gather(guard(), inside())
+    after = await work(ledger, "after", 0.02, 0.05)
+    return {
+        "winner": winner["tag"],
+        "quorum": [q["tag"] for q in quorum],
+        "cancelled": region.cancelled,
+        "after": after["tag"],
+    }
+
+
 def settings(db: str, lease: float, concurrency: int = 100) -> podium.Settings:
     return podium.Settings(
         database_url=f"sqlite:///{db}", lease_seconds=lease, poll_seconds=0.05, concurrency=concurrency
@@ -112,6 +150,10 @@ def main(argv: list[str]) -> None:
     p.add_argument("ledger")
     p.add_argument("key")
     p.add_argument("--items", type=int, default=20)
+    p = sub.add_parser("race")
+    p.add_argument("db")
+    p.add_argument("ledger")
+    p.add_argument("key")
     p = sub.add_parser("create")
     p.add_argument("db")
     p.add_argument("ledger")
@@ -128,6 +170,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(run_one(args, chain, {"ledger": args.ledger, "steps": args.steps}))
     elif args.command == "fanout":
         asyncio.run(run_one(args, fanout, {"ledger": args.ledger, "items": args.items}))
+    elif args.command == "race":
+        asyncio.run(run_one(args, race, {"ledger": args.ledger}))
     elif args.command == "create":
         asyncio.run(create(args))
     else:

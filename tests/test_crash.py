@@ -20,6 +20,7 @@ Set ``PODIUM_CRASH_SEED`` to replay a failing choice of kill points (timing stil
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import podium
 
 APP = Path(__file__).with_name("crash_app.py")
 PROCESS_TIMEOUT = 30.0
@@ -286,6 +289,85 @@ def test_parallel_steps_resume_after_sigkill(tmp_path: Path, spawn: Callable[...
     item_dones = [line for line in lines if line.event == "done" and line.tag.startswith("item")]
     lost_items = sum(1 for _, _, tag in found.lost if tag.startswith("item"))
     assert len(item_dones) == items + lost_items
+
+
+async def _journal(db: Path, run_id: str) -> list[podium.JournalEntry]:
+    async with podium.Client(podium.Settings(database_url=f"sqlite:///{db}"), worker=False) as c:
+        return await c.journal(run_id)
+
+
+async def _signal(db: Path, key: str) -> str | None:
+    """Send the ``stop`` signal to the run with idempotency key ``key`` (if it exists yet)."""
+    async with podium.Client(podium.Settings(database_url=f"sqlite:///{db}"), worker=False) as c:
+        runs = await c.list(limit=10)
+        for r in runs:
+            await c.signal(r.id, "stop", key="stop-1")  # the same id every time: delivered once
+            return r.id
+    return None
+
+
+def test_races_scopes_and_signals_resume_after_sigkill(
+    tmp_path: Path, spawn: Callable[..., App], rng: random.Random
+) -> None:
+    """SIGKILL during a race, a quorum, a scope's cancellation and between a signal's arrival and its
+    delivery; after resume the outcome is the one the journal decided, replay agrees, and no step whose
+    result was journaled ran again."""
+    import crash_app
+
+    from podium.testing import replay
+
+    db, ledger = tmp_path / "podium.db", tmp_path / "ledger.txt"
+    killed: set[int] = set()
+    signalled = False
+    for i in range(6):
+        app = spawn("race", db, ledger, "race-1", "--lease", 0.3)
+        phase = ("h", "q", "b", "undo", "b", "q")[i]
+        if not signalled and (phase == "undo" or (phase == "b" and rng.random() < 0.7)):
+            wait_ledger(app, ledger, lambda ls: any(x.tag == "b1" for x in ls), "the bookings")
+            signalled = asyncio.run(_signal(db, "race-1")) is not None
+            time.sleep(rng.uniform(0, 0.01))  # the signal is stored; kill before or after it is delivered
+        else:
+
+            def reached(ls: list[Line], pid: int = app.pid, phase: str = phase) -> bool:
+                return any(x.pid == pid and x.tag.startswith(phase) for x in ls)
+
+            wait_ledger(app, ledger, reached, f"phase {phase}")
+            time.sleep(rng.uniform(0, 0.08))
+        if not app.kill():
+            break
+        killed.add(app.pid)
+    final = spawn("race", db, ledger, "race-1", "--lease", 0.3)
+    if not signalled:
+        wait_ledger(
+            final, ledger, lambda ls: any(x.tag == "b1" and x.event == "done" for x in ls), "bookings"
+        )
+        asyncio.run(_signal(db, "race-1"))
+    out = final.finish()
+    run_id, output = out["run_id"], out["output"]
+    journal = asyncio.run(_journal(db, run_id))
+
+    # The journal's decisions are the outcome.
+    joins = [e for e in journal if e.kind == "join"]
+    assert [j.name for j in joins] == ["first", "wait"]
+    assert output["winner"] == f"h{joins[0].data['won'][0]}"
+    assert output["quorum"] == [f"q{i}" for i in joins[1].data["won"]]
+    assert output == {**output, "cancelled": True, "after": "after"}
+    assert sum(1 for e in journal if e.kind == "cancelled") == 1
+    # Replaying the journal takes the same decisions and runs nothing new.
+    assert asyncio.run(replay(crash_app.race, journal)) == output
+
+    # Exactly-once for every step whose result was journaled (compensations included); the rest were
+    # cancelled or killed in flight.
+    kept = [e.data["result"] for e in journal if e.kind == "step" and "result" in e.data]
+    tags = {r["tag"] for r in kept}
+    lines = [x for x in read_ledger(ledger) if x.tag in tags]
+    found = check_ledger(lines, {run_id: kept}, killed)
+    print(f"killed {len(killed)}: {found}")
+    booked = [b for b in ("b1", "b0") if b in tags]  # b1 may have been cancelled in flight
+    assert booked and booked[-1] == "b0"
+    undo = [e for e in journal if e.name == "crash.undo"]
+    assert [e.data["result"]["tag"] for e in undo] == [f"undo-{b}" for b in booked], "newest first, once each"
+    assert "never" not in tags
 
 
 def test_two_workers_one_killed(tmp_path: Path, spawn: Callable[..., App], rng: random.Random):
