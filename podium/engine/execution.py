@@ -278,7 +278,11 @@ class Execution:
         if self.stop_reason is not None:
             self._check_halt()
         ev = self.positions.get(sid)
-        if ev is None and is_doomed(scope.region):
+        if (
+            ev is None
+            and (scope.region.doomed or scope.region.parent is not None)
+            and is_doomed(scope.region)
+        ):
             raise asyncio.CancelledError  # a cancelled region starts nothing new (also on replay)
         if ev is not None or self.worker.replay_only:
             ev = self._journaled(sid, "step", name)
@@ -309,29 +313,10 @@ class Execution:
         started = self.clock()
         scope.step_id = sid
         scope.step_name = name
-        scope.fresh = True
-        try:
-            return await self._live_step(scope, sid, options, fn, is_async, args, kwargs, attempt, started)
-        finally:
-            scope.fresh = False
-
-    async def _live_step(
-        self,
-        scope: Scope,
-        sid: str,
-        options: StepOptions,
-        fn: Callable[..., Any],
-        is_async: bool,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        attempt: int,
-        started: float,
-    ) -> Any:
-        name = options.name
         policy = options.retry
         while True:
             attempt += 1
-            scope.in_step = True
+            scope.in_step = scope.fresh = True  # fresh: this branch can only finish later than now
             scope.attempt = attempt
             try:
                 if is_async:
@@ -394,7 +379,7 @@ class Execution:
                     attempts=attempt,
                 ) from exc
             finally:
-                scope.in_step = False
+                scope.in_step = scope.fresh = False
             ended = self.clock()
             data = {"result": stored, "attempts": attempt, "started": started, "ended": ended}
             if options.compensate is not None:
