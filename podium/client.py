@@ -475,7 +475,7 @@ class Client:
     ) -> PendingApproval:
         rec = await self._record(run_id)
         events = await self.store.load_events(run_id)
-        decided = {e.step for e in events if e.kind == "decision"}
+        decided = {e.step for e in events if e.kind in ("decision", "withdrawn")}
         requests = [e for e in events if e.kind == "approval" and (name is None or e.name == name)]
         pending = [e for e in requests if e.step not in decided]
         if not pending or rec.status.terminal:
@@ -496,7 +496,13 @@ class Client:
             except Exception as exc:
                 raise UsageError(f"edited payload is not JSON-serializable: {exc}") from None
             data["edited"] = True
-        stored = await self._deliver(Event(run_id, "decision", target.step, target.name, data, self.clock()))
+        gate = Gate("approval", ("decision", "withdrawn"), target.name or "")
+        try:
+            stored = await self._deliver(
+                Event(run_id, "decision", target.step, target.name, data, self.clock()), gate
+            )
+        except SignalRefusedError:
+            raise InvalidStateError(f"approval {target.name!r} of run {run_id} was withdrawn") from None
         if stored is None:
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was decided already")
         return PendingApproval(

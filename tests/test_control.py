@@ -511,7 +511,7 @@ async def test_continue_as_new_keeps_one_run_with_a_small_journal(client: podium
     await client.signal(h.id, "tick", 100)  # sent early: carried over to the generation that waits
     out = await h.result(timeout=WAIT_SECONDS)
     assert out == {"round": 4, "total": 100 + 5 * 5}
-    assert LEDGER == [x for i in range(5) for x in (f"start:poll{i}", f"done:poll{i}")]
+    assert [x for i in range(5) for x in (f"start:poll{i}", f"done:poll{i}")] == LEDGER
     journal = await client.journal(h.id)
     steps = [e for e in journal if e.kind == "step"]
     assert [e.position for e in steps] == ["4/0"]  # only the last generation's journal is kept
@@ -532,3 +532,29 @@ async def test_a_flow_may_start_itself_as_a_child_with_bounded_depth(client: pod
     h = await client.start(countdown, 150)
     with pytest.raises(podium.RunFailedError, match="nest deeper than 100"):
         await h.result(timeout=60)
+
+
+@podium.flow(name="control.slow_child")
+async def slow_child(ctx: podium.Context) -> str:
+    return str(await ctx.wait_for_signal("never"))
+
+
+@podium.flow(name="control.child_or_timeout")
+async def child_or_timeout(ctx: podium.Context) -> list[int]:
+    got = await ctx.wait([ctx.child(slow_child), ctx.sleep(0.05), ctx.approval("ok")], n=1)
+    await ctx.wait_for_signal("end")
+    return got.indices
+
+
+async def test_a_race_of_a_child_a_timer_and_an_approval_cancels_the_losers(client: podium.Client) -> None:
+    h = await client.start(child_or_timeout)
+    await eventually(
+        lambda: client.journal(h.id), lambda j: any(e.kind == "withdrawn" for e in j), what="the race"
+    )
+    assert await client.pending_approvals(h.id) == []  # the approval no longer waits for anyone
+    with pytest.raises(podium.InvalidStateError, match=r"withdrawn|decided"):
+        await client.approve(h.id, "ok")
+    await client.signal(h.id, "end")
+    assert await h.result(timeout=WAIT_SECONDS) == [1]
+    child = (await client.list(flow="control.slow_child"))[0]
+    await wait_status(client, child.id, podium.RunStatus.CANCELLED)

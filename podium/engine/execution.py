@@ -141,7 +141,7 @@ class Execution:
             self.cancelled_regions.add(e.step)
         elif kind == "listen":
             self.listening.add(e.step)
-        elif kind == "unlisten" or kind == "milestone_end":
+        elif kind in ("unlisten", "milestone_end", "withdrawn"):
             self.closed_waits.add(e.step)
         elif kind == "start":
             data = e.data or {}
@@ -523,7 +523,14 @@ class Execution:
             payload = ev.data["payload"]
         dec = self.decisions.get(sid)
         if dec is None:
-            dec = await self._block(scope, sid, "approval", name)
+            try:
+                dec = await self._block(scope, sid, "approval", name)
+            except asyncio.CancelledError:
+                if self.stop_reason not in _HALTS and sid not in self.closed_waits:
+                    self.closed_waits.add(sid)  # withdrawn: it leaves the reviewers' inbox
+                    self._append("withdrawn", sid, name, None)
+                    self.worker.committer.request_nowait(self)
+                raise
         if dec.at > scope.at:
             scope.at = dec.at
         d = dec.data

@@ -308,7 +308,7 @@ class MemoryStore:
             if run.status.terminal:
                 continue
             events = self._events[run.id]
-            decided = {e.step for e in events if e.kind == "decision"}
+            decided = {e.step for e in events if e.kind in ("decision", "withdrawn")}
             out.extend((run, e) for e in events if e.kind == "approval" and e.step not in decided)
         out.sort(key=lambda pair: pair[1].seq)
         return out[:limit]

@@ -453,7 +453,8 @@ class SQLiteStore:
         rows = self.db.execute(
             f"SELECT {cols}, {ecols} FROM events e JOIN runs r ON r.id = e.run_id "
             "WHERE e.kind = 'approval' AND r.status IN ('pending', 'running', 'waiting') "
-            "AND NOT EXISTS (SELECT 1 FROM events d WHERE d.run_id = e.run_id AND d.kind = 'decision' "
+            "AND NOT EXISTS (SELECT 1 FROM events d WHERE d.run_id = e.run_id "
+            "AND d.kind IN ('decision', 'withdrawn') "
             "AND d.step = e.step) ORDER BY e.seq LIMIT ?",
             (limit,),
         ).fetchall()
