@@ -497,19 +497,13 @@ async def await_cancelled(ctx: podium.Context) -> str:
     return await t  # raises CancelledError, as TaskHandle.cancel documents, and the flow does not catch it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a CancelledError raised by flow code (awaiting a cancelled TaskHandle) is taken for an engine "
-    "stop: Execution.execute re-raises it (stop_reason is None), nothing is journaled, the run stays "
-    "'running' and is re-claimed and replayed into the same end forever",
-)
-async def test_bug_awaiting_a_cancelled_handle_without_catching_never_ends_the_run(
+async def test_awaiting_a_cancelled_handle_without_catching_fails_the_run(
     client: podium.Client,
 ) -> None:
     hold("slow")
     h = await client.start(await_cancelled)
-    with pytest.raises((podium.RunFailedError, podium.RunCancelledError)):
-        await h.result(timeout=5)  # today: TimeoutError, the run is still 'running'
+    with pytest.raises(podium.RunFailedError, match="CancelledError"):
+        await h.result(timeout=WAIT_SECONDS)
 
 
 @podium.flow(name="patterns_bugs.cancel_finished")
@@ -527,6 +521,7 @@ async def cancel_finished(ctx: podium.Context, suspend: bool) -> str:
 
 async def _cancel_finished(client: podium.Client, suspend: bool) -> str:
     P.HOLD.clear()
+    P.LOG.clear()
     hold("gate")
     h = await client.start(cancel_finished, suspend)
     await logged("done:quick")
@@ -537,14 +532,7 @@ async def _cancel_finished(client: podium.Client, suspend: bool) -> str:
     return await h.result(timeout=WAIT_SECONDS)  # type: ignore[no-any-return]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TaskHandle.cancel() on work that already finished: live, `await t` returns its result ('quick'); "
-    "after a replay the region is doomed from the start and cancel() kills the branch's task before it "
-    "reads its journaled result, so `await t` raises CancelledError ('cancelled'): the run takes "
-    "another path after a resume, with no NondeterminismError",
-)
-async def test_bug_cancelling_a_finished_handle_gives_another_result_after_a_replay(
+async def test_cancelling_a_finished_handle_does_nothing_live_and_after_a_replay(
     client: podium.Client,
 ) -> None:
     live = await _cancel_finished(client, suspend=False)

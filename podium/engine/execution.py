@@ -767,8 +767,19 @@ class Execution:
                 if self.detached:
                     await self._finish_detached(main)
             except asyncio.CancelledError:
-                if self.stop_reason is None:  # cancelled from outside (the worker is going away)
-                    raise
+                if self.stop_reason is None:
+                    if self.task is not None and self.task.cancelling():
+                        raise  # cancelled from outside (the worker is going away)
+                    # Raised by the flow's own code (it awaited work it had cancelled): a failure.
+                    self._in_flow = False
+                    await self._roll_back()
+                    error = {
+                        "type": "CancelledError",
+                        "message": "the flow raised asyncio.CancelledError (it awaited a task it had "
+                        "cancelled?); catch it, or check handle.done() first",
+                        "retryable": False,
+                    }
+                    return await self._end(Transition.FAIL, error=error)
                 if self.task is not None:
                     self.task.uncancel()
                 self._in_flow = False

@@ -282,8 +282,9 @@ class TaskHandle(Generic[T]):
 
     def cancel(self) -> None:
         """Cancel the work (journaled: a replay cancels it at the same point). Its completed steps'
-        compensations run. Awaiting a cancelled handle raises ``asyncio.CancelledError``."""
-        self._ctx._cancel_region(self._branch.region)
+        compensations run. Awaiting a cancelled handle raises ``asyncio.CancelledError``. Cancelling
+        work that already finished does nothing (awaiting it gives its result)."""
+        self._ctx._cancel_handle(self._branch)
 
     def __await__(self) -> Any:
         return self._ctx._await_handle(self._branch).__await__()

@@ -518,6 +518,13 @@ class Context:
         b.task.add_done_callback(outer.tasks.discard)
         return b
 
+    def _cancel_handle(self, b: Branch) -> None:
+        # Whether the work had finished when cancel() was called is journaled like ctx.now(): a replay,
+        # in which branches finish at other moments, takes the same decision.
+        s = _here("TaskHandle.cancel()")
+        if self._driver.record(s.next(), "cancel", lambda: not b.finished):
+            self._cancel_region(b.region)
+
     def _cancel_region(self, region: Region | None) -> None:
         if region is None:
             return
@@ -543,6 +550,8 @@ class Context:
                 raise
             s.at = max(s.at, b.scope.at)
         reap([b])
+        if b.region is not None and b.region.cancelled:
+            raise asyncio.CancelledError  # cancelled before it finished (also when a replay ran it further)
         return b.value()
 
     async def _fan(self, s: Scope, aws: list[Awaitable[Any]], return_exceptions: bool) -> list[Any]:
