@@ -38,6 +38,7 @@ from .errors import (
     UnknownFlowError,
     UsageError,
 )
+from .hooks import EngineEvent, Observer
 from .types import RunStatus
 from .workflow import (
     Approval,
@@ -65,6 +66,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "Context",
+    "EngineEvent",
     "Finished",
     "Flow",
     "Group",
@@ -74,6 +76,7 @@ __all__ = [
     "LeaseLostError",
     "Milestone",
     "NondeterminismError",
+    "Observer",
     "PendingApproval",
     "PodiumError",
     "RetryPolicy",

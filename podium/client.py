@@ -15,7 +15,7 @@ import asyncio
 import builtins
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -32,6 +32,7 @@ from .errors import (
     SignalRefusedError,
     UsageError,
 )
+from .hooks import Observer
 from .runtime import make_store
 from .storage.base import Event, Gate, RunRecord, ScheduleRecord, Store
 from .triggers import cron as _cron
@@ -179,8 +180,10 @@ class Client:
         store: Store | None = None,
         worker: bool = True,
         clock: Clock = time.time,
+        observers: Iterable[Observer] = (),
     ) -> None:
         self.settings = settings or Settings.from_env()
+        self.observers = tuple(observers)
         self.clock = clock
         self.store = store or make_store(self.settings)
         self._want_worker = worker
@@ -203,7 +206,13 @@ class Client:
         await self.store.open()
         self._open = True
         if self._want_worker:
-            self.worker = Worker(self.store, self.settings, on_finish=self._finished, clock=self.clock)
+            self.worker = Worker(
+                self.store,
+                self.settings,
+                on_finish=self._finished,
+                clock=self.clock,
+                observers=self.observers,
+            )
             await self.worker.start()
 
     async def close(self) -> None:

@@ -26,6 +26,7 @@ from ..errors import (
     RunTimeoutError,
     StepError,
 )
+from ..hooks import EngineEvent, model_data, notify
 from ..storage.base import Event, Outcome, RunRecord, Transition, Write
 from ..types import JSON
 from ..workflow.branches import Branch, Join, Region, Undo, is_doomed, reap, wait_join
@@ -103,6 +104,7 @@ class Execution:
         self._in_flow = False
         self._unsettled: asyncio.Future[Outcome] | None = None
         self.loop = asyncio.get_running_loop()
+        self.observers = worker.observers
         self.root = Region("", None)
         self.resumed_at = self.clock()
         self.cancelled_regions: set[str] = set()
@@ -314,6 +316,8 @@ class Execution:
         scope.step_id = sid
         scope.step_name = name
         policy = options.retry
+        if self.observers:
+            self._tell("step.started", sid, name, attempt=attempt + 1, started=started)
         while True:
             attempt += 1
             scope.in_step = scope.fresh = True  # fresh: this branch can only finish later than now
@@ -353,6 +357,10 @@ class Execution:
                 retryable = error["retryable"] and not isinstance(exc, policy.non_retryable)
                 if retryable and attempt < policy.max_attempts:
                     delay = policy.delay(attempt)
+                    if self.observers:
+                        self._tell(
+                            "step.retrying", sid, name, attempt=attempt, error=error, data={"delay": delay}
+                        )
                     self._append("attempt", f"{sid}@{attempt}", name, {"error": error, "delay": delay})
                     self.worker.committer.request_nowait(self)  # journal the attempt; no need to wait
                     await asyncio.sleep(delay)
@@ -369,6 +377,10 @@ class Execution:
                         "ended": self._now(),
                     },
                 )
+                if self.observers:
+                    self._tell(
+                        "step.ended", sid, name, "failed", attempt, started, self.clock() - started, error
+                    )
                 await self.flush()
                 raise StepError(
                     error["message"],
@@ -390,6 +402,9 @@ class Execution:
             else:
                 self.worker.committer.request_nowait(self)
             scope.at = ended
+            if self.observers:
+                data = model_data(result) if options.priced else None
+                self._tell("step.ended", sid, name, "ok", attempt, started, ended - started, data=data)
             if options.compensate is not None:
                 scope.region.undo.append(Undo(options.compensate, sid, ended, args, kwargs, result))
             if name[0] in "me" and options.priced:
@@ -398,6 +413,35 @@ class Execution:
                 if cost > 0:  # the flow's daily spending (a crash before the commit may count a call twice)
                     await self.store.spend_add(self.flow.name, self._day(), cost)
             return result
+
+    def _tell(
+        self,
+        kind: Any,
+        position: str = "",
+        name: str = "",
+        status: str = "",
+        attempt: int = 0,
+        started: float | None = None,
+        duration: float | None = None,
+        error: Any = None,
+        data: Any = None,
+    ) -> None:
+        event = EngineEvent(
+            kind,
+            self.run_id,
+            self.flow.name,
+            self.clock(),
+            position,
+            name,
+            status,
+            attempt,
+            started,
+            duration,
+            error,
+            self.run.parent_id,
+            data,
+        )
+        notify(self.observers, event)
 
     def _day(self) -> str:
         return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%d")
@@ -698,6 +742,8 @@ class Execution:
             return
         if outcome is Outcome.OK:
             self.stop("suspend")
+            if self.observers:
+                self._tell("run.suspended", data={"wake_at": wake_at})
         elif outcome is Outcome.INBOX_CHANGED:
             await self.refresh()
             self.settle()
@@ -749,6 +795,8 @@ class Execution:
             except InvalidInputError as exc:
                 return await self._end(Transition.FAIL, error={**describe_error(exc), "retryable": False})
             ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims)
+            if self.observers:
+                self._tell("run.claimed", attempt=run.claims, started=run.created_at)
             # The flow runs in this very task (one task per run); stop() cancels it while flow code runs.
             self.task = asyncio.current_task()
             prefix = f"{self.generation}/" if self.generation else ""  # positions of this generation
@@ -839,6 +887,8 @@ class Execution:
         await self.flush(Write(self.run_id, transition=Transition.CONTINUE, output=data, consumed=consumed))
         if self.has_children:
             await self.worker.cancel_children(self.run_id)
+        if self.observers:
+            self._tell("run.ended", status="continued", started=self.run.created_at)
         return "continued"
 
     async def _roll_back(self) -> None:
@@ -874,6 +924,15 @@ class Execution:
             data["error"] = error
         self.buffer.append(Event(self.run_id, "end", "", None, data, self._now()))
         await self.flush(Write(self.run_id, transition=transition, output=output, error=error))
+        if self.observers:
+            now = self.clock()
+            self._tell(
+                "run.ended",
+                status=transition.value,
+                started=self.run.created_at,
+                duration=now - self.run.created_at,
+                error=error,
+            )
         if self.has_children:
             await self.worker.cancel_children(self.run_id)  # no orphans: a child outlives no parent
         return transition.value

@@ -13,11 +13,12 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from ..config import Settings
 from ..errors import InvalidStateError, StoreError
+from ..hooks import Observer
 from ..storage.base import Event, RunRecord, Store
 from ..types import Clock, RunStatus, new_id
 from ..workflow.flow import Flow, registered
@@ -50,8 +51,11 @@ class Worker:
         on_finish: FinishCallback | None = None,
         clock: Clock = time.time,
         replay_only: bool = False,
+        observers: Iterable[Observer] = (),
     ) -> None:
         self.store = store
+        self.observers: tuple[Observer, ...] = tuple(observers)
+        """Told of every run and step event (``podium.hooks``); empty costs the engine nothing."""
         self.replay_only = replay_only  # new effects are a NondeterminismError (replaying recorded runs)
         self.clock = clock
         subscribe = getattr(clock, "subscribe", None)
