@@ -561,3 +561,80 @@ async def test_next_wakeup(store: Store) -> None:
     assert await store.next_wakeup([]) is None
     await held(store, "pending", now=T0 + 10)  # running with a lease until T0 + 10 + LEASE
     assert await store.next_wakeup(["f"]) == T0 + 10 + LEASE
+
+
+# -- gates, continue-as-new, the global feed, API keys ---------------------------------------------
+
+
+async def test_deliver_with_a_gate_only_while_it_is_open(store: Store) -> None:
+    from podium import SignalRefusedError
+    from podium.storage.base import Gate
+
+    await create(store, "r1")
+    gate = Gate("milestone", ("milestone_end",), "editable")
+    sig = Event("r1", "signal", "k:1", "edit", {"payload": 1}, T0)
+    with pytest.raises(SignalRefusedError):
+        await store.deliver(sig, now=T0, gate=gate)
+    assert [e.kind for e in await store.load_events("r1")] == ["start"]  # nothing stored
+    run = await store.claim_run("r1", "w", now=T0, lease_until=T0 + LEASE)
+    assert run is not None
+    ok = await store.commit(
+        "w",
+        [Write("r1", [Event("r1", "milestone", "3", "editable", None, T0)])],
+        now=T0,
+        lease_until=T0 + LEASE,
+    )
+    assert ok == [Outcome.OK]
+    assert await store.deliver(sig, now=T0, gate=gate) is not None
+    end = Event("r1", "milestone_end", "3", "editable", None, T0)
+    await store.commit("w", [Write("r1", [end])], now=T0, lease_until=T0 + LEASE)
+    with pytest.raises(SignalRefusedError):
+        await store.deliver(Event("r1", "signal", "k:2", "edit", None, T0), now=T0, gate=gate)
+
+
+async def test_continue_as_new_keeps_unread_signals_and_takes_the_new_input(store: Store) -> None:
+    await create(store, "r1", input={"n": 0})
+    read = await store.deliver(Event("r1", "signal", "k:a", "s", {"payload": "a"}, T0), now=T0)
+    unread = await store.deliver(Event("r1", "signal", "k:b", "s", {"payload": "b"}, T0), now=T0)
+    assert read is not None and unread is not None
+    await store.claim_run("r1", "w", now=T0, lease_until=T0 + LEASE)
+    step = Event("r1", "step", "0", "x", {"result": 1, "ended": T0}, T0)
+    await store.commit("w", [Write("r1", [step])], now=T0, lease_until=T0 + LEASE)
+    start = Event("r1", "start", "", "f", {"input": {"n": 1}, "generation": 1}, T0)
+    w = Write("r1", [start], transition=Transition.CONTINUE, output={"n": 1}, consumed=(read.seq,))
+    assert await store.commit("w", [w], now=T0, lease_until=T0 + LEASE) == [Outcome.OK]
+    run = await store.get_run("r1")
+    assert run is not None and run.status is RunStatus.PENDING and run.input == {"n": 1}
+    assert run.lease_owner is None
+    events = await store.load_events("r1")
+    assert sorted((e.kind, e.step) for e in events) == [("signal", "k:b"), ("start", "")]
+    # The position of the dropped step is free again for the next generation.
+    await store.claim_run("r1", "w", now=T0, lease_until=T0 + LEASE)
+    again = Event("r1", "step", "0", "x", {"result": 2, "ended": T0}, T0)
+    assert await store.commit("w", [Write("r1", [again])], now=T0, lease_until=T0 + LEASE) == [Outcome.OK]
+
+
+async def test_events_after_is_a_feed_of_all_runs_in_order(store: Store) -> None:
+    await create(store, "a")
+    await create(store, "b")
+    await store.deliver(Event("a", "signal", "k:1", "s", None, T0), now=T0)
+    feed = await store.events_after(0)
+    assert [(e.run_id, e.kind) for e in feed] == [("a", "start"), ("b", "start"), ("a", "signal")]
+    assert [e.seq for e in feed] == sorted(e.seq for e in feed)
+    rest = await store.events_after(feed[0].seq, limit=1)
+    assert [(e.run_id, e.kind) for e in rest] == [("b", "start")]
+
+
+async def test_api_keys_are_found_by_hash_until_revoked(store: Store) -> None:
+    from podium.storage.base import KeyRecord
+
+    await store.key_add(KeyRecord("k1", "ops", "admin", "h1", T0))
+    await store.key_add(KeyRecord("k2", "bot", "viewer", "h2", T0 + 1))
+    found = await store.key_find("h2")
+    assert found is not None and (found.id, found.role, found.name) == ("k2", "viewer", "bot")
+    assert await store.key_find("nope") is None
+    assert await store.key_revoke("k2", now=T0 + 2)
+    assert not await store.key_revoke("k2", now=T0 + 3)
+    assert await store.key_find("h2") is None
+    keys = await store.key_list()
+    assert [(k.id, k.revoked_at) for k in keys] == [("k1", None), ("k2", T0 + 2)]

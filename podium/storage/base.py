@@ -271,6 +271,26 @@ class Store(Protocol):
         """``create_run`` for each ``(run, first)`` pair, in one transaction (all or none)."""
         ...
 
+    async def events_after(self, after: int, *, limit: int = 500) -> list[Event]:
+        """Journal events of all runs with ``seq > after``, in order (a live feed of everything)."""
+        ...
+
+    async def key_add(self, key: KeyRecord) -> None:
+        """Store a new API key (its hash must be unique)."""
+        ...
+
+    async def key_find(self, hash: str) -> KeyRecord | None:
+        """The API key with this hash, unless revoked."""
+        ...
+
+    async def key_list(self) -> list[KeyRecord]:
+        """Every API key, revoked ones included, oldest first."""
+        ...
+
+    async def key_revoke(self, key_id: str, *, now: float) -> bool:
+        """Revoke a key; False if there is no such (unrevoked) key."""
+        ...
+
 
 @dataclass(slots=True)
 class ScheduleRecord:
@@ -301,6 +321,18 @@ class ScheduleFire:
     flow: str
     input: JSON
     at: float
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    """An API key of the HTTP API: its ``role`` and a hash of the secret (never the secret itself)."""
+
+    id: str
+    name: str
+    role: str
+    hash: str
+    created_at: float = 0.0
+    revoked_at: float | None = None
 
 
 SchedulePlan = Callable[[ScheduleRecord, float], tuple[list[float], float]]

@@ -7,11 +7,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import InvalidStateError, RunNotFoundError, SignalRefusedError
+from ..errors import InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
 from .base import (
     Event,
     Gate,
+    KeyRecord,
     Outcome,
     RunRecord,
     ScheduleFire,
@@ -46,6 +47,7 @@ class MemoryStore:
         self._cache: dict[str, list[Any]] = {}
         self._spend: dict[tuple[str, str], float] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
+        self._api_keys: list[KeyRecord] = []
         self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
 
     async def open(self) -> None:
@@ -112,6 +114,32 @@ class MemoryStore:
             and (parent_id is None or r.parent_id == parent_id)
         ]
         return out[:limit]
+
+    async def events_after(self, after: int, *, limit: int = 500) -> list[Event]:
+        found = [e for events in self._events.values() for e in events if e.seq > after]
+        found.sort(key=lambda e: e.seq)
+        return found[:limit]
+
+    async def key_add(self, key: KeyRecord) -> None:
+        if any(k.hash == key.hash or k.id == key.id for k in self._api_keys):
+            raise StoreError("an API key with this id or hash exists already")
+        self._api_keys.append(replace(key))
+
+    async def key_find(self, hash: str) -> KeyRecord | None:
+        for k in self._api_keys:
+            if k.hash == hash and k.revoked_at is None:
+                return replace(k)
+        return None
+
+    async def key_list(self) -> list[KeyRecord]:
+        return [replace(k) for k in self._api_keys]
+
+    async def key_revoke(self, key_id: str, *, now: float) -> bool:
+        for k in self._api_keys:
+            if k.id == key_id and k.revoked_at is None:
+                k.revoked_at = now
+                return True
+        return False
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         events = self._events.get(run_id, [])

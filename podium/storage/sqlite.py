@@ -19,6 +19,7 @@ from ..types import RunStatus
 from .base import (
     Event,
     Gate,
+    KeyRecord,
     Outcome,
     RunRecord,
     ScheduleFire,
@@ -163,7 +164,10 @@ class SQLiteStore:
             for f in files:
                 number = int(f.name.split("_", 1)[0])
                 if number > version:
-                    for statement in f.read_text().split(";"):
+                    text = "\n".join(
+                        ln for ln in f.read_text().splitlines() if not ln.lstrip().startswith("--")
+                    )
+                    for statement in text.split(";"):  # comments may hold a ";"; statements may not
                         if statement.strip():
                             db.execute(statement)
                     db.execute(f"PRAGMA user_version={number}")
@@ -244,6 +248,41 @@ class SQLiteStore:
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         args.append(limit)
         return [_run(r) for r in self.db.execute(sql, args)]
+
+    async def events_after(self, after: int, *, limit: int = 500) -> list[Event]:
+        rows = self.db.execute(
+            f"SELECT {_EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        )
+        return [_event(r) for r in rows]
+
+    async def key_add(self, key: KeyRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at) VALUES (?,?,?,?,?,?)",
+                (key.id, key.name, key.role, key.hash, key.created_at, key.revoked_at),
+            )
+
+    async def key_find(self, hash: str) -> KeyRecord | None:
+        row = self.db.execute(
+            "SELECT id, name, role, hash, created_at, revoked_at FROM api_keys "
+            "WHERE hash = ? AND revoked_at IS NULL",
+            (hash,),
+        ).fetchone()
+        return None if row is None else KeyRecord(*row)
+
+    async def key_list(self) -> list[KeyRecord]:
+        rows = self.db.execute(
+            "SELECT id, name, role, hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
+        )
+        return [KeyRecord(*r) for r in rows]
+
+    async def key_revoke(self, key_id: str, *, now: float) -> bool:
+        with self._tx() as db:
+            return bool(
+                db.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, key_id)
+                ).rowcount
+            )
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         rows = self.db.execute(
