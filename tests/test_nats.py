@@ -149,7 +149,9 @@ async def test_a_duplicate_msg_id_and_a_redelivery_make_exactly_two_runs(
                 [f"nats:{names.stream}:o-1", f"nats:{names.stream}:{p3.seq}"]
             )
             assert run_id in {r.id for r in runs}
-            assert (live.started, live.repeated, live.terminated) == (1, 1, 0)  # o-2 new; o-1 redelivered
+            # o-2 started its run; o-1, redelivered, found the run the dying worker started. (With a 1 s
+            # ack_wait, a very slow machine may deliver a message once more: it would find its run too.)
+            assert live.started == 1 and live.repeated >= 1 and live.terminated == 0
             assert STEPS["o-1"] == 1 and STEPS["o-2"] == 1
             info = await js.consumer_info(names.stream, source.durable)
             assert info.num_ack_pending == 0 and info.num_pending == 0
@@ -176,7 +178,7 @@ async def test_a_malformed_message_is_terminated_not_redelivered(
         await js.publish(names.subject, body({"id": "after"}))
         runs = await completed_runs(client, 1)
         assert [r.output for r in runs] == ["after"]
-        assert (live.started, live.repeated, live.terminated) == (1, 0, 2)
+        assert live.started == 1 and live.terminated == 2
         assert (await js.consumer_info(names.stream, source.durable)).num_ack_pending == 0
     finally:
         await consumers.stop()
@@ -294,3 +296,25 @@ def test_event_configuration_mistakes_are_config_errors() -> None:
         {"events": {"my.orders": {"subject": "a.b", "stream": "S", "flow": "m:order"}}}, load=flows.get
     )
     assert ok["my.orders"].durable == "podium-my_orders"
+
+
+def test_podium_worker_with_events_but_without_the_extra_names_the_install_command(tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "podium.toml").write_text(
+        f'[events.greetings]\nsubject = "a.b"\nstream = "S"\nflow = "{ROOT}/examples/hello.py:hello"\n'
+    )
+    code = (
+        "import sys; sys.modules['nats'] = None; sys.argv = ['podium', 'worker']; "
+        "from podium.cli import main; main()"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200", "PODIUM_DATABASE_URL": f"sqlite:///{tmp_path}/podium.db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert "pip install podium[nats]" in r.stderr and "Traceback" not in r.stderr

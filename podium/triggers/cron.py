@@ -14,12 +14,15 @@ import functools
 import math
 import re
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import CroniterBadDateError, CroniterError, croniter
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..storage.base import ScheduleRecord
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+# croniter and zoneinfo are imported when first needed: ``import podium`` does not pay for them.
 
 MISSED_POLICIES = ("skip", "once", "catchup")
 """What a schedule does about occurrences that fell due while no worker was running:
@@ -58,6 +61,8 @@ def check(name: str, cron: str, tz: str, missed: str) -> None:
     zone(tz)
     if not isinstance(cron, str) or not cron.strip():
         raise UsageError("a schedule needs a cron expression, e.g. '*/5 * * * *'")
+    from croniter import CroniterError, croniter
+
     try:
         croniter(normalize(cron))
     except CroniterError as exc:
@@ -68,6 +73,8 @@ def check(name: str, cron: str, tz: str, missed: str) -> None:
 
 def zone(tz: str) -> ZoneInfo:
     """The ``ZoneInfo`` for an IANA name; ``UsageError`` if there is none."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -77,7 +84,9 @@ def zone(tz: str) -> ZoneInfo:
 
 
 @functools.lru_cache(maxsize=4096)
-def _iterator(cron: str, tz: str) -> croniter:
+def _iterator(cron: str, tz: str) -> Any:
+    from croniter import croniter
+
     # Parsing a cron expression costs far more than stepping it; iterators are reused (each use sets its
     # start time first, and nothing awaits between that and reading the result).
     return croniter(normalize(cron), datetime.now(zone(tz)))
@@ -89,6 +98,8 @@ def next_after(cron: str, tz: str, t: float) -> float:
 
     Memoized: schedules that share a cron expression fall due together and step to the same next time.
     """
+    from croniter import CroniterBadDateError
+
     it = _iterator(cron, tz)
     it.set_current(t, force=True)
     try:
@@ -99,6 +110,8 @@ def next_after(cron: str, tz: str, t: float) -> float:
 
 def _latest(cron: str, tz: str, low: float, high: float, count: int) -> list[float]:
     """Up to ``count`` latest occurrences in ``[low, high]``, oldest first."""
+    from croniter import CroniterBadDateError
+
     it = _iterator(cron, tz)
     it.set_current(high + 0.5, force=True)  # get_prev is strictly before its start: include ``high``
     out: list[float] = []
