@@ -62,10 +62,16 @@ class EventSource:
 
 
 def load_events(config: Mapping[str, Any], *, load: FlowLoader) -> dict[str, EventSource]:
-    """The ``[events.NAME]`` tables of ``podium.toml``; ``ConfigError`` if one is wrong."""
+    """The ``[events.NAME]`` tables of ``podium.toml``; ``ConfigError`` if one is wrong, or if there are
+    events and nats-py is not installed."""
     tables = config.get("events", {})
     if not isinstance(tables, Mapping):
         raise ConfigError("podium.toml: [events] must be a table of [events.NAME] tables")
+    if tables:
+        try:
+            import nats  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"NATS events ([events] in podium.toml) need nats-py: {HINT}") from None
     out: dict[str, EventSource] = {}
     for name, section in tables.items():
         where = f"podium.toml [events.{name}]"
