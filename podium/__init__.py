@@ -15,7 +15,7 @@ print(podium.run(hello, "world"))
 ```
 """
 
-from .client import Client, JournalEntry, PendingApproval, Run, RunHandle, run
+from .client import ApiKey, Client, FeedEntry, JournalEntry, PendingApproval, Run, RunHandle, run
 from .config import Settings
 from .engine import TimelineRow, Worker
 from .errors import (
@@ -60,6 +60,7 @@ from .workflow import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiKey",
     "ApplicationError",
     "Approval",
     "CancelScope",
@@ -67,6 +68,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "EngineEvent",
+    "FeedEntry",
     "Finished",
     "Flow",
     "Group",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
+import secrets
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -34,7 +36,7 @@ from .errors import (
 )
 from .hooks import Observer
 from .runtime import make_store
-from .storage.base import Event, Gate, RunRecord, ScheduleRecord, Store
+from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
 from .triggers import cron as _cron
 from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
@@ -88,6 +90,44 @@ class JournalEntry:
     name: str | None
     data: JSON
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One event of the feed of all runs (``Client.feed``)."""
+
+    seq: int
+    run_id: str
+    kind: str
+    position: str
+    name: str | None
+    data: JSON
+    at: float
+
+
+ROLES = ("viewer", "operator", "approver", "admin")
+"""Roles of API keys: viewers read; operators also start, cancel and signal runs; approvers also decide
+approvals; admins do everything, API keys included."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key of the HTTP API (its secret is never stored, only a hash)."""
+
+    id: str
+    name: str
+    role: str
+    created_at: float
+    revoked_at: float | None
+
+    @classmethod
+    def _of(cls, k: KeyRecord) -> ApiKey:
+        return cls(k.id, k.name, k.role, k.created_at, k.revoked_at)
+
+
+def _hash_key(secret: str) -> str:
+    # Keys are 256 random bits: a fast hash is enough (no dictionary to guess from).
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,10 +276,12 @@ class Client:
         *,
         key: str | None = None,
         timeout: Duration | None = None,
+        by: str | None = None,
     ) -> RunHandle[T]:
         """Start a run of ``flow``. With ``key``, starting again returns the same run (idempotent).
 
-        ``timeout`` bounds the whole run (default: the flow's own ``timeout``).
+        ``timeout`` bounds the whole run (default: the flow's own ``timeout``). ``by`` (who asked) is
+        journaled with the start.
         """
         self._check_open()
         fl = resolve_flow(flow)
@@ -267,7 +309,9 @@ class Client:
                 lease[1],
                 1,
             )
-        first = Event(run.id, "start", "", fl.name, {"input": data}, now)
+        first = Event(
+            run.id, "start", "", fl.name, {"input": data} if by is None else {"input": data, "by": by}, now
+        )
         rec, created = await self.store.create_run(run, first)
         if not created and rec.flow != fl.name:
             raise InvalidStateError(f"key {key!r} belongs to run {rec.id} of flow {rec.flow!r}")
@@ -369,11 +413,11 @@ class Client:
             self.worker.notify_inbox(event.run_id)
         return stored
 
-    async def cancel(self, run_id: str) -> Run:
+    async def cancel(self, run_id: str, *, by: str | None = None) -> Run:
         """Cancel a run. Idempotent: cancelling a cancelled run returns it unchanged.
 
         A pending or waiting run is cancelled at once; a running one as soon as its worker notices
-        (within a heartbeat), its in-flight steps interrupted.
+        (within a heartbeat), its in-flight steps interrupted. ``by`` is journaled with the request.
         """
         rec = await self._record(run_id)
         if rec.status is RunStatus.CANCELLED:
@@ -381,7 +425,9 @@ class Client:
         if rec.status.terminal:
             raise InvalidStateError(f"run {run_id} is {rec.status.value}; it cannot be cancelled")
         try:
-            await self._deliver(Event(run_id, "cancel", "", None, None, self.clock()))
+            await self._deliver(
+                Event(run_id, "cancel", "", None, None if by is None else {"by": by}, self.clock())
+            )
         except InvalidStateError:
             rec = await self._record(run_id)
             if rec.status is RunStatus.CANCELLED:
@@ -401,6 +447,7 @@ class Client:
         key: str | None = None,
         transient: bool = False,
         milestone: str | None = None,
+        by: str | None = None,
     ) -> bool:
         """Send signal ``name`` to a run (``ctx.wait_for_signal(name)`` receives it). True if delivered.
 
@@ -419,6 +466,8 @@ class Client:
             data = {"payload": to_json(payload)}
         except Exception as exc:
             raise UsageError(f"signal payload is not JSON-serializable: {exc}") from None
+        if by is not None:
+            data["by"] = by
         event = Event(
             run_id, "signal", f"k:{key}" if key else f"u:{uuid.uuid4().hex}", name, data, self.clock()
         )
@@ -538,6 +587,49 @@ class Client:
         for run in await self.list(flow=flow, limit=limit):
             totals.setdefault(run.flow, ModelUsage()).add(usage(await self.store.load_events(run.id)))
         return totals
+
+    async def feed(self, after: int = 0, *, limit: int = 500) -> builtins.list[FeedEntry]:
+        """Journal events of all runs after ``after`` (a ``seq``), in order: a live feed of everything."""
+        self._check_open()
+        if not 1 <= limit <= 5000:
+            raise UsageError("limit must be between 1 and 5000")
+        return [
+            FeedEntry(e.seq, e.run_id, e.kind, e.step, e.name, to_json(e.data), e.at)
+            for e in await self.store.events_after(after, limit=limit)
+        ]
+
+    # -- API keys -----------------------------------------------------------------------------
+    async def create_key(self, name: str, role: str) -> tuple[ApiKey, str]:
+        """Create an API key for the HTTP API; returns it and its secret. Only a hash of the secret is
+        stored: show the secret to its owner now, it cannot be read back."""
+        self._check_open()
+        if not isinstance(name, str) or not name.strip():
+            raise UsageError("an API key needs a name (who or what uses it)")
+        if role not in ROLES:
+            raise UsageError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        secret = "pdm_" + secrets.token_urlsafe(32)
+        rec = KeyRecord(new_id(), name.strip(), role, _hash_key(secret), self.clock())
+        await self.store.key_add(rec)
+        return ApiKey._of(rec), secret
+
+    async def keys(self) -> builtins.list[ApiKey]:
+        """Every API key (revoked ones too), oldest first."""
+        self._check_open()
+        return [ApiKey._of(k) for k in await self.store.key_list()]
+
+    async def revoke_key(self, key_id: str) -> None:
+        """Revoke an API key at once. ``UsageError`` if there is no such active key."""
+        self._check_open()
+        if not await self.store.key_revoke(key_id, now=self.clock()):
+            raise UsageError(f"no active API key with id {key_id!r}")
+
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        """The active key whose secret this is, or None."""
+        self._check_open()
+        if not isinstance(secret, str) or not secret:
+            return None
+        rec = await self.store.key_find(_hash_key(secret))
+        return None if rec is None else ApiKey._of(rec)
 
     async def timeline(self, run_id: str) -> builtins.list[TimelineRow]:
         """The run's positions with outcomes, durations, attempts and errors."""

@@ -549,6 +549,9 @@ def schedule_delete(name: Annotated[str, typer.Argument(metavar="NAME")], db: Db
 
 @app.command()
 def serve(
+    modules: Annotated[
+        list[str] | None, typer.Argument(help="Modules or .py files whose flows the API may start")
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     worker: Annotated[
@@ -556,11 +559,17 @@ def serve(
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """Serve webhooks ([hooks.NAME] in podium.toml) at POST /hooks/NAME, and GET /healthz."""
+    """Serve the REST API (/api, OpenAPI at /openapi.json), webhooks ([hooks.NAME] in podium.toml) at
+    POST /hooks/NAME, and GET /healthz. API calls need a key: `podium keys create NAME --role admin`."""
     try:
         from ..server import serve as serve_http
     except ImportError as exc:
         _fail(str(exc))
+    for m in modules or []:
+        try:
+            load_module(m.rpartition(":")[0] if ":" in m and not m.endswith(".py") else m)
+        except PodiumError as exc:
+            _fail(str(exc))
     from ..triggers.webhook import load_hooks
 
     settings = _settings(db)
@@ -568,6 +577,61 @@ def serve(
     if not hooks:
         err.print(Text("no [hooks.NAME] in podium.toml: only /healthz is served", style="yellow"))
     _call(lambda: serve_http(settings, hooks, host=host, port=port, worker=worker))
+
+
+keys_app = typer.Typer(help="API keys of the HTTP API (podium serve).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who or what uses the key")],
+    role: Annotated[str, typer.Option(help="viewer, operator, approver or admin")] = "viewer",
+    db: DbOption = None,
+) -> None:
+    """Create an API key and print its secret (shown once: only a hash is stored)."""
+
+    async def go() -> tuple[Any, str]:
+        async with Client(_settings(db), worker=False) as c:
+            return await c.create_key(name, role)
+
+    key, secret = _call(go)
+    err.print(escape(f"key {key.id} for {key.name!r}, role {key.role} (the secret is not shown again):"))
+    out.print(secret)
+
+
+@keys_app.command("list")
+def keys_list(db: DbOption = None) -> None:
+    """List API keys (never their secrets)."""
+
+    async def go() -> list[Any]:
+        async with Client(_settings(db), worker=False) as c:
+            return await c.keys()
+
+    from rich.table import Table
+
+    table = Table("id", "name", "role", "created", "revoked")
+    for k in _call(go):
+        table.add_row(
+            k.id,
+            escape(k.name),
+            k.role,
+            render.when(k.created_at),
+            render.when(k.revoked_at) if k.revoked_at else "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")], db: DbOption = None) -> None:
+    """Revoke an API key at once."""
+
+    async def go() -> None:
+        async with Client(_settings(db), worker=False) as c:
+            await c.revoke_key(key_id)
+
+    _call(go)
+    out.print(escape(f"key {key_id} revoked"))
 
 
 def main() -> None:

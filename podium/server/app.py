@@ -6,10 +6,12 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+from .. import __version__
 from ..client import Client
 from ..config import Settings
 from ..errors import StoreError
 from ..triggers.webhook import Hook, HookError, deliver
+from .api import create_api, install_errors
 
 try:
     import uvicorn
@@ -37,7 +39,17 @@ def create_app(client: Client, hooks: Mapping[str, Hook], *, max_body: int = MAX
         await client.open()  # idempotent; whoever made the client closes it
         yield
 
-    app = FastAPI(title="Podium", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="Podium",
+        version=__version__,
+        summary="Start, watch and steer durable AI workflows",
+        lifespan=lifespan,
+        docs_url=None,  # the interactive docs would load scripts from the internet
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    install_errors(app)
+    app.include_router(create_api(client))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
