@@ -11,14 +11,15 @@ from ..client import Client
 from ..config import Settings
 from ..errors import StoreError
 from ..triggers.webhook import Hook, HookError, deliver
-from .api import create_api, install_errors
 
-try:
+try:  # before anything else of this package imports FastAPI: a missing extra names the install command
     import uvicorn
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
     raise ImportError(f"podium serve needs FastAPI and uvicorn ({exc}): pip install podium[server]") from exc
+
+from .api import create_api, install_errors
 
 log = logging.getLogger("podium.server")
 
