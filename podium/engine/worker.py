@@ -14,7 +14,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import InvalidStateError, StoreError
@@ -24,6 +24,9 @@ from ..types import Clock, RunStatus, new_id
 from ..workflow.flow import Flow, registered
 from .committer import Committer
 from .execution import Execution
+
+if TYPE_CHECKING:
+    from ..triggers.schedule import Scheduler
 
 log = logging.getLogger("podium.worker")
 
@@ -76,6 +79,7 @@ class Worker:
         self._cache: Any = None
         self.finished = 0
         self._stopping = False
+        self.scheduler: Scheduler | None = None  # fires due cron schedules (podium.triggers.schedule)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -83,9 +87,14 @@ class Worker:
             return
         self._wake = asyncio.Event()
         self._stopping = False
+        # Imported here, not at the top: triggers sit above the engine (they start runs through the Client).
+        from ..triggers.schedule import Scheduler
+
+        self.scheduler = Scheduler(self)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="podium-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="podium-heartbeat"),
+            asyncio.create_task(self.scheduler.run(), name="podium-scheduler"),
         ]
 
     async def stop(self) -> None:
@@ -317,16 +326,6 @@ class Worker:
         rec, _ = await self.store.create_run(run, first)
         return rec
 
-    async def cancel_children(self, run_id: str) -> None:
-        """Cancel the unfinished child runs of a run that ended (and, for idle ones, their children)."""
-        await cancel_children(self.store, run_id, self.clock())
-
-    def log_store_error(self, exc: BaseException) -> None:
-        if isinstance(exc, StoreError | OSError):
-            log.warning("store error (runs will be retried): %s", exc)
-        else:
-            log.error("journal commit failed (runs will be retried): %r", exc, exc_info=exc)
-
     async def cancel_run(self, run_id: str) -> None:
         """Cancel one run (a child whose parent no longer waits for it) and, if idle, its children."""
         now = self.clock()
@@ -338,6 +337,16 @@ class Worker:
             await cancel_children(self.store, run_id, now)
         else:
             self.notify_inbox(run_id)
+
+    async def cancel_children(self, run_id: str) -> None:
+        """Cancel the unfinished child runs of a run that ended (and, for idle ones, their children)."""
+        await cancel_children(self.store, run_id, self.clock())
+
+    def log_store_error(self, exc: BaseException) -> None:
+        if isinstance(exc, StoreError | OSError):
+            log.warning("store error (runs will be retried): %s", exc)
+        else:
+            log.error("journal commit failed (runs will be retried): %r", exc, exc_info=exc)
 
 
 async def cancel_children(store: Store, run_id: str, now: float) -> None:
