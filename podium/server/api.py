@@ -14,7 +14,6 @@ Mutating calls are journaled with who made them (the key's name). User mistakes 
 ``{"error": "..."}``; a store that is down is 503; never a 500 for a caller's mistake.
 """
 
-
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +36,7 @@ from ..errors import (
     UsageError,
 )
 from ..workflow.flow import registered
+from .stats import compute_stats
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
@@ -273,6 +273,18 @@ def create_api(client: Client) -> APIRouter:
     ) -> dict[str, Any]:
         totals = await client.usage_by_flow(flow=flow, limit=limit)
         return {"flows": {name: asdict(u) for name, u in sorted(totals.items())}}
+
+    @api.get("/stats", summary="Cost and latency per flow and per model over time (hour or day buckets)")
+    async def stats(
+        key: Reader,
+        bucket: str = "hour",
+        since: Annotated[
+            str | None, Query(description="Epoch seconds, an ISO 8601 time or a duration ago ('24h')")
+        ] = None,
+        flow: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10000, description="Newest runs read at most")] = 2000,
+    ) -> dict[str, Any]:
+        return await compute_stats(client, bucket=bucket, since=since, flow=flow, limit=limit)
 
     # -- keys -------------------------------------------------------------------------------------
     @api.get("/keys", summary="API keys (admin)")
