@@ -15,6 +15,7 @@ print(podium.run(hello, "world"))
 ```
 """
 
+from .agents import Agent, AgentError, AgentResult
 from .client import ApiKey, Client, FeedEntry, JournalEntry, PendingApproval, Run, RunHandle, run
 from .config import Settings
 from .engine import TimelineRow, Worker
@@ -39,6 +40,7 @@ from .errors import (
     UsageError,
 )
 from .hooks import EngineEvent, Observer
+from .tools import Tool, ToolResult, Toolset, tool
 from .types import RunStatus
 from .workflow import (
     Approval,
@@ -60,6 +62,9 @@ from .workflow import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
+    "AgentError",
+    "AgentResult",
     "ApiKey",
     "ApplicationError",
     "Approval",
@@ -99,6 +104,9 @@ __all__ = [
     "StoreError",
     "TaskHandle",
     "TimelineRow",
+    "Tool",
+    "ToolResult",
+    "Toolset",
     "UnknownFlowError",
     "UsageError",
     "Worker",
@@ -107,4 +115,5 @@ __all__ = [
     "flow",
     "run",
     "step",
+    "tool",
 ]

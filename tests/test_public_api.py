@@ -15,13 +15,14 @@ from podium.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = [
-    "ApiKey", "ApplicationError", "Approval", "CancelScope", "Client", "ConfigError", "Context",
-    "EngineEvent", "FeedEntry", "Finished", "Flow", "Group", "InvalidInputError", "InvalidStateError",
-    "JournalEntry", "LeaseLostError", "Milestone", "NondeterminismError", "Observer", "PendingApproval",
-    "PodiumError", "RetryPolicy", "Run", "RunCancelledError", "RunError", "RunFailedError", "RunHandle",
-    "RunNotFoundError", "RunStatus", "RunTimeoutError", "Settings", "SignalRefusedError", "StepError",
-    "StepFunction", "StepInfo", "StepTimeoutError", "StoreError", "TaskHandle", "TimelineRow",
-    "UnknownFlowError", "UsageError", "Worker", "__version__", "current_step", "flow", "run", "step",
+    "Agent", "AgentError", "AgentResult", "ApiKey", "ApplicationError", "Approval", "CancelScope", "Client",
+    "ConfigError", "Context", "EngineEvent", "FeedEntry", "Finished", "Flow", "Group", "InvalidInputError",
+    "InvalidStateError", "JournalEntry", "LeaseLostError", "Milestone", "NondeterminismError", "Observer",
+    "PendingApproval", "PodiumError", "RetryPolicy", "Run", "RunCancelledError", "RunError",
+    "RunFailedError", "RunHandle", "RunNotFoundError", "RunStatus", "RunTimeoutError", "Settings",
+    "SignalRefusedError", "StepError", "StepFunction", "StepInfo", "StepTimeoutError", "StoreError",
+    "TaskHandle", "TimelineRow", "Tool", "ToolResult", "Toolset", "UnknownFlowError", "UsageError",
+    "Worker", "__version__", "current_step", "flow", "run", "step", "tool",
 ]  # fmt: skip
 
 

@@ -24,8 +24,18 @@ from ..storage.memory import MemoryStore
 from ..types import Duration, RunStatus, parse_duration
 from ..workflow.flow import Flow, resolve_flow
 from .fake_openai import FakeOpenAIServer
+from .scripted import ScriptedModel, call
 
-__all__ = ["FakeOpenAIServer", "ManualClock", "MemoryStore", "echo_model", "replay", "replay_file"]
+__all__ = [
+    "FakeOpenAIServer",
+    "ManualClock",
+    "MemoryStore",
+    "ScriptedModel",
+    "call",
+    "echo_model",
+    "replay",
+    "replay_file",
+]
 
 
 def echo_model(request: Any) -> str:
