@@ -72,7 +72,8 @@ async def floor_first(n: int) -> int:
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for t in pending:
         t.cancel()
-    await asyncio.wait(pending)
+    if pending:
+        await asyncio.wait(pending)
     return next(iter(done)).result()  # type: ignore[no-any-return]
 
 

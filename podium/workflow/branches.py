@@ -155,7 +155,7 @@ async def _run(driver: Driver, b: Branch, aw: Awaitable[Any]) -> Any:
         raise
     except asyncio.CancelledError:
         r = b.region
-        if r is not None and r.cancelled:  # this branch's own work was cancelled: roll it back
+        if r is not None and r.cancelled and r.undo:  # this branch's own work was cancelled: roll it back
             await driver.compensate(r)
         raise
     finally:

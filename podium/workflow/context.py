@@ -660,7 +660,7 @@ class Context:
             if cancel_rest:
                 if not r.cancelled:
                     r.cancelled = r.doomed = True
-                if b.finished:  # finished, but too late to count: roll its work back here
+                if b.finished and r.undo:  # finished, but too late to count: roll its work back here
                     await driver.compensate(r)
             else:
                 b.held = False
