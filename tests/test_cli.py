@@ -96,6 +96,8 @@ def test_enqueue_then_worker_then_approve_from_the_cli(tmp_path: Path) -> None:
         assert ok.returncode == 0, ok.stderr
         twice = podium(tmp_path, "approve", run_id)
         assert twice.returncode == 1 and "decided already" in twice.stderr
+        deadline = time.monotonic() + 30
+        shown = {}
         while time.monotonic() < deadline:
             shown = json.loads(podium(tmp_path, "show", run_id, "--json").stdout)
             if shown["status"] == "completed":
