@@ -7,6 +7,7 @@ of the process that ran it, so the journaled result names the execution that cou
 ```
 python crash_app.py chain  DB LEDGER KEY --steps 12      # start (or resume) one run, print its output
 python crash_app.py fanout DB LEDGER KEY --items 20
+python crash_app.py agent  DB LEDGER KEY                  # an agent whose tool calls write the ledger
 python crash_app.py create DB LEDGER --runs 30 --steps 5  # create runs only (worker=False)
 python crash_app.py work   DB --expect 30                 # a worker that idles until all runs end
 ```
@@ -23,7 +24,11 @@ import random
 import sys
 from typing import Any
 
+from pydantic import BaseModel
+
 import podium
+from podium.models import ModelRequest, register
+from podium.testing import ScriptedModel, call
 
 
 def append(ledger: str, line: str) -> None:
@@ -103,6 +108,45 @@ async def race(ctx: podium.Context, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# -- an agent: every tool call writes the ledger ----------------------------------------------------------
+AGENT_LEDGER = ""
+"""Set by ``main``: the ledger the agent's tool appends to (a model is not asked to pass file paths)."""
+AGENT_PLAN = [[f"a{t}x", f"a{t}y"] if t % 3 == 2 else [f"a{t}"] for t in range(10)]
+"""The tool calls of each model turn (every third turn asks for two at once); then the final answer."""
+
+
+@podium.tool
+async def record(tag: str) -> dict[str, Any]:
+    """Record a tag: ``start`` and ``done`` ledger lines, like ``crash.work``."""
+    return await work.fn(AGENT_LEDGER, tag, 0.02, 0.06)  # type: ignore[no-any-return]
+
+
+def agent_model(request: ModelRequest) -> Any:
+    """Turn *n* asks for ``AGENT_PLAN[n]``; the last turn reports what the tools answered, in order."""
+    turn = sum(1 for m in request.messages if m.role == "assistant")
+    if turn < len(AGENT_PLAN):
+        return [call("record", tag=tag) for tag in AGENT_PLAN[turn]]
+    told = [json.loads(m.content) for m in request.messages if m.role == "tool"]
+    return json.dumps({"tags": [r["tag"] for r in told], "pids": [r["pid"] for r in told]})
+
+
+class Report(BaseModel):
+    tags: list[str]
+    pids: list[int]
+
+
+register("crash.scripted", ScriptedModel(agent_model))
+recorder = podium.Agent(
+    "crash_recorder", "Record the tags.", model="crash.scripted", tools=[record], output=Report, max_turns=20
+)
+
+
+@podium.flow(name="crash.agent")
+async def agent_flow(ctx: podium.Context, params: dict[str, Any]) -> dict[str, Any]:
+    result = await recorder.run(ctx, "Record the tags, then report what the tool said.")
+    return {"report": result.output.model_dump(), "turns": result.turns, "tool_calls": result.tool_calls}
+
+
 def settings(db: str, lease: float, concurrency: int = 100) -> podium.Settings:
     return podium.Settings(
         database_url=f"sqlite:///{db}", lease_seconds=lease, poll_seconds=0.05, concurrency=concurrency
@@ -154,6 +198,10 @@ def main(argv: list[str]) -> None:
     p.add_argument("db")
     p.add_argument("ledger")
     p.add_argument("key")
+    p = sub.add_parser("agent")
+    p.add_argument("db")
+    p.add_argument("ledger")
+    p.add_argument("key")
     p = sub.add_parser("create")
     p.add_argument("db")
     p.add_argument("ledger")
@@ -172,6 +220,10 @@ def main(argv: list[str]) -> None:
         asyncio.run(run_one(args, fanout, {"ledger": args.ledger, "items": args.items}))
     elif args.command == "race":
         asyncio.run(run_one(args, race, {"ledger": args.ledger}))
+    elif args.command == "agent":
+        global AGENT_LEDGER
+        AGENT_LEDGER = args.ledger
+        asyncio.run(run_one(args, agent_flow, {"ledger": args.ledger}))
     elif args.command == "create":
         asyncio.run(create(args))
     else:

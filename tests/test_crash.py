@@ -408,3 +408,65 @@ def test_two_workers_one_killed(tmp_path: Path, spawn: Callable[..., App], rng: 
     ]
     assert taken_over, "the survivor took over no run of the killed worker"
     assert {r["pid"] for rs in results.values() for r in rs} <= {victim.pid, survivor.pid}
+
+
+def test_agent_resumes_after_sigkill_without_repeating_a_journaled_tool_call(
+    tmp_path: Path, spawn: Callable[..., App], rng: random.Random
+) -> None:
+    """An agent (a scripted model, one ledger-writing tool, two calls at once every third turn) is SIGKILLed
+    at random tool calls, in the tool or anywhere after it (model turn, commit), and resumed by fresh
+    processes: no tool call whose result was journaled runs again, and the model's final answer reports
+    exactly the tool results the journal kept."""
+    import crash_app
+
+    from podium.testing import replay
+
+    db, ledger = tmp_path / "podium.db", tmp_path / "ledger.txt"
+    plan = [tag for turn in crash_app.AGENT_PLAN for tag in turn]
+    killed: set[int] = set()
+    for i in range(6):
+        done = {x.tag for x in read_ledger(ledger) if x.event == "done"}
+        todo = [tag for tag in plan if tag not in done]
+        if len(todo) < 2:
+            break
+        app = spawn("agent", db, ledger, "agent-1", "--lease", 0.3)
+        target = rng.choice(todo[:4])
+
+        def started(ls: list[Line], pid: int = app.pid, tag: str = target) -> bool:
+            return any(x.pid == pid and x.tag == tag and x.event == "start" for x in ls)
+
+        wait_ledger(app, ledger, started, f"tool call {target}")
+        # in the tool (it takes 20-60 ms), or anywhere up to the next turns
+        time.sleep(rng.uniform(0, 0.01) if i % 2 == 0 else rng.uniform(0, 0.15))
+        if not app.kill():
+            break
+        killed.add(app.pid)
+
+    final = spawn("agent", db, ledger, "agent-1", "--lease", 0.3).finish()
+    run_id, output = final["run_id"], final["output"]
+    journal = asyncio.run(_journal(db, run_id))
+
+    def position(e: podium.JournalEntry) -> list[int]:
+        return [int(x) for x in e.position.split(".")]
+
+    steps = sorted((e for e in journal if e.kind == "step"), key=position)
+    tools = [e for e in steps if e.name == "tool:record"]
+    assert [e.name for e in steps].count("model:crash.scripted") == len(crash_app.AGENT_PLAN) + 1
+    assert all("result" in e.data for e in steps), "no model turn or tool call failed"
+    kept = [e.data["result"] for e in tools]
+    assert [r["tag"] for r in kept] == plan, "each tool call journaled once, in the order asked"
+    # The final answer is the model's report of what the tools told it: exactly what the journal kept.
+    assert output == {
+        "report": {"tags": plan, "pids": [r["pid"] for r in kept]},
+        "turns": len(crash_app.AGENT_PLAN) + 1,
+        "tool_calls": len(plan),
+    }
+    assert asyncio.run(replay(crash_app.agent_flow, journal)) == output
+
+    # Exactly once for every journaled tool call; a re-run only for calls a killed process had not journaled.
+    lines = read_ledger(ledger)
+    assert {x.run_id for x in lines} == {run_id}
+    found = check_ledger(lines, {run_id: kept}, killed)
+    print(f"killed {len(killed)}: {found}")
+    assert len(killed) >= 3
+    assert found.interrupted, "no kill hit a tool call in flight"
