@@ -479,3 +479,49 @@ class Database:
                 return True
             time.sleep(0.05)
         return False
+
+
+def test_a_worker_killed_while_schedules_fall_due_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """SIGKILL a worker at a random moment of a schedule due every second (catch up missed occurrences);
+    a second worker takes over: every occurrence from the first to the last has exactly one run."""
+    import random
+    import time
+
+    r = podium_cli(
+        tmp_path,
+        "schedule", "add", "examples/hello.py:hello", "--cron", "* * * * * *", "--input", '"x"',
+        "--missed", "catchup",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    env = {
+        **os.environ,
+        "PODIUM_DATABASE_URL": f"sqlite:///{tmp_path}/podium.db",
+        "PODIUM_POLL_SECONDS": "0.2",
+        "PODIUM_LEASE_SECONDS": "1",
+    }
+    cmd = [sys.executable, "-m", "podium.cli", "worker", "examples/hello.py"]
+    db = Database(tmp_path / "podium.db")
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert db.wait_for_runs(2), "the first worker fired the schedule"
+        time.sleep(random.uniform(0, 1))  # anywhere in the second: claiming, starting or running
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=WAIT_SECONDS)
+        before = len(db.run_keys())
+        time.sleep(1.5)  # occurrences fall due with no worker up
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert db.wait_for_runs(before + 3), "the second worker caught up and went on"
+    finally:
+        second.send_signal(signal.SIGINT)
+        _, errors = second.communicate(timeout=WAIT_SECONDS)
+    assert second.returncode == 0, errors
+    keys = db.run_keys()
+    assert len(keys) == len(set(keys)), "an occurrence ran twice"
+    started = sorted(datetime.fromisoformat(k.removeprefix("schedule:hello:")).timestamp() for k in keys)
+    claimed = set(db.claimed())
+    times = sorted(set(started) | claimed)
+    assert times == [times[0] + i for i in range(len(times))], "an occurrence was lost"
