@@ -186,12 +186,30 @@ class Toolset:
             if agent is not None:  # a sub-agent: a child run, not a step
                 content = await agent._as_child(ctx, args)
             else:
-                content = await ctx.step(f"tool:{name}", t.fn, **args)
+                # the arguments travel as one dict: a tool's own `timeout` or `retries` is not ctx.step's
+                content = await ctx.step(f"tool:{name}", _runner(t), args)
         except StepError as exc:
             return ToolResult(call_id, name, error=f"{exc.type}: {exc}")
         except RunError as exc:  # a sub-agent's run failed or was cancelled
             return ToolResult(call_id, name, error=f"{exc.type}: {exc}")
         return ToolResult(call_id, name, content=_jsonable(content))
+
+
+def _runner(t: Tool) -> Callable[[dict[str, Any]], Any]:
+    """``t.fn`` taking its arguments as one dict (its result is made JSON by the caller either way)."""
+    import asyncio
+
+    if asyncio.iscoroutinefunction(t.fn):
+
+        async def run_async(arguments: dict[str, Any]) -> Any:
+            return await t.fn(**arguments)
+
+        return run_async
+
+    def run_sync(arguments: dict[str, Any]) -> Any:
+        return t.fn(**arguments)
+
+    return run_sync
 
 
 def _either(a: ApprovalRule, b: ApprovalRule) -> ApprovalRule:
