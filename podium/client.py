@@ -93,6 +93,22 @@ class JournalEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """Whether a run's journal replays against the current code (``Client.check_replay``)."""
+
+    run_id: str
+    flow: str
+    status: RunStatus
+    ok: bool
+    problem: str | None
+    """What differs: a nondeterminism (with the position), another outcome or output."""
+    position: str | None
+    recorded_version: str | None
+    """The flow's code version the run started with (``Flow.version``), if journaled."""
+    current_version: str
+
+
+@dataclass(frozen=True, slots=True)
 class FeedEntry:
     """One event of the feed of all runs (``Client.feed``)."""
 
@@ -309,9 +325,10 @@ class Client:
                 lease[1],
                 1,
             )
-        first = Event(
-            run.id, "start", "", fl.name, {"input": data} if by is None else {"input": data, "by": by}, now
-        )
+        start: dict[str, Any] = {"input": data, "version": fl.version}
+        if by is not None:
+            start["by"] = by
+        first = Event(run.id, "start", "", fl.name, start, now)
         rec, created = await self.store.create_run(run, first)
         if not created and rec.flow != fl.name:
             raise InvalidStateError(f"key {key!r} belongs to run {rec.id} of flow {rec.flow!r}")
@@ -631,6 +648,40 @@ class Client:
         rec = await self.store.key_find(_hash_key(secret))
         return None if rec is None else ApiKey._of(rec)
 
+    async def check_replay(self, run_id: str) -> ReplayReport:
+        """Replay the run's journal against the flow code loaded in this process, running nothing: does
+        today's code still take the path the run took? (The check before a deploy; ``podium replay``.)
+
+        Finished runs must replay to the same outcome; runs in flight must replay up to where they are.
+        """
+        from .engine.replay import replay_events
+        from .runtime import scratch_store
+
+        rec = await self._record(run_id)
+        fl = resolve_flow(rec.flow)
+        events = await self.store.load_events(run_id)
+        start = next((e for e in events if e.kind == "start"), None)
+        recorded = ((start.data or {}).get("version") if start is not None else None) or None
+        done = await replay_events(fl, [replace(e, data=to_json(e.data)) for e in events], scratch_store())
+        problem = position = None
+        nd = done.nondeterminism
+        if nd is not None:
+            ran_out = "journal ends here" in nd.journaled
+            if not (ran_out and not rec.status.terminal):  # a run in flight replays up to where it is
+                problem, position = str(nd), nd.position
+        elif rec.status.terminal:
+            was, now = (rec.error or {}).get("type"), (done.error or {}).get("type")
+            cancelled = done.status == "stopped" and rec.status is RunStatus.CANCELLED
+            if done.status != rec.status.value and not cancelled:
+                problem = f"the run {rec.status.value}, the code now {done.status}"
+            elif rec.status is RunStatus.COMPLETED and to_json(done.output) != to_json(rec.output):
+                problem = "the code now computes another output"
+            elif rec.status is RunStatus.FAILED and was != now:
+                problem = f"the run failed with {was}, the code now with {now}"
+        return ReplayReport(
+            run_id, rec.flow, rec.status, problem is None, problem, position, recorded, fl.version
+        )
+
     async def timeline(self, run_id: str) -> builtins.list[TimelineRow]:
         """The run's positions with outcomes, durations, attempts and errors."""
         await self._record(run_id)
@@ -669,7 +720,8 @@ class Client:
             if lease is not None:
                 run.status, run.lease_owner, run.lease_until, run.claims = RunStatus.RUNNING, *lease, 1
                 leased.add(run.id)
-            items.append((run, Event(run.id, "start", "", fl.name, {"input": data}, now)))
+            start = {"input": data, "version": fl.version}
+            items.append((run, Event(run.id, "start", "", fl.name, start, now)))
             flows.append(fl)
         results = await self.store.create_runs(items)
         handles: builtins.list[RunHandle[Any]] = []

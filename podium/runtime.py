@@ -14,3 +14,8 @@ def make_store(settings: Settings) -> Store:
     if url.startswith("memory://"):
         return MemoryStore()
     return SQLiteStore.from_url(url)
+
+
+def scratch_store() -> Store:
+    """A throwaway store that keeps step results in JSON form, as a durable store does (for replays)."""
+    return MemoryStore(json_results=True)

@@ -579,6 +579,59 @@ def serve(
     _call(lambda: serve_http(settings, hooks, host=host, port=port, worker=worker))
 
 
+@app.command()
+def replay(
+    modules: Annotated[
+        list[str], typer.Argument(help="Modules or .py files that define the flows (today's code)")
+    ],
+    run: Annotated[list[str] | None, typer.Option("--run", help="A run id to check (repeatable)")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Check every run (of --flow, if given)")] = False,
+    flow: Annotated[str | None, typer.Option(help="Only runs of this flow")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs with --all")] = 1000,
+    db: DbOption = None,
+) -> None:
+    """Replay runs' journals against the current code, running nothing: the check before a deploy.
+
+    Exits 1 if any run would not replay (a nondeterminism, or another outcome)."""
+    for m in modules:
+        try:
+            load_module(m.rpartition(":")[0] if ":" in m and not m.endswith(".py") else m)
+        except PodiumError as exc:
+            _fail(str(exc))
+    if not run and not all_runs:
+        _fail("name runs with --run ID, or check them all with --all")
+
+    async def go() -> list[Any]:
+        async with Client(_settings(db), worker=False) as c:
+            ids = list(run or [])
+            if all_runs:
+                ids += [r.id for r in await c.list(flow=flow, limit=min(limit, 1000))]
+            reports = []
+            for run_id in dict.fromkeys(ids):
+                reports.append(await c.check_replay(run_id))
+            return reports
+
+    reports = _call(go)
+    from rich.table import Table
+
+    table = Table("run", "flow", "status", "replays", "code", title=f"{len(reports)} runs replayed")
+    for r in reports:
+        verdict = Text("yes", style="green") if r.ok else Text(f"NO: {r.problem}", style="red")
+        code = (
+            "same"
+            if r.recorded_version in (None, r.current_version)
+            else f"{r.recorded_version} -> {r.current_version}"
+        )
+        table.add_row(r.run_id, r.flow, r.status.value, verdict, code)
+    out.print(table)
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        err.print(
+            Text(f"{len(bad)} of {len(reports)} runs do not replay against this code", style="bold red")
+        )
+        raise typer.Exit(1)
+
+
 keys_app = typer.Typer(help="API keys of the HTTP API (podium serve).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

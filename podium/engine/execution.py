@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 
 
 # Journal event kinds that occupy a position in the flow.
-POSITIONAL = frozenset({"step", "value", "timer", "approval", "receive", "child", "join", "milestone"})
+POSITIONAL = frozenset(
+    {"step", "value", "timer", "approval", "receive", "child", "join", "milestone", "patch"}
+)
 
 MAX_DEPTH = 100
 """How deep child runs may nest (a flow that starts itself as a child must stop somewhere)."""
@@ -459,6 +461,24 @@ class Execution:
         self._append("value", sid, name, value)
         self.worker.committer.request_nowait(self)  # committed before (or with) anything that needs it
         return value
+
+    def patched(self, scope: Scope, name: str) -> bool:
+        """``ctx.patched``: True (and a ``patch`` marker journaled) where the run meets the change for the
+        first time; False, taking no position, where the journal holds what older code did here."""
+        self._check_halt()
+        sid = scope.prefix + str(scope.n)
+        ev = self.positions.get(sid)
+        if ev is not None:
+            if ev.kind == "patch" and ev.name == name:
+                scope.n += 1
+                return True
+            return False  # a run that passed here before the change: keep its old path
+        if self.worker.replay_only:
+            return False  # a recorded journal that holds no marker here was written by the old code
+        scope.n += 1
+        self._append("patch", sid, name, None)
+        self.worker.committer.request_nowait(self)
+        return True
 
     # -- Driver: waiting ----------------------------------------------------------------------
     async def _block(
@@ -881,7 +901,12 @@ class Execution:
         if self.detached:
             await self._cancel_detached()
         await self.wait_durable()
-        start = {"input": data, "generation": self.generation + 1, "depth": self.depth}
+        start = {
+            "input": data,
+            "generation": self.generation + 1,
+            "depth": self.depth,
+            "version": self.flow.version,
+        }
         self.buffer = [Event(self.run_id, "start", "", self.flow.name, start, self._now())]
         consumed = tuple(sorted(self.consumed))
         await self.flush(Write(self.run_id, transition=Transition.CONTINUE, output=data, consumed=consumed))

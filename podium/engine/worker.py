@@ -322,7 +322,9 @@ class Worker:
             updated_at=now,
             deadline=None if flow.timeout is None else now + flow.timeout,
         )
-        first = Event(run.id, "start", "", flow.name, {"input": data, "depth": depth}, now)
+        first = Event(
+            run.id, "start", "", flow.name, {"input": data, "depth": depth, "version": flow.version}, now
+        )
         rec, _ = await self.store.create_run(run, first)
         return rec
 

@@ -16,12 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
-from ..engine.worker import Worker
 from ..errors import NondeterminismError, RunFailedError, UsageError
-from ..storage.base import Event, RunRecord
+from ..storage.base import Event
 from ..storage.memory import MemoryStore
-from ..types import Duration, RunStatus, parse_duration
+from ..types import Duration, parse_duration
 from ..workflow.flow import Flow, resolve_flow
 from .fake_openai import FakeOpenAIServer
 from .scripted import ScriptedModel, call
@@ -96,44 +94,24 @@ async def replay(flow: Flow[Any, Any] | str, journal: Iterable[Any]) -> Any:
     ``journal``). No step runs: every effect must come from the journal. Raises ``NondeterminismError``
     when the code asks for something else, or for more than the journal holds.
     """
-    fl = resolve_flow(flow)
-    run_id = "replay"
-    events = [_event(e, run_id) for e in journal]
-    start = next((e for e in events if e.kind == "start"), None)
-    if start is None:
-        raise UsageError("the journal has no 'start' event")
-    inputs = (start.data or {}).get("input")
-    inbox = [e for e in events if e.kind not in ("start", "end")]
-    store = MemoryStore(json_results=True)
-    settings = Settings(database_url="memory://", hold_seconds=0)
-    worker = Worker(store, settings, flows=[fl.name], replay_only=True)
-    now = time.time()
-    run = RunRecord(
-        id=run_id,
-        flow=fl.name,
-        status=RunStatus.RUNNING,
-        input=inputs,
-        created_at=now,
-        updated_at=now,
-        lease_owner=worker.owner,
-        lease_until=now + 3600,
-        claims=1,
-    )
-    await store.create_run(run, Event(run_id, "start", "", fl.name, start.data, now))
-    from ..engine.execution import Execution
+    from ..engine.replay import replay_events
 
-    ex = Execution(worker, run, fl, [store_e for store_e in await store.load_events(run_id)] + inbox)
-    outcome = await ex.execute()
-    rec = await store.get_run(run_id)
-    assert rec is not None
-    if ex.nondeterminism is not None:
-        raise ex.nondeterminism
-    if outcome == "completed":
-        return fl.load_output(rec.output)
-    if outcome == "failed":
-        raise RunFailedError(run_id, rec.error or {})
+    fl = resolve_flow(flow)
+    events = [_event(e, "replay") for e in journal]
+    if not any(e.kind == "start" for e in events):
+        raise UsageError("the journal has no 'start' event")
+    done = await replay_events(fl, events, MemoryStore(json_results=True))
+    if done.nondeterminism is not None:
+        raise done.nondeterminism
+    if done.status == "completed":
+        return fl.load_output(done.output)
+    if done.status == "failed":
+        raise RunFailedError("replay", done.error or {})
     raise NondeterminismError(
-        run_id=run_id, position="end", journaled="a finished run", requested=f"the run to stop ({outcome})"
+        run_id="replay",
+        position="end",
+        journaled="a finished run",
+        requested=f"the run to stop ({done.status})",
     )
 
 

@@ -146,6 +146,10 @@ class Driver(Protocol):
         """Journal entering (or leaving) milestone ``name`` at ``sid``; durable before returning."""
         ...
 
+    def patched(self, scope: Scope, name: str) -> bool:
+        """Whether this run takes the code path of change ``name`` (see ``Context.patched``)."""
+        ...
+
 
 class Scope:
     """A sequence of positions owned by one task of the flow (the main task or one branch)."""
@@ -341,6 +345,23 @@ class Context:
             raise UsageError("a milestone needs a non-empty name")
         s = _here("ctx.milestone()")
         return Milestone(self._driver, s, s.next(), name)
+
+    def patched(self, change: str) -> bool:
+        """Change a flow safely while runs are in flight: True for runs that reach this point under the
+        new code (a marker is journaled), False for runs whose journal shows they passed it before.
+
+        ```python
+        if ctx.patched("fraud-check"):
+            await check_fraud(order)          # new runs (and in-flight runs that had not got here yet)
+        await charge(order)                   # runs already past this point replay as before
+        ```
+        Keep the ``if`` until no run started before the change is in flight (``podium replay --all``
+        tells you when old journals still replay).
+        """
+        if not isinstance(change, str) or not change:
+            raise UsageError("ctx.patched needs a non-empty change id")
+        s = _here("ctx.patched()")
+        return self._driver.patched(s, change)
 
     def continue_as_new(self, input: Any = None) -> NoReturn:
         """End this run's current journal and start the flow again, in the same run, with ``input``.

@@ -55,6 +55,19 @@ class Flow(Generic[I, O]):
         self.__wrapped__ = fn
 
     @cached_property
+    def version(self) -> str:
+        """A hash of the code of the module that defines the flow (its steps included, when they live
+        there). Journaled with every run's start, so a run shows which code it started with."""
+        import hashlib
+
+        try:
+            module = inspect.getmodule(self.fn)
+            source = inspect.getsource(module) if module is not None else inspect.getsource(self.fn)
+        except (OSError, TypeError):
+            source = getattr(self.fn, "__qualname__", self.name)
+        return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+    @cached_property
     def _hints(self) -> dict[str, Any]:
         try:
             return typing.get_type_hints(self.fn)

@@ -13,7 +13,7 @@ export function gantt(run, rows, { now, selected, onSelect }) {
   const x = (t) => Math.min(W, Math.max(0, ((t - t0) / span) * W));
 
   const axis = h("div", { class: "g-axis" });
-  for (const f of [0, 0.25, 0.5, 0.75, 1]) {
+  for (const f of [0, 0.5, 1]) {
     const label = h("span", {}, seconds(f * span) || "0");
     label.style.left = `${f * 100}%`;
     if (f === 1) label.classList.add("end");
