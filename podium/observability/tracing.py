@@ -40,13 +40,14 @@ try:
     from opentelemetry import trace
     from opentelemetry.context import Context
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
         SimpleSpanProcessor,
         SpanExporter,
     )
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 except ImportError as exc:  # pragma: no cover - tested in a subprocess without the package
     hint = "pip install podium[otel]"
@@ -109,14 +110,28 @@ class _RunIds(RandomIdGenerator):
         return ids[1] if ids else super().generate_span_id()
 
 
+@dataclass(slots=True)
+class _Step:
+    """A step span in the making: it becomes a ``ReadableSpan`` when the step ends."""
+
+    name: str
+    kind: SpanKind
+    attrs: dict[str, Any]
+    start: int
+    events: list[Event] = field(default_factory=list)
+
+
 @dataclass
 class _Execution:
-    """One execution of a run in this process: its span, the context its steps start in, its open steps."""
+    """One execution of a run in this process: its span and its open steps."""
 
     span: Span
-    context: Context
     last_at: float
-    steps: dict[str, Span] = field(default_factory=dict)
+    steps: dict[str, _Step] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.context = self.span.get_span_context()
+        self.recording = self.span.is_recording()  # sampled: its steps are too (parent-based)
 
 
 class TracingObserver:
@@ -147,6 +162,7 @@ class TracingObserver:
         assert exporter is not None
         self.exporter = exporter
         processor: SpanProcessor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        self._processor = processor
         self._ids = _RunIds()
         attrs: dict[str, Any] = {"service.name": service_name, **(resource or {})}
         self.provider = TracerProvider(resource=Resource.create(attrs), id_generator=self._ids)
@@ -154,6 +170,7 @@ class TracingObserver:
         from .. import __version__
 
         self.tracer = self.provider.get_tracer("podium", __version__)
+        self._scope = InstrumentationScope("podium", __version__)
         self._open: dict[str, _Execution] = {}
         self._closed = False
 
@@ -192,7 +209,8 @@ class TracingObserver:
             self._abandon(old, "interrupted")
         parent = trace.set_span_in_context(trace.NonRecordingSpan(run_span_context(event.run_id)), _NO_PARENT)
         attrs = self._run_attrs(event)
-        attrs["podium.claim"] = event.attempt
+        if event.kind == "run.claimed":
+            attrs["podium.claim"] = event.attempt
         span = self.tracer.start_span(
             f"execute {event.flow}",
             context=parent,
@@ -200,7 +218,7 @@ class TracingObserver:
             links=self._links(event),
             start_time=_ns(event.at),
         )
-        self._open[event.run_id] = _Execution(span, trace.set_span_in_context(span, _NO_PARENT), event.at)
+        self._open[event.run_id] = _Execution(span, event.at)
 
     def _execution(self, event: EngineEvent) -> _Execution:
         ex = self._open.get(event.run_id)
@@ -214,11 +232,11 @@ class TracingObserver:
         ex = self._execution(event)
         ex.steps[event.position] = self._start_step(ex, event)
 
-    def _start_step(self, ex: _Execution, event: EngineEvent) -> Span:
+    def _start_step(self, ex: _Execution, event: EngineEvent) -> _Step:
         attrs = self._run_attrs(event)
-        attrs.update(
-            {"podium.position": event.position, "podium.step": event.name, "podium.attempt": event.attempt}
-        )
+        attrs["podium.position"] = event.position
+        attrs["podium.step"] = event.name
+        attrs["podium.attempt"] = event.attempt
         op, alias = _model_op(event.name)
         if op is None:
             name, kind = f"step {event.name}", SpanKind.INTERNAL
@@ -226,14 +244,12 @@ class TracingObserver:
             name, kind = f"{op} {alias}", SpanKind.CLIENT
             attrs.update({"gen_ai.operation.name": op, "gen_ai.request.model": alias, "podium.model": alias})
         started = event.started if event.started is not None else event.at
-        return self.tracer.start_span(
-            name, context=ex.context, kind=kind, attributes=attrs, start_time=_ns(started)
-        )
+        return _Step(name, kind, attrs, _ns(started))
 
     def _step_retrying(self, event: EngineEvent) -> None:
         ex = self._execution(event)
-        span = ex.steps.get(event.position)
-        if span is None:
+        step = ex.steps.get(event.position)
+        if step is None:
             return
         attrs: dict[str, Any] = {"podium.attempt": event.attempt}
         if event.error:
@@ -242,30 +258,62 @@ class TracingObserver:
         delay = (event.data or {}).get("delay")
         if isinstance(delay, int | float):
             attrs["podium.retry_delay_s"] = float(delay)
-        span.add_event("retry", attrs, timestamp=_ns(event.at))
+        step.events.append(Event("retry", attrs, _ns(event.at)))
 
     def _step_ended(self, event: EngineEvent) -> None:
         ex = self._execution(event)
-        span = ex.steps.pop(event.position, None)
-        if span is None:
-            span = self._start_step(ex, event)
-        if event.attempt > 1:  # retried: the attempt that ended it
-            span.set_attribute("podium.attempt", event.attempt)
+        step = ex.steps.pop(event.position, None)
+        if step is None:
+            step = self._start_step(ex, event)
+        step.attrs["podium.attempt"] = event.attempt
         op, _ = _model_op(event.name)
         if op is not None and event.data:
-            _set_model(span, op, event.data)
+            model = _model_attrs(step.attrs, op, event.data)
+            if model:
+                step.name = f"{op} {model}"
+        status = _OK
         if event.status == "failed":
-            _set_error(span, event.error, event.at)
+            status, kind, message = _error_parts(event.error)
+            step.attrs["error.type"] = kind
+            step.events.append(_exception(kind, message, event.at))
         started = event.started if event.started is not None else event.at
         ended = started + event.duration if event.duration is not None else event.at
-        span.end(end_time=_ns(ended))
+        self._emit(ex, step, _ns(ended), status)
+
+    def _emit(self, ex: _Execution, step: _Step, end: int, status: Status) -> None:
+        """Hand a finished step's span to the processor. Made directly as a ``ReadableSpan``, not through
+        ``start_span``/``end``: a step's whole span is known when it ends, and this costs a fraction."""
+        if not ex.recording:
+            return
+        parent = ex.context
+        context = SpanContext(
+            parent.trace_id,
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=parent.trace_flags,
+            trace_state=parent.trace_state,
+        )
+        span = ReadableSpan(
+            name=step.name,
+            context=context,
+            parent=parent,
+            resource=self.provider.resource,
+            attributes=step.attrs,
+            events=tuple(step.events),
+            kind=step.kind,
+            status=status,
+            start_time=step.start,
+            end_time=max(end, step.start),
+            instrumentation_scope=self._scope,
+        )
+        self._processor.on_end(span)
 
     def _finish_execution(self, event: EngineEvent, outcome: str) -> None:
         ex = self._open.pop(event.run_id, None)
         if ex is None:
             return
-        for span in ex.steps.values():  # none in practice: a run stops only between steps
-            span.end(end_time=_ns(event.at))
+        for step in ex.steps.values():  # none in practice: a run stops only between steps
+            self._emit(ex, step, _ns(event.at), _OK)
         ex.span.set_attribute("podium.outcome", outcome)
         if event.kind == "run.suspended" and event.data and event.data.get("wake_at") is not None:
             ex.span.set_attribute("podium.wake_at", float(event.data["wake_at"]))
@@ -290,8 +338,8 @@ class TracingObserver:
         span.end(end_time=_ns(event.at))
 
     def _abandon(self, ex: _Execution, outcome: str) -> None:
-        for span in ex.steps.values():
-            span.end(end_time=_ns(ex.last_at))
+        for step in ex.steps.values():
+            self._emit(ex, step, _ns(ex.last_at), _OK)
         ex.span.set_attribute("podium.outcome", outcome)
         ex.span.end(end_time=_ns(ex.last_at))
 
@@ -319,29 +367,40 @@ def _model_op(step_name: str) -> tuple[str | None, str]:
     return None, ""
 
 
-def _set_model(span: Span, op: str, data: Mapping[str, Any]) -> None:
-    """The GenAI semantic-convention attributes of a finished model call (and Podium's cost and cache)."""
+def _model_attrs(attrs: dict[str, Any], op: str, data: Mapping[str, Any]) -> str | None:
+    """Add the GenAI semantic-convention attributes of a finished model call (and Podium's cost and cache);
+    returns the model that answered, if known."""
     model = data.get("model")
     if model:
-        span.update_name(f"{op} {model}")
-        span.set_attribute("gen_ai.request.model", str(model))
-        span.set_attribute("gen_ai.response.model", str(model))
+        attrs["gen_ai.request.model"] = attrs["gen_ai.response.model"] = str(model)
     provider = data.get("provider")
     if provider:
-        span.set_attribute("gen_ai.system", str(provider))
-        span.set_attribute("gen_ai.provider.name", str(provider))
-    span.set_attribute("gen_ai.usage.input_tokens", int(data.get("input_tokens") or 0))
+        attrs["gen_ai.system"] = attrs["gen_ai.provider.name"] = str(provider)
+    attrs["gen_ai.usage.input_tokens"] = int(data.get("input_tokens") or 0)
     if op == "chat":
-        span.set_attribute("gen_ai.usage.output_tokens", int(data.get("output_tokens") or 0))
-    span.set_attribute("podium.cost_usd", float(data.get("cost") or 0.0))
-    span.set_attribute("podium.cached", bool(data.get("cached")))
+        attrs["gen_ai.usage.output_tokens"] = int(data.get("output_tokens") or 0)
+    attrs["podium.cost_usd"] = float(data.get("cost") or 0.0)
+    attrs["podium.cached"] = bool(data.get("cached"))
     if data.get("served_by"):
-        span.set_attribute("podium.served_by", str(data["served_by"]))
+        attrs["podium.served_by"] = str(data["served_by"])
+    return str(model) if model else None
+
+
+_OK = Status(StatusCode.UNSET)
+
+
+def _error_parts(error: Mapping[str, Any] | None) -> tuple[Status, str, str]:
+    kind = str((error or {}).get("type") or "Error")
+    message = str((error or {}).get("message") or "")
+    return Status(StatusCode.ERROR, message), kind, message
+
+
+def _exception(kind: str, message: str, at: float) -> Event:
+    return Event("exception", {"exception.type": kind, "exception.message": message}, _ns(at))
 
 
 def _set_error(span: Span, error: Mapping[str, Any] | None, at: float) -> None:
-    kind = str((error or {}).get("type") or "Error")
-    message = str((error or {}).get("message") or "")
-    span.set_status(Status(StatusCode.ERROR, message))
+    status, kind, message = _error_parts(error)
+    span.set_status(status)
     span.set_attribute("error.type", kind)
     span.add_event("exception", {"exception.type": kind, "exception.message": message}, timestamp=_ns(at))
