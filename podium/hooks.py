@@ -34,9 +34,10 @@ Kind = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs several times more to build, per step
 class EngineEvent:
-    """One thing the engine did. Times are seconds since the epoch (the worker's clock)."""
+    """One thing the engine did (treat it as read-only: every observer sees the same object). Times are
+    seconds since the epoch (the worker's clock)."""
 
     kind: Kind
     run_id: str
