@@ -366,7 +366,7 @@ async def test_podium_mcp_starts_flows_waits_and_answers_approvals_over_stdio(tm
 
 @SLOW
 async def test_podium_mcp_answers_bad_input_with_mcp_errors_and_keeps_serving(tmp_path: Path) -> None:
-    async with podium_mcp(tmp_path, "--flows", "mcp.refund") as mcp:
+    async with podium_mcp(tmp_path, "--flows", "mcp.refund", "--no-worker") as mcp:
         names = [t.name for t in (await mcp.list_tools()).tools]
         assert "start_mcp_refund" in names and "start_mcp_greet" not in names
         with pytest.raises(MCPError, match="unknown tool 'start_nope'"):
@@ -386,9 +386,27 @@ async def test_podium_mcp_answers_bad_input_with_mcp_errors_and_keeps_serving(tm
             await mcp.call_tool("decide_approval", {"run_id": "x", "decision": "maybe"})
         )
         assert "text" in error_text(await mcp.call_tool("shout", {}))
-        # ... and it still serves.
+        # ... and it still serves (with --no-worker the run waits for a `podium worker`).
         run_id = data(await mcp.call_tool("start_mcp_refund", {"order_id": "C3", "amount": 1}))["run_id"]
-        assert data(await mcp.call_tool("get_run", {"run_id": run_id}))["flow"] == "mcp.refund"
+        run = data(await mcp.call_tool("get_run", {"run_id": run_id}))
+        assert run["flow"] == "mcp.refund" and run["status"] == "pending"
+
+
+def test_podium_mcp_names_what_it_cannot_serve(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/podium.db"
+    for args, message in [
+        (["--flows", "mcp.greet,nope"], "no flow named 'nope' (loaded: mcp.greet, mcp.refund)"),
+        (["--tools", f"{FLOWS_APP}:Refund"], "is not a podium Toolset or tool"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "podium.cli", "mcp", FLOWS_APP, "--db", db, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 1 and message in " ".join(done.stderr.split()), done.stderr
 
 
 @SLOW
