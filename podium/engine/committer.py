@@ -23,6 +23,7 @@ class Committer:
         self.worker = worker
         self._dirty: dict[Execution, list[asyncio.Future[Outcome]]] = {}
         self._scheduled = False
+        self._inflight: asyncio.Task[None] | None = None  # a store without commit_sync: its commit under way
 
     def request(self, ex: Execution) -> asyncio.Future[Outcome]:
         """Include ``ex``'s buffered events in the next commit; the future gives this run's outcome."""
@@ -47,6 +48,10 @@ class Committer:
 
     def _start(self) -> None:
         self._scheduled = False
+        if self._inflight is not None:
+            # One commit at a time (PostgreSQL): a run's writes commit in the order they were made, and what
+            # arrives meanwhile forms the next, larger batch. It starts when the one in flight is done.
+            return
         batch, self._dirty = self._dirty, {}
         # Take the writes now, not when the commit task runs: events buffered after this point belong
         # to the next batch, so a batch never commits an empty or out-of-order write.
@@ -64,7 +69,7 @@ class Committer:
             return
         commit_sync = getattr(self.worker.store, "commit_sync", None)
         if commit_sync is None:
-            asyncio.get_running_loop().create_task(self._commit(work, refused))
+            self._inflight = asyncio.get_running_loop().create_task(self._commit(work, refused))
             return
         # A store whose commit never waits (SQLite, memory) commits right here: no task, one loop turn less.
         try:
@@ -96,7 +101,23 @@ class Committer:
             outcomes = await self._call(self.worker.store.commit, work)
         except Exception as exc:
             outcomes = self._failed(work, exc)
+        finally:
+            self._inflight = None
+            if self._dirty and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._start)
         _resolve_all(work, outcomes, refused)
+
+    async def drain(self) -> None:
+        """Wait until every write requested so far is committed (a worker stops only after this)."""
+        while self._inflight is not None or self._dirty:
+            if self._inflight is not None:
+                await asyncio.wait([self._inflight])
+            elif not self._scheduled:
+                self._scheduled = True
+                self._start()
+            else:
+                await asyncio.sleep(0)
 
 
 def _resolve_all(

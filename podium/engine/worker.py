@@ -113,6 +113,7 @@ class Worker:
         tasks = list(self._tasks.values())
         if tasks:
             await asyncio.wait(tasks)
+        await self.committer.drain()  # writes made without waiting (PostgreSQL commits in a task)
         if self._models is not None:
             await self._models.aclose()  # HTTP connection pools of model providers
 
@@ -332,10 +333,10 @@ class Worker:
         """Cancel one run (a child whose parent no longer waits for it) and, if idle, its children."""
         now = self.clock()
         try:
-            await self.store.deliver(Event(run_id, "cancel", "", None, None, now), now=now)
+            idle = await request_cancel(self.store, Event(run_id, "cancel", "", None, None, now), now)
         except InvalidStateError:
             return  # it finished meanwhile
-        if await undo_free(self.store, run_id) and await self.store.cancel_idle(run_id, now=now):
+        if idle:
             await cancel_children(self.store, run_id, now)
         else:
             self.notify_inbox(run_id)
@@ -357,11 +358,27 @@ async def cancel_children(store: Store, run_id: str, now: float) -> None:
     live = [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING]
     for child in await store.list_runs(parent_id=run_id, status=live, limit=1000):
         try:
-            await store.deliver(Event(child.id, "cancel", "", None, None, now), now=now)
+            idle = await request_cancel(store, Event(child.id, "cancel", "", None, None, now), now)
         except InvalidStateError:
             continue  # it finished meanwhile
-        if await undo_free(store, child.id) and await store.cancel_idle(child.id, now=now):
+        if idle:
             await cancel_children(store, child.id, now)
+
+
+async def request_cancel(store: Store, request: Event, now: float) -> bool:
+    """Ask a run to cancel (``request`` is its ``cancel`` event). True if it was idle and is cancelled now.
+
+    An idle run (pending, waiting) with nothing to compensate ends at once, its request and its end in one
+    transaction, so no worker claims it in between (with PostgreSQL, one could). Otherwise the request is
+    delivered, for the run's worker to act on; ``InvalidStateError`` if the run has finished.
+    """
+    if await undo_free(store, request.run_id) and await store.cancel_idle(
+        request.run_id, now=now, request=request
+    ):
+        return True
+    await store.deliver(request, now=now)
+    # It may have gone idle since (its worker suspended it): end it now rather than at its next claim.
+    return await undo_free(store, request.run_id) and await store.cancel_idle(request.run_id, now=now)
 
 
 async def undo_free(store: Store, run_id: str) -> bool:

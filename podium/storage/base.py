@@ -179,8 +179,12 @@ class Store(Protocol):
         """
         ...
 
-    async def cancel_idle(self, run_id: str, *, now: float) -> bool:
-        """Cancel the run at once if no worker holds it (pending or waiting). True if it did."""
+    async def cancel_idle(self, run_id: str, *, now: float, request: Event | None = None) -> bool:
+        """Cancel the run at once if no worker holds it (pending or waiting). True if it did.
+
+        ``request`` (the ``cancel`` event asking for it) is journaled in the same transaction, unless one is
+        there already: no worker can claim the run between the request and its end.
+        """
         ...
 
     async def next_wakeup(self, flows: Collection[str]) -> float | None:

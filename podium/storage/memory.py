@@ -308,10 +308,12 @@ class MemoryStore:
     async def deliver(self, event: Event, *, now: float, gate: Gate | None = None) -> Event | None:
         return self._deliver(event, now, gate)
 
-    async def cancel_idle(self, run_id: str, *, now: float) -> bool:
+    async def cancel_idle(self, run_id: str, *, now: float, request: Event | None = None) -> bool:
         run = self._runs.get(run_id)
         if run is None or run.status not in (RunStatus.PENDING, RunStatus.WAITING):
             return False
+        if request is not None:
+            self._append(request, now)
         self._append(Event(run_id, "end", "", data={"status": "cancelled"}), now)
         run.error = {"type": "Cancelled", "message": "cancelled", "retryable": False}
         self._finish(run, RunStatus.CANCELLED, now)

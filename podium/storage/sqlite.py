@@ -100,6 +100,8 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self.version = 0
+        """The schema version after ``open`` (the number of the last migration applied)."""
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -171,6 +173,8 @@ class SQLiteStore:
                         if statement.strip():
                             db.execute(statement)
                     db.execute(f"PRAGMA user_version={number}")
+                    version = number
+            self.version = version
 
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
@@ -464,11 +468,13 @@ class SQLiteStore:
         with self._tx() as db:
             return self._deliver(db, event, now, gate)
 
-    async def cancel_idle(self, run_id: str, *, now: float) -> bool:
+    async def cancel_idle(self, run_id: str, *, now: float, request: Event | None = None) -> bool:
         with self._tx() as db:
             row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None or row[0] not in ("pending", "waiting"):
                 return False
+            if request is not None:
+                self._insert(db, [request], now)
             self._insert(db, [Event(run_id, "end", "", data={"status": "cancelled"})], now)
             error = {"type": "Cancelled", "message": "cancelled", "retryable": False}
             self._finish(db, run_id, RunStatus.CANCELLED, None, error, now)

@@ -1,0 +1,848 @@
+"""The PostgreSQL store (``podium[postgres]``, psycopg 3): many workers on many hosts share one database.
+
+``PODIUM_DATABASE_URL=postgresql://user@host:5432/dbname`` (or ``postgres://``; any libpq URL, so
+``?options=-csearch_path%3Dmyschema`` puts Podium's tables in a schema of their own).
+
+Semantics are those of ``SQLiteStore``, statement for statement; what differs is how writers are kept apart:
+
+* **Row locks instead of one write lock.** Every transaction that appends to a run's journal first locks that
+  run's row (``SELECT ... FOR UPDATE``); lease fencing, the inbox check of a suspend and the uniqueness
+  pre-check of a commit are therefore decided under the lock. Within one run, journal ``seq`` order is commit
+  order, so ``load_events(after=...)`` never misses an event that commits late.
+* **Claiming** is ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)``: concurrent workers take
+  disjoint runs without waiting for each other.
+* **Round trips.** A commit batch is one transaction in two round trips (pipeline mode): lock the runs and
+  check the positions, then write everything and ``COMMIT``. Single statements run in autocommit mode.
+* **The global feed** (``events_after``) must not skip an event whose transaction drew a lower ``seq`` but
+  committed later. Writers hold a shared advisory lock while they insert events; the feed briefly takes it
+  exclusively, which waits for the writers in flight, and reads the sequence's high-water mark: every event
+  at or below it is committed (or never will be).
+* **Deadlocks** (a child's ``child_done`` locks its parent's row, which another worker's batch may hold) are
+  detected by the server; the losing transaction is retried a few times.
+
+Migrations (``migrations/NNNN_*.postgres.sql``) are applied on first use in one transaction that holds an
+advisory lock, so processes starting at once apply each exactly once; ``podium db migrate`` does it ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
+from ..types import RunStatus
+from .base import (
+    Event,
+    Gate,
+    KeyRecord,
+    Outcome,
+    RunRecord,
+    ScheduleFire,
+    SchedulePlan,
+    ScheduleRecord,
+    Transition,
+    Write,
+)
+from .sqlite import _EVENT_COLS, _RUN_COLS, _SCHEDULE_COLS, _dump, _event, _load, _run, _schedule
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg_pool import AsyncConnectionPool
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides psycopg
+    raise ConfigError(
+        "a postgresql:// database URL needs psycopg 3 and psycopg-pool: pip install podium[postgres]"
+    ) from exc
+
+T = TypeVar("T")
+
+_RUNNABLE = (
+    "status IN ('pending', 'waiting', 'running') AND (status = 'pending' "
+    "OR (status = 'waiting' AND wake_at <= %(now)s) OR (status = 'running' AND lease_until < %(now)s))"
+)
+_TERMINAL_STATUS = {
+    Transition.COMPLETE: RunStatus.COMPLETED,
+    Transition.FAIL: RunStatus.FAILED,
+    Transition.CANCEL: RunStatus.CANCELLED,
+}
+_LIVE = "('pending', 'running', 'waiting')"
+_KEY_COLS = "id, name, role, hash, created_at, revoked_at"
+
+_INSERT_EVENTS = (
+    "INSERT INTO events (run_id, kind, step, name, data, at) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[]) "
+    "ON CONFLICT DO NOTHING"
+)
+# A run ends: release it, and append child_done to its parent's journal (waking the parent) unless the
+# parent finished already. The parent's row is locked before its event is inserted (seq order = commit order).
+_FINISH = (
+    "WITH fin AS (UPDATE runs SET status = %(status)s, output = %(output)s, error = %(error)s, "
+    "ended_at = %(now)s, updated_at = %(now)s, lease_owner = NULL, lease_until = NULL, wake_at = NULL "
+    "WHERE id = %(id)s RETURNING parent_id, parent_step, flow), "
+    "par AS (SELECT p.id, fin.parent_step, fin.flow FROM fin JOIN runs p ON p.id = fin.parent_id "
+    f"WHERE fin.parent_step IS NOT NULL AND p.status IN {_LIVE} FOR UPDATE OF p), "
+    "ins AS (INSERT INTO events (run_id, kind, step, name, data, at) "
+    "SELECT id, 'child_done', parent_step, flow, %(data)s, %(now)s FROM par "
+    "ON CONFLICT DO NOTHING RETURNING run_id) "
+    "UPDATE runs SET inbox_seq = inbox_seq + 1, updated_at = %(now)s, "
+    "wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END, "
+    "status = CASE WHEN status = 'waiting' THEN 'pending' ELSE status END "
+    "WHERE id IN (SELECT run_id FROM ins)"
+)
+_CREATE = (
+    f"WITH r AS (INSERT INTO runs ({_RUN_COLS}) VALUES "
+    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
+    "INSERT INTO events (run_id, kind, step, name, data, at) SELECT %s, %s, %s, %s, %s, %s FROM r "
+    "ON CONFLICT DO NOTHING RETURNING run_id"
+)
+_RETRIES = 5
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+
+
+def _event_arrays(events: Sequence[Event]) -> tuple[list[Any], ...]:
+    return (
+        [e.run_id for e in events],
+        [e.kind for e in events],
+        [e.step for e in events],
+        [e.name for e in events],
+        [_dump(e.data) for e in events],
+        [e.at for e in events],
+    )
+
+
+def _run_params(run: RunRecord) -> tuple[Any, ...]:
+    return (
+        run.id,
+        run.flow,
+        run.status.value,
+        run.key,
+        _dump(run.input),
+        _dump(run.output),
+        _dump(run.error),
+        run.parent_id,
+        run.parent_step,
+        run.created_at,
+        run.updated_at,
+        run.ended_at,
+        run.lease_owner,
+        run.lease_until,
+        run.wake_at,
+        run.deadline,
+        run.inbox_seq,
+        run.claims,
+    )
+
+
+def _finish_params(run_id: str, status: RunStatus, output: Any, error: Any, now: float) -> dict[str, Any]:
+    data = {"run_id": run_id, "status": status.value, "output": output, "error": error}
+    return {
+        "id": run_id,
+        "status": status.value,
+        "output": _dump(output),
+        "error": _dump(error),
+        "data": _dump(data),
+        "now": now,
+    }
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """``(number, file name, SQL)`` of every PostgreSQL migration, in order."""
+    out = []
+    for f in resources.files("podium.storage").joinpath("migrations").iterdir():
+        if f.name.endswith(".postgres.sql"):
+            out.append((int(f.name.split("_", 1)[0]), f.name, f.read_text()))
+    return sorted(out)
+
+
+class PostgresStore:
+    """Runs and journals in PostgreSQL. ``PostgresStore("postgresql://user@host/db")``."""
+
+    durable = True
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.url = url
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._feed_lock = 0
+        self.version = 0
+        """The schema version after ``open`` (the number of the last migration applied)."""
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        return cls(url)
+
+    # -- connection ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        # One plain connection first: an unreachable server is one clear error at once (a pool would retry
+        # in the background), and it applies the migrations before any other statement runs.
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL ({_safe(self.url)}): {exc}") from exc
+        try:
+            self.version = await self._migrate(conn)
+            cur = await conn.execute("SELECT hashtextextended('podium.feed:' || current_schema(), 0)")
+            row = await cur.fetchone()
+            assert row is not None
+            self._feed_lock = int(row[0])
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL: {exc}") from exc
+        finally:
+            await conn.close()
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            self.url,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="podium",
+        )
+        await pool.open(wait=False)
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._pool is None:
+            raise StoreError("the PostgreSQL store is not open")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            if isinstance(exc, _RETRYABLE):
+                raise
+            raise StoreError(f"PostgreSQL: {exc}") from exc
+
+    async def _retry(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run a transaction, again if the server chose it as a deadlock's victim."""
+        for attempt in range(_RETRIES):
+            try:
+                async with self._conn() as conn:
+                    return await fn(conn)
+            except _RETRYABLE as exc:
+                if attempt == _RETRIES - 1:
+                    raise StoreError(f"PostgreSQL: {exc} (after {_RETRIES} attempts)") from exc
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _one(self, sql: str, params: Any = None) -> tuple[Any, ...] | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        async with self._conn() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """Apply the migrations this database has not had yet; the schema version afterwards.
+
+        Cheap when there is nothing to do (one query). Otherwise one transaction under an advisory lock:
+        a second process starting at the same moment waits, then finds the work done.
+        """
+        files = migration_files()
+        latest = files[-1][0] if files else 0
+        try:
+            cur = await conn.execute("SELECT max(version) FROM podium_migrations")
+            row = await cur.fetchone()
+            if row is not None and row[0] is not None and row[0] >= latest:
+                return int(row[0])
+        except pg_errors.UndefinedTable:
+            pass
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('podium.migrate:' || current_schema(), 0))"
+            )
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS podium_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT coalesce(max(version), 0) FROM podium_migrations")
+            row = await cur.fetchone()
+            version = int(row[0]) if row is not None else 0
+            for number, name, sql in files:
+                if number > version:
+                    await conn.execute(sql.encode())  # several statements: no parameters allowed
+                    await conn.execute(
+                        "INSERT INTO podium_migrations (version, name) VALUES (%s, %s)", (number, name)
+                    )
+                    version = number
+        return version
+
+    # -- runs ---------------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
+        return (await self.create_runs([(run, first)]))[0]
+
+    async def create_runs(self, items: Sequence[tuple[RunRecord, Event]]) -> list[tuple[RunRecord, bool]]:
+        if not items:
+            return []
+        for run, first in items:
+            if not first.at:
+                first.at = run.created_at
+
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> list[tuple[RunRecord, bool]]:
+            out: list[tuple[RunRecord, bool]] = []
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self._feed_lock,))
+                curs = []
+                for run, e in items:
+                    params = (*_run_params(run), e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at)
+                    curs.append(await conn.execute(_CREATE, params))
+                for (run, _), cur in zip(items, curs, strict=True):
+                    if await cur.fetchone() is not None:
+                        out.append((run, True))
+                        continue
+                    row = None
+                    if run.key is not None:  # the key was used already (or, rarely, the id)
+                        found = await conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE key = %s", (run.key,))
+                        row = await found.fetchone()
+                    if row is None:
+                        raise InvalidStateError(f"run id {run.id} exists already")
+                    out.append((_run(row), False))
+            return out
+
+        return await self._retry(tx)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        row = await self._one(f"SELECT {_RUN_COLS} FROM runs WHERE id = %s", (run_id,))
+        return None if row is None else _run(row)
+
+    async def list_runs(
+        self,
+        *,
+        status: Collection[RunStatus] | None = None,
+        flow: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            where.append("status = ANY(%s)")
+            args.append([s.value for s in status])
+        if flow is not None:
+            where.append("flow = %s")
+            args.append(flow)
+        if parent_id is not None:
+            where.append("parent_id = %s")
+            args.append(parent_id)
+        if before is not None:
+            where.append("(created_at, id) < (SELECT created_at, id FROM runs WHERE id = %s)")
+            args.append(before)
+        sql = f"SELECT {_RUN_COLS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
+        args.append(limit)
+        return [_run(r) for r in await self._all(sql, args)]
+
+    async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
+        rows = await self._all(
+            f"SELECT {_EVENT_COLS} FROM events WHERE run_id = %s AND seq > %s ORDER BY seq", (run_id, after)
+        )
+        return [_event(r) for r in rows]
+
+    async def events_after(self, after: int, *, limit: int = 500) -> list[Event]:
+        async with self._conn() as conn:
+            async with conn.pipeline():
+                async with conn.transaction():  # waits for every writer in flight (see the module's doc)
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._feed_lock,))
+                    cur = await conn.execute("SELECT last_value, is_called FROM events_seq_seq")
+                row = await cur.fetchone()
+            high = int(row[0]) if row is not None and row[1] else 0
+            cur = await conn.execute(
+                f"SELECT {_EVENT_COLS} FROM events WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
+                (after, high, limit),
+            )
+            return [_event(r) for r in await cur.fetchall()]
+
+    # -- workers ------------------------------------------------------------------------------
+    async def claim(
+        self, owner: str, flows: Collection[str], *, now: float, lease_until: float, limit: int
+    ) -> list[RunRecord]:
+        if not flows:
+            return []
+        sql = (
+            "UPDATE runs SET status = 'running', lease_owner = %(owner)s, lease_until = %(until)s, "
+            "wake_at = NULL, updated_at = %(now)s, claims = claims + 1 WHERE id IN ("
+            f"SELECT id FROM runs WHERE flow = ANY(%(flows)s) AND {_RUNNABLE} "
+            f"ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) RETURNING {_RUN_COLS}"
+        )
+        params = {"owner": owner, "until": lease_until, "now": now, "limit": limit, "flows": list(flows)}
+        rows = await self._all(sql, params)
+        runs = [_run(r) for r in rows]
+        runs.sort(key=lambda r: r.created_at)
+        return runs
+
+    async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:
+        sql = (
+            "UPDATE runs SET status = 'running', lease_owner = %(owner)s, lease_until = %(until)s, "
+            f"wake_at = NULL, updated_at = %(now)s, claims = claims + 1 WHERE id = %(id)s AND {_RUNNABLE} "
+            f"RETURNING {_RUN_COLS}"
+        )
+        row = await self._one(sql, {"owner": owner, "until": lease_until, "now": now, "id": run_id})
+        return None if row is None else _run(row)
+
+    async def commit(
+        self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
+    ) -> list[Outcome]:
+        if not writes:
+            return []
+        for w in writes:
+            for e in w.events:
+                if not e.at:
+                    e.at = now
+        return await self._retry(lambda conn: self._commit(conn, owner, writes, now))
+
+    async def _commit(
+        self, conn: psycopg.AsyncConnection[Any], owner: str, writes: Sequence[Write], now: float
+    ) -> list[Outcome]:
+        """The whole batch in one round trip, if every lease holds and no position is journaled already
+        (nearly always); otherwise that transaction aborts itself and ``_commit_checked`` redoes it."""
+        ids = sorted({w.run_id for w in writes})
+        suspends: dict[int, Any] = {}
+        try:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self._feed_lock,))
+                await conn.execute(
+                    "SELECT podium_check(count(*) = %s) FROM (SELECT id FROM runs WHERE id = ANY(%s) "
+                    "AND lease_owner = %s AND status = 'running' ORDER BY id FOR UPDATE) held",
+                    (len(ids), ids, owner),
+                )
+                for w in writes:
+                    if w.transition is Transition.CONTINUE:
+                        await self._continue(conn, w, now)
+                events = [e for w in writes for e in w.events]
+                if events:  # no ON CONFLICT: a position journaled already aborts the transaction
+                    await conn.execute(
+                        _INSERT_EVENTS.removesuffix(" ON CONFLICT DO NOTHING"), _event_arrays(events)
+                    )
+                for i, w in enumerate(writes):
+                    cur = await self._transition(conn, w, now)
+                    if cur is not None:
+                        suspends[i] = cur
+                await conn.execute("COMMIT")
+                outcomes = [Outcome.OK] * len(writes)
+                for i, cur in suspends.items():
+                    outcomes[i] = Outcome.OK if await cur.fetchone() is not None else Outcome.INBOX_CHANGED
+                return outcomes
+        except psycopg.Error as exc:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await conn.execute("ROLLBACK")
+            if exc.sqlstate not in ("PD001", "23505"):  # not a failed check, nor a unique violation
+                raise
+        return await self._commit_checked(conn, owner, writes, now)
+
+    async def _transition(self, conn: psycopg.AsyncConnection[Any], w: Write, now: float) -> Any:
+        """Queue ``w``'s status change; for a suspend, the cursor that tells whether it took."""
+        t = w.transition
+        if t in _TERMINAL_STATUS:
+            await conn.execute(_FINISH, _finish_params(w.run_id, _TERMINAL_STATUS[t], w.output, w.error, now))
+        elif t is Transition.SUSPEND:
+            return await conn.execute(
+                "UPDATE runs SET status = 'waiting', wake_at = %s, lease_owner = NULL, "
+                "lease_until = NULL WHERE id = %s AND inbox_seq = %s RETURNING id",
+                (w.wake_at, w.run_id, w.seen_inbox),
+            )
+        elif t is Transition.RELEASE:
+            await conn.execute(
+                "UPDATE runs SET status = 'pending', lease_owner = NULL, lease_until = NULL WHERE id = %s",
+                (w.run_id,),
+            )
+        return None
+
+    async def _commit_checked(
+        self, conn: psycopg.AsyncConnection[Any], owner: str, writes: Sequence[Write], now: float
+    ) -> list[Outcome]:
+        """The batch in two round trips: lock and check first, then write what may be written."""
+        ids = sorted({w.run_id for w in writes})  # one lock order for every batch: fewer deadlocks
+        probe = [e for w in writes if w.transition is not Transition.CONTINUE for e in w.events]
+        outcomes: list[Outcome | None] = []
+        suspends: dict[int, Any] = {}
+        async with conn.pipeline():
+            async with conn.transaction():
+                # Round trip 1: lock the runs this worker still holds, and find positions journaled already.
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self._feed_lock,))
+                held_cur = await conn.execute(
+                    "SELECT id FROM runs WHERE id = ANY(%s) AND lease_owner = %s AND status = 'running' "
+                    "ORDER BY id FOR UPDATE",
+                    (ids, owner),
+                )
+                taken_cur = None
+                if probe:
+                    taken_cur = await conn.execute(
+                        "SELECT e.run_id, e.kind, e.step FROM events e JOIN "
+                        "unnest(%s::text[], %s::text[], %s::text[]) AS p(run_id, kind, step) "
+                        "ON e.run_id = p.run_id AND e.kind = p.kind AND e.step = p.step",
+                        _event_arrays(probe)[:3],
+                    )
+                held = {r[0] for r in await held_cur.fetchall()}
+                taken = set() if taken_cur is None else {tuple(r) for r in await taken_cur.fetchall()}
+                # Round trip 2: everything else, and COMMIT.
+                ok: list[Write] = []
+                for w in writes:
+                    if w.run_id not in held:
+                        outcomes.append(Outcome.LEASE_LOST)
+                    elif w.transition is not Transition.CONTINUE and any(
+                        (e.run_id, e.kind, e.step) in taken for e in w.events
+                    ):
+                        outcomes.append(Outcome.LEASE_LOST)  # someone else journaled this position
+                    else:
+                        outcomes.append(None)
+                        ok.append(w)
+                for w in ok:
+                    if w.transition is Transition.CONTINUE:
+                        await self._continue(conn, w, now)
+                events = [e for w in ok for e in w.events]
+                if events:
+                    await conn.execute(_INSERT_EVENTS, _event_arrays(events))
+                for i, w in enumerate(writes):
+                    if outcomes[i] is None:
+                        cur = await self._transition(conn, w, now)
+                        if cur is not None:
+                            suspends[i] = cur
+            for i, cur in suspends.items():  # the sync that fetches these also carries the COMMIT
+                outcomes[i] = Outcome.OK if await cur.fetchone() is not None else Outcome.INBOX_CHANGED
+        return [Outcome.OK if o is None else o for o in outcomes]
+
+    async def _continue(self, conn: psycopg.AsyncConnection[Any], w: Write, now: float) -> None:
+        """Continue-as-new: drop the journal but for unread signals and a cancel, take the new input,
+        and make the run runnable again."""
+        await conn.execute(
+            "DELETE FROM events WHERE run_id = %s AND (kind NOT IN ('signal', 'cancel') OR seq = ANY(%s))",
+            (w.run_id, list(w.consumed)),
+        )
+        await conn.execute(
+            "UPDATE runs SET input = %s, status = 'pending', lease_owner = NULL, lease_until = NULL, "
+            "wake_at = NULL, updated_at = %s WHERE id = %s",
+            (_dump(w.output), now, w.run_id),
+        )
+
+    async def heartbeat(self, owner: str, run_ids: Collection[str], *, lease_until: float) -> dict[str, int]:
+        if not run_ids:
+            return {}
+        rows = await self._all(
+            "UPDATE runs SET lease_until = %s WHERE lease_owner = %s AND status = 'running' "
+            "AND id = ANY(%s) RETURNING id, inbox_seq",
+            (lease_until, owner, list(run_ids)),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    # -- inbox --------------------------------------------------------------------------------
+    async def deliver(self, event: Event, *, now: float, gate: Gate | None = None) -> Event | None:
+        if not event.at:
+            event.at = now
+
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> Event | None:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self._feed_lock,))
+                run_cur = await conn.execute(
+                    "SELECT status FROM runs WHERE id = %s FOR UPDATE", (event.run_id,)
+                )
+                gate_cur = None
+                if gate is not None:
+                    gate_cur = await conn.execute(
+                        "SELECT 1 FROM events o WHERE o.run_id = %s AND o.kind = %s AND o.name = %s "
+                        "AND NOT EXISTS (SELECT 1 FROM events c WHERE c.run_id = o.run_id "
+                        "AND c.step = o.step AND c.kind = ANY(%s)) LIMIT 1",
+                        (event.run_id, gate.opened, gate.name, list(gate.closed)),
+                    )
+                row = await run_cur.fetchone()
+                if row is None:
+                    raise RunNotFoundError(f"no run with id {event.run_id!r}")
+                if RunStatus(row[0]).terminal:
+                    raise InvalidStateError(f"run {event.run_id} is {row[0]}")
+                if gate is not None and gate_cur is not None and await gate_cur.fetchone() is None:
+                    raise SignalRefusedError(f"run {event.run_id}: no open {gate.opened} {gate.name!r}")
+                cur = await conn.execute(
+                    "WITH ins AS (INSERT INTO events (run_id, kind, step, name, data, at) "
+                    "VALUES (%(run)s, %(kind)s, %(step)s, %(name)s, %(data)s, %(at)s) "
+                    "ON CONFLICT DO NOTHING RETURNING seq), "
+                    "upd AS (UPDATE runs SET inbox_seq = inbox_seq + 1, updated_at = %(now)s, "
+                    "wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END, "
+                    "status = CASE WHEN status = 'waiting' THEN 'pending' ELSE status END "
+                    "WHERE id = %(run)s AND EXISTS (SELECT 1 FROM ins)) "
+                    "SELECT seq FROM ins",
+                    {
+                        "run": event.run_id,
+                        "kind": event.kind,
+                        "step": event.step,
+                        "name": event.name,
+                        "data": _dump(event.data),
+                        "at": event.at,
+                        "now": now,
+                    },
+                )
+                stored = await cur.fetchone()
+            if stored is None:
+                return None
+            event.seq = int(stored[0])
+            return event
+
+        return await self._retry(tx)
+
+    async def cancel_idle(self, run_id: str, *, now: float, request: Event | None = None) -> bool:
+        if request is not None and not request.at:
+            request.at = now
+
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> bool:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self._feed_lock,))
+                cur = await conn.execute("SELECT status FROM runs WHERE id = %s FOR UPDATE", (run_id,))
+                row = await cur.fetchone()
+                if row is None or row[0] not in ("pending", "waiting"):
+                    return False
+                end = Event(run_id, "end", "", data={"status": "cancelled"}, at=now)
+                events = [end] if request is None else [request, end]
+                await conn.execute(_INSERT_EVENTS, _event_arrays(events))
+                error = {"type": "Cancelled", "message": "cancelled", "retryable": False}
+                await conn.execute(_FINISH, _finish_params(run_id, RunStatus.CANCELLED, None, error, now))
+            return True
+
+        return await self._retry(tx)
+
+    async def next_wakeup(self, flows: Collection[str]) -> float | None:
+        if not flows:
+            return None
+        row = await self._one(
+            "SELECT MIN(CASE WHEN status = 'waiting' THEN wake_at ELSE lease_until END) FROM runs "
+            "WHERE status IN ('waiting', 'running') AND flow = ANY(%s)",
+            (list(flows),),
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def pending_approvals(self, *, limit: int = 100) -> list[tuple[RunRecord, Event]]:
+        cols = ", ".join(f"r.{c.strip()}" for c in _RUN_COLS.split(","))
+        ecols = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLS.split(","))
+        rows = await self._all(
+            f"SELECT {cols}, {ecols} FROM events e JOIN runs r ON r.id = e.run_id "
+            f"WHERE e.kind = 'approval' AND r.status IN {_LIVE} "
+            "AND NOT EXISTS (SELECT 1 FROM events d WHERE d.run_id = e.run_id "
+            "AND d.kind IN ('decision', 'withdrawn') AND d.step = e.step) ORDER BY e.seq LIMIT %s",
+            (limit,),
+        )
+        n = len(_RUN_COLS.split(","))
+        return [(_run(r[:n]), _event(r[n:])) for r in rows]
+
+    # -- model cache and spending -------------------------------------------------------------
+    async def cache_get(self, key: str) -> Any:
+        row = await self._one("SELECT value FROM cache WHERE key = %s", (key,))
+        return None if row is None else _load(row[0])
+
+    async def cache_put(self, key: str, value: Any, *, now: float) -> None:
+        await self._one(
+            "INSERT INTO cache (key, value, created_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING "
+            "RETURNING 1",
+            (key, _dump(value), now),
+        )
+
+    async def cache_scan(self, prefix: str, *, limit: int = 10_000) -> list[tuple[str, Any]]:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\uffff"
+        rows = await self._all(
+            "SELECT key, value FROM cache WHERE key >= %s AND key < %s ORDER BY created_at LIMIT %s",
+            (prefix, upper, limit),
+        )
+        return [(r[0], _load(r[1])) for r in rows]
+
+    async def spend_add(self, flow: str, day: str, cost: float) -> None:
+        await self._one(
+            "INSERT INTO spend (flow, day, cost) VALUES (%s, %s, %s) "
+            "ON CONFLICT (flow, day) DO UPDATE SET cost = spend.cost + excluded.cost RETURNING 1",
+            (flow, day, cost),
+        )
+
+    async def spend_get(self, flow: str, day: str) -> float:
+        row = await self._one("SELECT cost FROM spend WHERE flow = %s AND day = %s", (flow, day))
+        return 0.0 if row is None else float(row[0])
+
+    # -- schedules ----------------------------------------------------------------------------
+    async def schedule_put(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        s = schedule
+        row = await self._one(
+            f"INSERT INTO schedules ({_SCHEDULE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (name) DO UPDATE SET flow = excluded.flow, cron = excluded.cron, "
+            "tz = excluded.tz, input = excluded.input, missed = excluded.missed, "
+            "paused = excluded.paused, next_at = excluded.next_at, last_at = excluded.last_at, "
+            "updated_at = excluded.updated_at "
+            f"RETURNING {_SCHEDULE_COLS}",
+            (
+                s.name,
+                s.flow,
+                s.cron,
+                s.tz,
+                _dump(s.input),
+                s.missed,
+                bool(s.paused),
+                s.next_at,
+                s.last_at,
+                s.created_at,
+                s.updated_at,
+            ),
+        )
+        assert row is not None
+        return _schedule(row)
+
+    async def schedule_get(self, name: str) -> ScheduleRecord | None:
+        row = await self._one(f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE name = %s", (name,))
+        return None if row is None else _schedule(row)
+
+    async def schedule_list(self) -> list[ScheduleRecord]:
+        return [
+            _schedule(r) for r in await self._all(f"SELECT {_SCHEDULE_COLS} FROM schedules ORDER BY name")
+        ]
+
+    async def schedule_delete(self, name: str) -> bool:
+        async with self._conn() as conn, conn.pipeline(), conn.transaction():
+            await conn.execute("DELETE FROM schedule_fires WHERE name = %s", (name,))
+            cur = await conn.execute("DELETE FROM schedules WHERE name = %s RETURNING 1", (name,))
+            return await cur.fetchone() is not None
+
+    async def schedule_set_paused(
+        self, name: str, paused: bool, *, now: float, next_at: float | None = None
+    ) -> ScheduleRecord | None:
+        row = await self._one(
+            "UPDATE schedules SET paused = %s, next_at = COALESCE(%s, next_at), updated_at = %s "
+            f"WHERE name = %s RETURNING {_SCHEDULE_COLS}",
+            (paused, next_at, now, name),
+        )
+        return None if row is None else _schedule(row)
+
+    async def schedule_claim_due(
+        self,
+        owner: str,
+        flows: Collection[str],
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        plan: SchedulePlan,
+    ) -> list[ScheduleFire]:
+        if not flows:
+            return []
+        names = list(flows)
+
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> list[ScheduleFire]:
+            out: list[ScheduleFire] = []
+            async with conn.pipeline(), conn.transaction():
+                expired = await conn.execute(
+                    "UPDATE schedule_fires SET owner = %s, lease_until = %s WHERE (name, at) IN "
+                    "(SELECT name, at FROM schedule_fires WHERE lease_until < %s AND flow = ANY(%s) "
+                    "ORDER BY at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING name, flow, input, at",
+                    (owner, lease_until, now, names, limit),
+                )
+                due_cur = await conn.execute(  # locked: a concurrent claimer skips these schedules
+                    f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE NOT paused AND next_at <= %s "
+                    "AND flow = ANY(%s) ORDER BY next_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (now, names, limit),
+                )
+                rows = sorted(await expired.fetchall(), key=lambda r: r[3])
+                out.extend(ScheduleFire(r[0], r[1], _load(r[2]), r[3]) for r in rows)
+                planned: list[tuple[list[ScheduleFire], Any]] = []
+                for row in await due_cur.fetchall():
+                    s = _schedule(row)
+                    times, next_at = plan(s, now)
+                    last = max(times) if times else None
+                    fires = [ScheduleFire(s.name, s.flow, s.input, t) for t in times]
+                    cur = await conn.execute(  # compare-and-set, as in SQLite (the row lock makes it hold)
+                        "WITH s AS (UPDATE schedules SET next_at = %(next)s, "
+                        "last_at = COALESCE(%(last)s, last_at), updated_at = %(now)s "
+                        "WHERE name = %(name)s AND next_at = %(old)s AND NOT paused RETURNING name), "
+                        "f AS (INSERT INTO schedule_fires (name, at, flow, input, owner, lease_until) "
+                        "SELECT s.name, t.at, %(flow)s, %(input)s, %(owner)s, %(until)s "
+                        "FROM s CROSS JOIN unnest(%(times)s::float8[]) AS t(at) ON CONFLICT DO NOTHING) "
+                        "SELECT count(*) FROM s",
+                        {
+                            "next": next_at,
+                            "last": last,
+                            "now": now,
+                            "name": s.name,
+                            "old": s.next_at,
+                            "flow": s.flow,
+                            "input": _dump(s.input),
+                            "owner": owner,
+                            "until": lease_until,
+                            "times": times,
+                        },
+                    )
+                    planned.append((fires, cur))
+                for fires, cur in planned:
+                    advanced = await cur.fetchone()
+                    if advanced is not None and advanced[0]:
+                        out.extend(fires)
+            return out
+
+        return await self._retry(tx)
+
+    async def schedule_fired(self, fires: Sequence[ScheduleFire]) -> None:
+        if not fires:
+            return
+        async with self._conn() as conn:
+            await conn.execute(
+                "DELETE FROM schedule_fires f USING unnest(%s::text[], %s::float8[]) AS d(name, at) "
+                "WHERE f.name = d.name AND f.at = d.at",
+                ([f.name for f in fires], [f.at for f in fires]),
+            )
+
+    async def schedule_next_at(self, flows: Collection[str]) -> float | None:
+        if not flows:
+            return None
+        names = list(flows)
+        row = await self._one(
+            "SELECT LEAST((SELECT MIN(next_at) FROM schedules WHERE NOT paused AND flow = ANY(%s)), "
+            "(SELECT MIN(lease_until) FROM schedule_fires WHERE flow = ANY(%s)))",
+            (names, names),
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    # -- API keys -----------------------------------------------------------------------------
+    async def key_add(self, key: KeyRecord) -> None:
+        try:
+            await self._one(
+                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (%s,%s,%s,%s,%s,%s) RETURNING 1",
+                (key.id, key.name, key.role, key.hash, key.created_at, key.revoked_at),
+            )
+        except StoreError as exc:
+            if isinstance(exc.__cause__, pg_errors.UniqueViolation):
+                raise StoreError("an API key with this id or hash exists already") from exc
+            raise
+
+    async def key_find(self, hash: str) -> KeyRecord | None:
+        row = await self._one(
+            f"SELECT {_KEY_COLS} FROM api_keys WHERE hash = %s AND revoked_at IS NULL", (hash,)
+        )
+        return None if row is None else KeyRecord(*row)
+
+    async def key_list(self) -> list[KeyRecord]:
+        rows = await self._all(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_at, id")
+        return [KeyRecord(*r) for r in rows]
+
+    async def key_revoke(self, key_id: str, *, now: float) -> bool:
+        row = await self._one(
+            "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL RETURNING 1",
+            (now, key_id),
+        )
+        return row is not None
+
+
+def _safe(url: str) -> str:
+    """``url`` without a password, for error messages."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return "the configured URL"
+    return " ".join(f"{k}={v}" for k, v in parts.items() if k in ("host", "port", "dbname", "user"))
