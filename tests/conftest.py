@@ -1,12 +1,15 @@
-"""Shared fixtures: every engine test runs once on the memory store and once on a real SQLite file."""
+"""Shared fixtures: every engine test runs on the memory store, on a real SQLite file and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote
 
 import pytest
 
@@ -23,12 +26,117 @@ def settings_for(url: str) -> podium.Settings:
     return podium.Settings(database_url=url, poll_seconds=0.05, lease_seconds=2)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """``memory://`` or a fresh SQLite file under ``tmp_path``."""
+POSTGRES_URL = os.environ.get("PODIUM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+"""The PostgreSQL server the ``postgres`` params run on. Each test gets a schema of its own in it."""
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """``memory://``, a fresh SQLite file under ``tmp_path``, or an empty schema on PostgreSQL."""
     if request.param == "memory":
-        return "memory://"
-    return f"sqlite:///{tmp_path}/podium.db"
+        yield "memory://"
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/podium.db"
+    else:
+        schemas: PostgresSchemas = request.getfixturevalue("postgres_schemas")
+        schema = schemas.take()
+        try:
+            yield schemas.url(schema)
+        finally:
+            schemas.give_back(schema)
+
+
+class PostgresSchemas:
+    """This test process's schemas on ``POSTGRES_URL``: each test gets one of its own, empty.
+
+    Creating and migrating a schema costs about 100 ms; emptying a used one (``DELETE`` from each table,
+    restart the journal's sequence) a few: schemas are kept and reused, and all dropped when the session
+    ends. Their sessions set ``synchronous_commit=off``: tests check semantics, not the server's crash safety,
+    and need not wait for its disk (bench/scale.py measures with it on). PostgreSQL unreachable is a skip, or
+    with ``PODIUM_REQUIRE_POSTGRES`` set (CI: .ci/run) a failure. ``./dev test`` starts the local cluster if
+    it is down.
+    """
+
+    def __init__(self) -> None:
+        self.free: list[str] = []
+        self.made: list[str] = []
+        self._conn: Any = None
+
+    def admin(self) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            _unavailable("psycopg is not installed: pip install podium[postgres]")
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+            except psycopg.OperationalError as exc:
+                _unavailable(f"no PostgreSQL at {POSTGRES_URL} ({str(exc).strip()})")
+            self._conn.execute("SET lock_timeout = '5s'")
+        return self._conn
+
+    def url(self, schema: str) -> str:
+        options = quote(f"-csearch_path={schema} -csynchronous_commit=off")
+        return f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}options={options}"
+
+    def take(self) -> str:
+        conn = self.admin()
+        if self.free:
+            return self.free.pop()
+        schema = f"t_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        conn.execute(f"CREATE SCHEMA {schema}")
+        self.made.append(schema)
+        return schema
+
+    def give_back(self, schema: str) -> None:
+        conn = self.admin()
+        try:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> %s",
+                    (schema, "podium_migrations"),
+                )
+            ]
+            sequences = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT sequencename FROM pg_sequences WHERE schemaname = %s", (schema,)
+                )
+            ]
+            with conn.transaction():
+                for t in tables:
+                    conn.execute(f"DELETE FROM {schema}.{t}")
+                for q in sequences:
+                    conn.execute(f"ALTER SEQUENCE {schema}.{q} RESTART")
+        except Exception:  # a connection the test left open holds a lock: let the session's end drop it
+            return
+        self.free.append(schema)
+
+    def drop_all(self) -> None:
+        if self._conn is None:
+            return
+        for schema in self.made:
+            try:
+                self._conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            except Exception:
+                pass
+        self._conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas() -> Iterator[PostgresSchemas]:
+    schemas = PostgresSchemas()
+    try:
+        yield schemas
+    finally:
+        schemas.drop_all()
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("PODIUM_REQUIRE_POSTGRES"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture

@@ -1,29 +1,29 @@
 """One contract suite for every ``Store``: the guarantees the engine and the client rely on.
 
-Each test runs against ``MemoryStore`` and ``SQLiteStore``; a new store passes this file or is not done.
+Each test runs against ``MemoryStore``, ``SQLiteStore`` and ``PostgresStore`` (``conftest.store_url``); a new
+store passes this file or is not done.
 Times are explicit floats (stores never read a clock), so nothing here depends on the wall clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import settings_for
 
 from podium import InvalidStateError, RunNotFoundError, RunStatus
+from podium.runtime import make_store
 from podium.storage.base import Event, Outcome, RunRecord, Store, Transition, Write
-from podium.storage.memory import MemoryStore
-from podium.storage.sqlite import SQLiteStore
 
 T0 = 1_000.0
 LEASE = 30.0
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "contract.db")
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = make_store(settings_for(store_url))  # memory, SQLite and PostgreSQL (conftest.store_url)
     await s.open()
     try:
         yield s
