@@ -230,7 +230,7 @@ async def bench_workers(url: str, runs: int, reps: int, concurrency: int) -> lis
                 f"{N}-step runs/s, {count} worker process{'es' if count > 1 else ''} "
                 f"({runs} runs, median of {reps})",
                 f"{rate:.0f} runs/s",
-                f"{rate / base:.2f}× one process; {rate * (N + 2):.0f} commits/s",
+                f"{rate / base:.2f}× one process; {rate * N:.0f} durable steps/s",
             )
         )
     return figures
