@@ -6,6 +6,7 @@ example is also run as a user runs it, ``python examples/agents/X.py``, in a fre
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +262,12 @@ def test_each_example_runs_offline_as_a_script(tmp_path: Path, name: str) -> Non
 
 def test_every_example_is_tested() -> None:
     assert sorted(p.stem for p in EXAMPLES.glob("*.py")) == sorted(PRINTED)
+
+
+def test_the_docs_code_blocks_are_the_examples_own() -> None:
+    """A block of docs/agents.md tagged ``# examples/agents/X.py`` appears in that file verbatim."""
+    doc = (ROOT / "docs" / "agents.md").read_text()
+    blocks = re.findall(r"```python\n# (examples/agents/\w+\.py)\n(.*?)```", doc, flags=re.S)
+    assert sorted(path for path, _ in blocks) == sorted(f"examples/agents/{n}.py" for n in PRINTED)
+    for path, block in blocks:
+        assert block in (ROOT / path).read_text(), f"not in {path} verbatim:\n{block}"
