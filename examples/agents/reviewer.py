@@ -67,5 +67,6 @@ async def reviewed(ctx: podium.Context, job: Job) -> dict[str, Any]:
         rounds += 1
     return {"text": draft.output, "approved": review.approved, "rounds": rounds}
 
+
 if __name__ == "__main__":
     print(podium.run(reviewed, Job(brief="A blurb for Podium Cloud")))
