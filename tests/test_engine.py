@@ -77,7 +77,7 @@ async def test_steps_are_journaled_and_their_results_returned(client: podium.Cli
     assert await handle.result(timeout=WAIT_SECONDS) == [6, 12, 13]
     assert calls == [3, 6]
     journal = await client.journal(handle.id)
-    assert journal[0].kind == "start" and journal[0].data == {"input": 3}
+    assert journal[0].kind == "start" and journal[0].data == {"input": 3, "version": flow.version}
     assert journal[-1].kind == "end" and journal[-1].data["status"] == "completed"
     steps = [(e.position, e.name, e.data["result"]) for e in journal if e.kind == "step"]
     assert steps == [("0", "engine.double", 6), ("1", "engine.double", 12), ("2", "engine.add", 13)]

@@ -103,6 +103,7 @@ class Execution:
         self.task: asyncio.Task[Any] | None = None
         self._settling = False
         self._refreshing = False
+        self.suspending = False  # a SUSPEND write is being committed
         self._in_flow = False
         self._unsettled: asyncio.Future[Outcome] | None = None
         self.loop = asyncio.get_running_loop()
@@ -164,6 +165,12 @@ class Execution:
     def _wake(self, w: _Wait, value: Any) -> None:
         """Answer a wait. Its branch counts as active from this moment, not from when it resumes, so the
         run cannot be suspended in between (that would strand an answer already consumed)."""
+        if self.suspending:
+            # A suspend is being committed: once it is, the run leaves memory, and a branch woken now could
+            # start work that the stop would cut short (and a later execution repeat). Wake it only if the
+            # suspend is refused; if it succeeds, the next execution finds the timer due by itself.
+            self.loop.call_later(0.005, self._wake, w, value)
+            return
         if not w.future.done():
             w.future.set_result(value)
             w.woken = True
@@ -756,11 +763,17 @@ class Execution:
             timers.append(self.run.deadline)
         wake_at = min(timers) if timers else None
         w = Write(self.run_id, transition=Transition.SUSPEND, wake_at=wake_at, seen_inbox=self.seen_inbox)
+        self.suspending = True  # nothing wakes until the store said yes or no
         try:
             outcome = await self.flush(w)
         except Abort:
             return
+        finally:
+            if self.stop_reason is None:
+                self.suspending = False
         if outcome is Outcome.OK:
+            self.suspending = True
+            self.stop("suspend")
             self.stop("suspend")
             if self.observers:
                 self._tell("run.suspended", data={"wake_at": wake_at})
@@ -770,14 +783,17 @@ class Execution:
 
     async def refresh(self) -> None:
         """Read inbox events that arrived since the journal was loaded (signals, decisions, cancel)."""
-        if self._refreshing or self.stop_reason is not None:
+        if self._refreshing or self.stop_reason is not None or self.suspending:
             return
         self._refreshing = True
         try:
             run = await self.store.get_run(self.run_id)
             if run is None:
                 return
-            for e in await self.store.load_events(self.run_id, after=self.last_seq):
+            events = await self.store.load_events(self.run_id, after=self.last_seq)
+            if self.suspending or self.stop_reason is not None:
+                return  # the run is leaving memory: the next execution (or the refused suspend) reads them
+            for e in events:
                 self._index(e)
             self.seen_inbox = max(self.seen_inbox, run.inbox_seq)
         finally:

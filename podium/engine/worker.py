@@ -261,7 +261,7 @@ class Worker:
     async def _launch(self, run: RunRecord, events: list[Event] | None = None) -> None:
         current = self.executions.get(run.id)
         if current is not None:
-            if current.stop_reason is not None:  # still unwinding from a stop: start afresh once it is gone
+            if current.stop_reason is not None or current.suspending:  # leaving: start afresh once it is gone
                 self._relaunch[run.id] = run
             return  # else our own run, re-claimed after a late heartbeat: keep the one we have
         flow = self.flows().get(run.flow)
