@@ -21,16 +21,19 @@ from ..storage.base import Event
 from ..storage.memory import MemoryStore
 from ..types import Duration, parse_duration
 from ..workflow.flow import Flow, resolve_flow
+from .embedding import HASH_EMBED_CONFIG, hash_embed
 from .fake_openai import FakeOpenAIServer
 from .scripted import ScriptedModel, call
 
 __all__ = [
+    "HASH_EMBED_CONFIG",
     "FakeOpenAIServer",
     "ManualClock",
     "MemoryStore",
     "ScriptedModel",
     "call",
     "echo_model",
+    "hash_embed",
     "replay",
     "replay_file",
 ]

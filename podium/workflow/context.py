@@ -397,6 +397,26 @@ class Context:
 
         return await embed(self, self._driver.models, texts, model=model, query=query)
 
+    async def retrieve(
+        self,
+        query: str,
+        *,
+        collection: str,
+        k: int = 5,
+        filters: dict[str, Any] | None = None,
+        mode: str = "hybrid",
+        rerank: Any = None,
+    ) -> list[Any]:
+        """The ``k`` chunks of ``collection`` most relevant to ``query`` (BM25 and vectors fused by
+        reciprocal rank; ``mode="vector"`` or ``"text"`` for one of them), as one journaled step whose
+        result (chunk ids, scores, sources) is the audit trail. ``rerank``: a ``(query, texts) -> scores``
+        callable or an embedding model's name, run as a second step. Returns ``podium.memory.Hit``s."""
+        from ..memory.retrieval import retrieve
+
+        return await retrieve(
+            self, query, collection=collection, k=k, filters=filters, mode=mode, rerank=rerank
+        )
+
     # -- composition --------------------------------------------------------------------------
     async def gather(self, *aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
         """Run awaitables (steps, child flows, waits, helper coroutines) concurrently; results in order.

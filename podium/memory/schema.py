@@ -1,0 +1,95 @@
+"""The memory layer's own numbered migrations (table ``memory_migrations``), on the run store's SQLite file.
+
+They are separate from the run store's migrations (``podium/storage/migrations``): the memory layer knows
+no storage code and opens its own connection to the same file.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+CREATE TABLE IF NOT EXISTS mem_spaces (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL,
+  model TEXT NOT NULL,
+  dim INTEGER NOT NULL,
+  version INTEGER NOT NULL DEFAULT 0,
+  created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mem_items (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  space INTEGER NOT NULL REFERENCES mem_spaces(id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  doc TEXT,
+  source TEXT NOT NULL DEFAULT '',
+  text TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  vector BLOB NOT NULL,
+  created_at REAL NOT NULL,
+  expires_at REAL,
+  UNIQUE (space, key)
+);
+CREATE INDEX IF NOT EXISTS mem_items_doc ON mem_items(space, doc);
+CREATE INDEX IF NOT EXISTS mem_items_expiry ON mem_items(expires_at) WHERE expires_at IS NOT NULL;
+CREATE VIRTUAL TABLE IF NOT EXISTS mem_fts USING fts5(
+  text, tag, content='mem_items', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS mem_items_ai AFTER INSERT ON mem_items BEGIN
+  INSERT INTO mem_fts(rowid, text, tag) VALUES (new.id, new.text, new.tag);
+END;
+CREATE TRIGGER IF NOT EXISTS mem_items_ad AFTER DELETE ON mem_items BEGIN
+  INSERT INTO mem_fts(mem_fts, rowid, text, tag) VALUES ('delete', old.id, old.text, old.tag);
+END;
+CREATE TRIGGER IF NOT EXISTS mem_items_au AFTER UPDATE ON mem_items BEGIN
+  INSERT INTO mem_fts(mem_fts, rowid, text, tag) VALUES ('delete', old.id, old.text, old.tag);
+  INSERT INTO mem_fts(rowid, text, tag) VALUES (new.id, new.text, new.tag);
+END;
+CREATE TABLE IF NOT EXISTS mem_docs (
+  space INTEGER NOT NULL REFERENCES mem_spaces(id) ON DELETE CASCADE,
+  doc TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  chunks INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  updated_at REAL NOT NULL,
+  PRIMARY KEY (space, doc)
+);
+CREATE TABLE IF NOT EXISTS mem_staging (
+  run TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  text TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  vector BLOB,
+  PRIMARY KEY (run, doc, n)
+);
+CREATE TABLE IF NOT EXISTS mem_cache (
+  space INTEGER NOT NULL REFERENCES mem_spaces(id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value BLOB NOT NULL,
+  PRIMARY KEY (space, key)
+);
+CREATE TABLE IF NOT EXISTS mem_messages (
+  thread TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  role TEXT NOT NULL,
+  content TEXT NOT NULL,
+  tokens INTEGER NOT NULL,
+  batch TEXT NOT NULL,
+  at REAL NOT NULL,
+  PRIMARY KEY (thread, seq)
+);
+CREATE INDEX IF NOT EXISTS mem_messages_batch ON mem_messages(thread, batch);
+CREATE TABLE IF NOT EXISTS mem_summaries (
+  thread TEXT NOT NULL,
+  upto INTEGER NOT NULL,
+  model TEXT NOT NULL,
+  text TEXT NOT NULL,
+  PRIMARY KEY (thread, upto, model)
+);
+""",
+    ),
+]

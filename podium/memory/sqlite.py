@@ -1,0 +1,865 @@
+"""The embedded memory store: items, BM25 full text (FTS5) and vectors on the run store's SQLite file.
+
+It opens its own connection to that file (the run store's tables are not touched) and applies its own
+migrations. Writes use ``synchronous=NORMAL``: in WAL mode they reach disk with the run store's next
+``FULL`` commit (same WAL), which is the step's own journal entry when the write is made inside a step.
+``secure_delete`` is on: deleted rows are overwritten, not left in free pages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, StoreError
+from .errors import DimensionMismatchError, UnknownCollectionError
+from .schema import MIGRATIONS
+from .types import Hit, Item, SpaceInfo
+from .vectors import SpaceVectors, as_matrix, np, top_k
+
+RRF_K = 60
+"""The constant of reciprocal rank fusion: score = sum over result lists of 1 / (RRF_K + rank)."""
+
+ANN_MIN = 20_000
+"""Spaces with at least this many vectors are searched with the ANN index (below: exact search)."""
+
+PREFILTER_MAX = 20_000
+"""A filtered vector search whose filter leaves at most this many rows searches those rows exactly."""
+
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "do",
+        "does",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+    ]
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 query matching any word of ``text`` (quoted, so no word is read as an operator)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+    if not words:
+        words = _WORD.findall(text.lower())
+    seen = list(dict.fromkeys(words))[:32]
+    return " OR ".join(f'"{w}"' for w in seen) if seen else None
+
+
+def filter_sql(filters: dict[str, Any] | None) -> tuple[str, list[Any]]:
+    """``AND ...`` conditions on ``i`` (mem_items) for metadata filters.
+
+    ``{"lang": "en"}`` equality; ``{"lang": ["en", "de"]}`` any of; ``{"year": {"$gte": 2020}}`` comparisons
+    ($eq $ne $gt $gte $lt $lte $in); the keys ``source`` and ``doc`` filter on those columns.
+    """
+    if not filters:
+        return "", []
+    if not isinstance(filters, dict):
+        raise ConfigError(f"filters must be a dict of metadata key -> value, not {filters!r}")
+    parts: list[str] = []
+    args: list[Any] = []
+    for key, want in filters.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"filter keys must be non-empty strings, not {key!r}")
+        if key in ("source", "doc"):
+            col = f"i.{key}"
+        else:
+            col = "json_extract(i.metadata, ?)"
+            path = '$."' + key.replace('"', '""') + '"'
+        conds: list[tuple[str, Any]] = []
+        if isinstance(want, dict):
+            for op, value in want.items():
+                if op == "$in":
+                    conds.append(("IN", list(value)))
+                elif op in _OPS:
+                    conds.append((_OPS[op], value))
+                else:
+                    raise ConfigError(
+                        f"filter on {key!r}: unknown operator {op!r} (use {', '.join(_OPS)}, $in)"
+                    )
+        elif isinstance(want, list | tuple):
+            conds.append(("IN", list(want)))
+        else:
+            conds.append(("=", want))
+        for op, value in conds:
+            if key not in ("source", "doc"):
+                args.append(path)
+            if op == "IN":
+                if not value:
+                    parts.append("0")
+                    if key not in ("source", "doc"):
+                        args.pop()
+                    continue
+                parts.append(f"{col} IN ({','.join('?' * len(value))})")
+                args.extend(_sql_value(v) for v in value)
+            else:
+                parts.append(f"{col} {op} ?")
+                args.append(_sql_value(value))
+    return "".join(f" AND {p}" for p in parts), args
+
+
+def _sql_value(v: Any) -> Any:
+    if isinstance(v, bool):
+        return 1 if v else 0  # json_extract returns 1/0 for JSON true/false
+    if v is None or isinstance(v, int | float | str):
+        return v
+    raise ConfigError(f"filter values must be strings, numbers, booleans or null, not {v!r}")
+
+
+def path_of(url: str) -> str:
+    """The SQLite file of a ``sqlite:///PATH`` URL (``:memory:`` for ``memory://``)."""
+    if url.startswith("memory://"):
+        return ":memory:"
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return url[len("sqlite:///") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "the memory layer has no PostgreSQL (pgvector) store yet: set [memory] url = "
+            '"sqlite:///PATH" in podium.toml to keep memories in a SQLite file'
+        )
+    raise ConfigError(f"unsupported memory URL {url!r}: use sqlite:///PATH or memory://")
+
+
+class SQLiteMemoryStore:
+    """Collections, memory namespaces and threads in one SQLite file. Thread-safe (one lock)."""
+
+    def __init__(self, path: str | Path, *, ann_min: int = ANN_MIN, ann_dtype: str = "f16") -> None:
+        self.path = str(path)
+        self.ann_min = ann_min
+        self.ann_dtype = ann_dtype
+        self._lock = threading.RLock()
+        self._indexes: dict[int, SpaceVectors] = {}
+        self.folder = None if self.path == ":memory:" else Path(self.path + ".vectors")
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the memory store {self.path}: {exc}") from exc
+        if self.path != ":memory:":
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA secure_delete=ON")
+        self.db = db
+        self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS memory_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+            )
+            done = {r[0] for r in db.execute("SELECT version FROM memory_migrations")}
+            for version, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    db.execute(statement)
+                db.execute("INSERT INTO memory_migrations VALUES (?, ?)", (version, time.time()))
+        self.version = max(v for v, _ in MIGRATIONS)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self.db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"memory store: {exc}") from exc
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for index in self._indexes.values():
+                index.save()
+            self._indexes.clear()
+            self.db.close()
+
+    def flush(self) -> None:
+        """Save the ANN indexes that changed (another process then loads instead of rebuilding)."""
+        with self._lock:
+            for index in self._indexes.values():
+                index.save()
+
+    # -- spaces -------------------------------------------------------------------------------
+    def _space_row(self, name: str) -> tuple[int, str, str, int, int] | None:
+        row = self.db.execute(
+            "SELECT id, kind, model, dim, version FROM mem_spaces WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+
+    def info(self, name: str) -> SpaceInfo | None:
+        with self._lock:
+            row = self._space_row(name)
+            if row is None:
+                return None
+            count = self.db.execute("SELECT count(*) FROM mem_items WHERE space = ?", (row[0],)).fetchone()[0]
+            docs = self.db.execute("SELECT count(*) FROM mem_docs WHERE space = ?", (row[0],)).fetchone()[0]
+            return SpaceInfo(name=name, kind=row[1], model=row[2], dim=row[3], count=count, documents=docs)
+
+    def spaces(self, kind: str | None = None) -> list[SpaceInfo]:
+        with self._lock:
+            names = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT name FROM mem_spaces WHERE (? IS NULL OR kind = ?) ORDER BY name", (kind, kind)
+                )
+            ]
+        return [i for i in (self.info(n) for n in names) if i is not None]
+
+    def ensure_space(self, name: str, *, kind: str, model: str, dim: int) -> SpaceInfo:
+        """Create the space, or check that ``model`` and ``dim`` are what it holds."""
+        with self._tx() as db:
+            row = self._space_row(name)
+            if row is None:
+                db.execute(
+                    "INSERT INTO mem_spaces (name, kind, model, dim, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (name, kind, model, dim, time.time()),
+                )
+            else:
+                self._check(name, row, model, dim)
+        info = self.info(name)
+        assert info is not None
+        return info
+
+    @staticmethod
+    def _check(name: str, row: tuple[int, str, str, int, int], model: str, dim: int) -> None:
+        if row[3] != dim or row[2] != model:
+            raise DimensionMismatchError(
+                f"{_what(name)} holds {row[3]}-d vectors of {row[2]!r}, but the embedder now gives {dim}-d "
+                f"vectors of {model!r}: re-create it (delete it and ingest again) or configure its embedder"
+            )
+
+    def require(self, name: str) -> tuple[int, str, str, int, int]:
+        row = self._space_row(name)
+        if row is None:
+            known = [r[0] for r in self.db.execute("SELECT name FROM mem_spaces ORDER BY name")]
+            kind, _, short = name.partition(":")
+            same = [k.partition(":")[2] for k in known if k.startswith(kind + ":")]
+            listing = ", ".join(same) if same else "none yet"
+            raise UnknownCollectionError(f"unknown {kind} {short!r} (known: {listing})")
+        return row
+
+    def delete_space(self, name: str) -> bool:
+        """Delete a space with every copy of its data: rows, full-text entries, vectors, cache entries and
+        the saved ANN index. The full-text index is merged so no deleted term stays in it."""
+        with self._tx() as db:
+            row = self._space_row(name)
+            if row is None:
+                return False
+            sid = row[0]
+            db.execute("DELETE FROM mem_items WHERE space = ?", (sid,))
+            db.execute("DELETE FROM mem_cache WHERE space = ?", (sid,))
+            db.execute("DELETE FROM mem_docs WHERE space = ?", (sid,))
+            db.execute("DELETE FROM mem_spaces WHERE id = ?", (sid,))
+            db.execute("INSERT INTO mem_fts(mem_fts) VALUES ('optimize')")
+            index = self._indexes.pop(sid, None)
+            if index is None:
+                index = SpaceVectors(sid, row[3], ann_min=self.ann_min, folder=self.folder)
+            index.drop_files()
+        return True
+
+    # -- items --------------------------------------------------------------------------------
+    def upsert(self, name: str, items: Sequence[Item], *, now: float | None = None) -> list[str]:
+        """Insert or replace items (by key) in an existing space; returns their chunk ids."""
+        if not items:
+            return []
+        now = time.time() if now is None else now
+        items = list({it.key: it for it in items}.values())  # one row per key: the last one wins
+        with self._tx() as db:
+            sid, _, _, dim, version = self.require(name)
+            mat = self._vectors(name, dim, [it.vector for it in items])
+            tag = f"s{sid}"
+            keys = [it.key for it in items]
+            old = self._ids_of(sid, keys)
+            if old:
+                db.execute(f"DELETE FROM mem_items WHERE id IN ({','.join('?' * len(old))})", old)
+            rows = [
+                (
+                    sid,
+                    it.key,
+                    it.doc,
+                    it.source,
+                    it.text,
+                    tag,
+                    _dump(it.metadata),
+                    mat[i].tobytes(),
+                    now,
+                    it.expires_at,
+                )
+                for i, it in enumerate(items)
+            ]
+            db.executemany(
+                "INSERT INTO mem_items (space, key, doc, source, text, tag, metadata, vector, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            new = self._ids_of(sid, keys)
+            pos = {k: i for i, k in enumerate(keys)}
+            self._bump(db, sid, version, removed=old, added=(new, mat[[pos[k] for k in self._keys_of(new)]]))
+        return [f"{_short(name)}:{k}" for k in keys]
+
+    def _vectors(self, name: str, dim: int, vectors: list[Any]) -> Any:
+        try:
+            return as_matrix(vectors, dim)
+        except ValueError as exc:
+            raise DimensionMismatchError(f"{_what(name)}: {exc}") from None
+
+    def _ids_of(self, sid: int, keys: Sequence[str]) -> list[int]:
+        out: list[int] = []
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            out += [
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT id FROM mem_items WHERE space = ? AND key IN ({','.join('?' * len(part))}) "
+                    "ORDER BY id",
+                    (sid, *part),
+                )
+            ]
+        return sorted(out)
+
+    def _keys_of(self, ids: Sequence[int]) -> list[str]:
+        by_id: dict[int, str] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            for rid, key in self.db.execute(
+                f"SELECT id, key FROM mem_items WHERE id IN ({','.join('?' * len(part))})", tuple(part)
+            ):
+                by_id[rid] = key
+        return [by_id[i] for i in ids]
+
+    def _bump(
+        self,
+        db: sqlite3.Connection,
+        sid: int,
+        version: int,
+        *,
+        removed: Sequence[int] = (),
+        added: tuple[Sequence[int], Any] | None = None,
+    ) -> None:
+        """Move the space's version on; apply the change to this process's index if it was current."""
+        db.execute("UPDATE mem_spaces SET version = version + 1 WHERE id = ?", (sid,))
+        index = self._indexes.get(sid)
+        if index is None or index.version != version:
+            return  # stale or absent: the next search syncs it from the rows
+        if removed:
+            index.remove(np().asarray(removed, dtype=np().int64))
+        if added is not None and len(added[0]):
+            index.add(np().asarray(added[0], dtype=np().int64), added[1])
+        index.version = version + 1
+
+    def delete(self, name: str, keys: Sequence[str]) -> int:
+        """Delete items by key; returns how many existed."""
+        with self._tx() as db:
+            row = self._space_row(name)
+            if row is None:
+                return 0
+            ids = self._ids_of(row[0], list(keys))
+            if ids:
+                db.execute(f"DELETE FROM mem_items WHERE id IN ({','.join('?' * len(ids))})", ids)
+                db.execute(
+                    f"DELETE FROM mem_cache WHERE space = ? AND key IN ({','.join('?' * len(keys))})",
+                    (row[0], *keys),
+                )
+                self._bump(db, row[0], row[4], removed=ids)
+            return len(ids)
+
+    def purge_expired(self, *, now: float | None = None) -> int:
+        """Delete items whose TTL ran out (searches never return them anyway)."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT i.id, i.space, s.version FROM mem_items i JOIN mem_spaces s ON s.id = i.space "
+                "WHERE i.expires_at IS NOT NULL AND i.expires_at <= ?",
+                (now,),
+            ).fetchall()
+            by_space: dict[tuple[int, int], list[int]] = {}
+            for rid, sid, version in rows:
+                by_space.setdefault((sid, version), []).append(rid)
+            for (sid, version), ids in by_space.items():
+                db.execute(f"DELETE FROM mem_items WHERE id IN ({','.join('?' * len(ids))})", ids)
+                self._bump(db, sid, version, removed=ids)
+        return len(rows)
+
+    def get(self, name: str, key: str, *, now: float | None = None) -> Hit | None:
+        now = time.time() if now is None else now
+        with self._lock:
+            row = self._space_row(name)
+            if row is None:
+                return None
+            r = self.db.execute(
+                "SELECT id, key, text, source, metadata, doc FROM mem_items WHERE space = ? AND key = ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (row[0], key, now),
+            ).fetchone()
+        if r is None:
+            return None
+        return Hit(
+            id=f"{_short(name)}:{r[1]}",
+            key=r[1],
+            text=r[2],
+            score=1.0,
+            source=r[3],
+            metadata=json.loads(r[4]),
+            doc=r[5],
+        )
+
+    def keys(self, name: str, *, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        with self._lock:
+            row = self._space_row(name)
+            if row is None:
+                return []
+            return [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT key FROM mem_items WHERE space = ? AND (expires_at IS NULL OR expires_at > ?) "
+                    "ORDER BY id",
+                    (row[0], now),
+                )
+            ]
+
+    # -- cache of query embeddings ------------------------------------------------------------
+    def cache_get(self, name: str, key: str) -> Any:
+        with self._lock:
+            row = self._space_row(name)
+            if row is None:
+                return None
+            r = self.db.execute(
+                "SELECT value FROM mem_cache WHERE space = ? AND key = ?", (row[0], key)
+            ).fetchone()
+        return None if r is None else np().frombuffer(r[0], dtype=np().float32)
+
+    def cache_put(self, name: str, key: str, vector: Any) -> None:
+        with self._tx() as db:
+            row = self._space_row(name)
+            if row is None:
+                return
+            blob = np().asarray(vector, dtype=np().float32).tobytes()
+            db.execute("INSERT OR REPLACE INTO mem_cache VALUES (?, ?, ?)", (row[0], key, blob))
+
+    # -- search -------------------------------------------------------------------------------
+    def index(self, name: str) -> SpaceVectors:
+        """This process's vector index of the space, synced with SQLite (caller holds the lock)."""
+        sid, _, _, dim, version = self.require(name)
+        index = self._indexes.get(sid)
+        if index is None or index.dim != dim:
+            index = self._indexes[sid] = SpaceVectors(
+                sid, dim, ann_min=self.ann_min, folder=self.folder, dtype=self.ann_dtype
+            )
+        if index.version != version:
+            n = np()
+            present = n.fromiter(
+                (
+                    r[0]
+                    for r in self.db.execute("SELECT id FROM mem_items WHERE space = ? ORDER BY id", (sid,))
+                ),
+                dtype=n.int64,
+            )
+            index.sync(present, lambda ids: self._load(ids, dim), version)
+            if index.unsaved >= 1000:
+                index.save()
+        return index
+
+    def _load(self, ids: Any, dim: int) -> tuple[Any, Any]:
+        n = np()
+        out_ids: list[int] = []
+        blobs: list[bytes] = []
+        id_list = [int(i) for i in ids]
+        for i in range(0, len(id_list), 900):
+            part = id_list[i : i + 900]
+            for rid, blob in self.db.execute(
+                f"SELECT id, vector FROM mem_items WHERE id IN ({','.join('?' * len(part))}) ORDER BY id",
+                part,
+            ):
+                out_ids.append(rid)
+                blobs.append(blob)
+        mat = n.frombuffer(b"".join(blobs), dtype=n.float32).reshape(len(blobs), dim)
+        return n.asarray(out_ids, dtype=n.int64), mat
+
+    def search(
+        self,
+        name: str,
+        *,
+        vector: Any = None,
+        text: str | None = None,
+        k: int = 10,
+        filters: dict[str, Any] | None = None,
+        now: float | None = None,
+        candidates: int | None = None,
+    ) -> list[Hit]:
+        """Hybrid search: vector and/or BM25 results, fused by reciprocal rank when both are given.
+
+        Expired items and items that fail ``filters`` are never returned. Each result list contributes
+        its best ``candidates`` (default ``max(4 k, 40)``) to the fusion.
+        """
+        if k <= 0:
+            return []
+        now = time.time() if now is None else now
+        where, args = filter_sql(filters)
+        live = " AND (i.expires_at IS NULL OR i.expires_at > ?)"
+        n_cand = candidates or max(4 * k, 40)
+        with self._lock:
+            sid, _, _, dim, _ = self.require(name)
+            vec_ranked: list[tuple[int, float]] = []
+            txt_ranked: list[tuple[int, float]] = []
+            if vector is not None:
+                q = self._vectors(name, dim, [vector])[0]
+                vec_ranked = self._vector_hits(sid, name, q, n_cand, where + live, [*args, now])
+            if text:
+                txt_ranked = self._text_hits(sid, text, n_cand, where + live, [*args, now])
+            return self._fuse(name, vec_ranked, txt_ranked, k, both=vector is not None and bool(text))
+
+    def _vector_hits(
+        self, sid: int, name: str, q: Any, n_cand: int, where: str, args: list[Any]
+    ) -> list[tuple[int, float]]:
+        index = self.index(name)
+        filtered = where.strip() != "AND (i.expires_at IS NULL OR i.expires_at > ?)"
+        if filtered or self._any_expiring(sid):
+            # which rows pass? few: exact search over just them; many: oversample the index, then filter
+            allowed = self._allowed(sid, where, args, limit=PREFILTER_MAX + 1)
+            if len(allowed) <= PREFILTER_MAX:
+                if not allowed:
+                    return []
+                ids, mat = self._load(allowed, index.dim)
+                found, scores = top_k(ids, mat, q, n_cand)
+                return [(int(i), float(s)) for i, s in zip(found, scores, strict=True)]
+            ok = set(allowed)
+            want = n_cand * 4
+            while True:
+                found, scores = index.search(q, want)
+                hits = [(int(i), float(s)) for i, s in zip(found, scores, strict=True) if int(i) in ok]
+                if len(hits) >= n_cand or want >= len(index):
+                    return hits[:n_cand]
+                want *= 4
+        found, scores = index.search(q, n_cand)
+        return [(int(i), float(s)) for i, s in zip(found, scores, strict=True)]
+
+    def _any_expiring(self, sid: int) -> bool:
+        r = self.db.execute(
+            "SELECT 1 FROM mem_items WHERE space = ? AND expires_at IS NOT NULL LIMIT 1", (sid,)
+        ).fetchone()
+        return r is not None
+
+    def _allowed(self, sid: int, where: str, args: list[Any], *, limit: int) -> list[int]:
+        return [
+            r[0]
+            for r in self.db.execute(
+                f"SELECT i.id FROM mem_items i WHERE i.space = ?{where} ORDER BY i.id LIMIT ?",
+                (sid, *args, limit),
+            )
+        ]
+
+    def _text_hits(
+        self, sid: int, text: str, n_cand: int, where: str, args: list[Any]
+    ) -> list[tuple[int, float]]:
+        query = fts_query(text)
+        if query is None:
+            return []
+        match = f'tag:"s{sid}" AND ({query})'
+        try:
+            rows = self.db.execute(
+                "SELECT f.rowid, bm25(mem_fts, 1.0, 0.0) AS s FROM mem_fts f "
+                f"JOIN mem_items i ON i.id = f.rowid WHERE mem_fts MATCH ?{where} ORDER BY s LIMIT ?",
+                (match, *args, n_cand),
+            ).fetchall()
+        except sqlite3.OperationalError as exc:  # a query FTS5 cannot parse: no text results
+            if "fts5" in str(exc).lower() or "syntax" in str(exc).lower():
+                return []
+            raise
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def _fuse(
+        self,
+        name: str,
+        vec: list[tuple[int, float]],
+        txt: list[tuple[int, float]],
+        k: int,
+        *,
+        both: bool,
+    ) -> list[Hit]:
+        vrank = {rid: r for r, (rid, _) in enumerate(vec, 1)}
+        trank = {rid: r for r, (rid, _) in enumerate(txt, 1)}
+        if both:
+            scores: dict[int, float] = {}
+            for ranks in (vrank, trank):
+                for rid, r in ranks.items():
+                    scores[rid] = scores.get(rid, 0.0) + 1.0 / (RRF_K + r)
+            order = sorted(scores, key=lambda rid: (-scores[rid], rid))[:k]
+        else:
+            ranked = vec or txt
+            scores = dict(ranked)
+            order = [rid for rid, _ in ranked[:k]]
+        if not order:
+            return []
+        rows = {
+            r[0]: r
+            for r in self.db.execute(
+                "SELECT id, key, text, source, metadata, doc FROM mem_items "
+                f"WHERE id IN ({','.join('?' * len(order))})",
+                order,
+            )
+        }
+        return [
+            Hit(
+                id=f"{_short(name)}:{rows[rid][1]}",
+                key=rows[rid][1],
+                text=rows[rid][2],
+                score=round(scores[rid], 6),
+                source=rows[rid][3],
+                metadata=json.loads(rows[rid][4]),
+                doc=rows[rid][5],
+                vector_rank=vrank.get(rid),
+                text_rank=trank.get(rid),
+            )
+            for rid in order
+            if rid in rows
+        ]
+
+    # -- documents (ingestion) ----------------------------------------------------------------
+    def doc_hashes(self, name: str) -> dict[str, str]:
+        with self._lock:
+            row = self._space_row(name)
+            if row is None:
+                return {}
+            return dict(
+                self.db.execute("SELECT doc, hash FROM mem_docs WHERE space = ?", (row[0],)).fetchall()
+            )
+
+    def stage(self, run: str, doc: str, first: int, chunks: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Stage chunks ``first, first+1, ...`` of ``doc`` for run ``run`` (invisible to searches)."""
+        rows = [(run, doc, first + i, text, _dump(meta)) for i, (text, meta) in enumerate(chunks)]
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO mem_staging (run, doc, n, text, metadata) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def unstage(self, run: str, doc: str | None = None) -> None:
+        with self._tx() as db:
+            if doc is None:
+                db.execute("DELETE FROM mem_staging WHERE run = ?", (run,))
+            else:
+                db.execute("DELETE FROM mem_staging WHERE run = ? AND doc = ?", (run, doc))
+
+    def staged_texts(self, run: str, doc: str, lo: int, hi: int) -> list[tuple[int, str]]:
+        with self._lock:
+            return [
+                (r[0], r[1])
+                for r in self.db.execute(
+                    "SELECT n, text FROM mem_staging WHERE run = ? AND doc = ? AND n >= ? AND n < ? "
+                    "ORDER BY n",
+                    (run, doc, lo, hi),
+                )
+            ]
+
+    def stage_vectors(self, run: str, doc: str, name: str, rows: Sequence[tuple[int, Any]]) -> None:
+        with self._tx() as db:
+            _, _, _, dim, _ = self.require(name)
+            mat = self._vectors(name, dim, [v for _, v in rows])
+            db.executemany(
+                "UPDATE mem_staging SET vector = ? WHERE run = ? AND doc = ? AND n = ?",
+                [(mat[i].tobytes(), run, doc, n) for i, (n, _) in enumerate(rows)],
+            )
+
+    def commit_doc(
+        self, name: str, run: str, doc: str, *, hash: str, source: str, now: float | None = None
+    ) -> int:
+        """Replace ``doc``'s chunks in the space by the staged ones, in one transaction; returns the count."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            sid, _, _, _, version = self.require(name)
+            missing = db.execute(
+                "SELECT count(*) FROM mem_staging WHERE run = ? AND doc = ? AND vector IS NULL", (run, doc)
+            ).fetchone()[0]
+            if missing:
+                raise StoreError(f"{doc}: {missing} staged chunks have no vector yet")
+            old = [
+                r[0] for r in db.execute("SELECT id FROM mem_items WHERE space = ? AND doc = ?", (sid, doc))
+            ]
+            db.execute("DELETE FROM mem_items WHERE space = ? AND doc = ?", (sid, doc))
+            db.execute(
+                "INSERT INTO mem_items (space, key, doc, source, text, tag, metadata, vector, created_at) "
+                "SELECT ?, doc || '#' || n, doc, ?, text, ?, metadata, vector, ? FROM mem_staging "
+                "WHERE run = ? AND doc = ? ORDER BY n",
+                (sid, source, f"s{sid}", now, run, doc),
+            )
+            count = db.execute(
+                "SELECT count(*) FROM mem_staging WHERE run = ? AND doc = ?", (run, doc)
+            ).fetchone()[0]
+            db.execute("DELETE FROM mem_staging WHERE run = ? AND doc = ?", (run, doc))
+            db.execute(
+                "INSERT OR REPLACE INTO mem_docs (space, doc, hash, chunks, source, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (sid, doc, hash, count, source, now),
+            )
+            self._bump(db, sid, version, removed=old)
+            index = self._indexes.get(sid)
+            if index is not None:
+                index.version = -2  # added rows: let the next search load them from SQLite
+        return int(count)
+
+    def remove_docs(self, name: str, docs: Sequence[str]) -> int:
+        """Delete documents (all their chunks) from a collection; returns how many chunks went."""
+        if not docs:
+            return 0
+        with self._tx() as db:
+            sid, _, _, _, version = self.require(name)
+            ids: list[int] = []
+            for d in docs:
+                ids += [
+                    r[0] for r in db.execute("SELECT id FROM mem_items WHERE space = ? AND doc = ?", (sid, d))
+                ]
+                db.execute("DELETE FROM mem_items WHERE space = ? AND doc = ?", (sid, d))
+                db.execute("DELETE FROM mem_docs WHERE space = ? AND doc = ?", (sid, d))
+            self._bump(db, sid, version, removed=ids)
+        return len(ids)
+
+    # -- conversation threads -----------------------------------------------------------------
+    def append_messages(self, thread: str, batch: str, messages: Sequence[tuple[str, str, int]]) -> list[int]:
+        """Append messages (role, content, tokens) to a thread as one contiguous block, once per ``batch``
+        (a retried append with the same batch id writes nothing and returns the first sequence numbers)."""
+        with self._tx() as db:
+            old = [
+                r[0]
+                for r in db.execute(
+                    "SELECT seq FROM mem_messages WHERE thread = ? AND batch = ? ORDER BY seq",
+                    (thread, batch),
+                )
+            ]
+            if old:
+                return old
+            last = db.execute("SELECT max(seq) FROM mem_messages WHERE thread = ?", (thread,)).fetchone()[0]
+            start = 0 if last is None else last + 1
+            now = time.time()
+            db.executemany(
+                "INSERT INTO mem_messages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(thread, start + i, r, c, t, batch, now) for i, (r, c, t) in enumerate(messages)],
+            )
+            return list(range(start, start + len(messages)))
+
+    def messages(self, thread: str, *, after: int = -1) -> list[tuple[int, str, str, int]]:
+        with self._lock:
+            return [
+                (r[0], r[1], r[2], r[3])
+                for r in self.db.execute(
+                    "SELECT seq, role, content, tokens FROM mem_messages WHERE thread = ? AND seq > ? "
+                    "ORDER BY seq",
+                    (thread, after),
+                )
+            ]
+
+    def summary(self, thread: str, model: str, upto: int) -> str | None:
+        with self._lock:
+            r = self.db.execute(
+                "SELECT text FROM mem_summaries WHERE thread = ? AND model = ? AND upto = ?",
+                (thread, model, upto),
+            ).fetchone()
+        return None if r is None else str(r[0])
+
+    def latest_summary(self, thread: str, model: str, upto: int) -> tuple[int, str] | None:
+        """The summary of the longest prefix of the thread up to ``upto`` that was summarised."""
+        with self._lock:
+            r = self.db.execute(
+                "SELECT upto, text FROM mem_summaries WHERE thread = ? AND model = ? AND upto <= ? "
+                "ORDER BY upto DESC LIMIT 1",
+                (thread, model, upto),
+            ).fetchone()
+        return None if r is None else (int(r[0]), str(r[1]))
+
+    def put_summary(self, thread: str, model: str, upto: int, text: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO mem_summaries VALUES (?, ?, ?, ?)", (thread, upto, model, text)
+            )
+
+    def delete_thread(self, thread: str) -> int:
+        with self._tx() as db:
+            n = db.execute("DELETE FROM mem_messages WHERE thread = ?", (thread,)).rowcount
+            db.execute("DELETE FROM mem_summaries WHERE thread = ?", (thread,))
+        return int(n)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value or {}, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def _short(name: str) -> str:
+    """``collection:kb`` -> ``kb``: chunk ids read ``kb:guide.md#3``."""
+    return name.partition(":")[2]
+
+
+def _what(name: str) -> str:
+    kind, _, short = name.partition(":")
+    return f"{kind} {short!r}"
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (a trigger's body holds ';' and ends with 'END;')."""
+    out: list[str] = []
+    buf: list[str] = []
+    in_trigger = False
+    for line in sql.splitlines():
+        if not line.strip():
+            continue
+        buf.append(line)
+        if line.lstrip().upper().startswith("CREATE TRIGGER"):
+            in_trigger = True
+        if line.rstrip().endswith(";") and (not in_trigger or line.strip().upper() == "END;"):
+            out.append("\n".join(buf))
+            buf = []
+            in_trigger = False
+    if buf:
+        out.append("\n".join(buf))
+    return out

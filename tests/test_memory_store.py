@@ -1,0 +1,212 @@
+"""The embedded memory store: hybrid search (BM25 + vectors, RRF), filters, TTL, the ANN index and its
+persistence, and clear errors. Mechanics only: vectors come from the hashing embedder or are made here."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from podium.errors import ConfigError
+from podium.memory import (
+    DimensionMismatchError,
+    Item,
+    SQLiteMemoryStore,
+    UnknownCollectionError,
+    filter_sql,
+    fts_query,
+)
+from podium.testing.embedding import hash_vector
+
+np = pytest.importorskip("numpy")
+
+DOCS = {
+    "tea": ("Green tea is brewed at eighty degrees for two minutes.", {"topic": "drinks", "year": 2021}),
+    "coffee": (
+        "Espresso is coffee brewed by forcing hot water through ground beans.",
+        {"topic": "drinks", "year": 2019},
+    ),
+    "bread": ("Sourdough bread rises slowly with wild yeast.", {"topic": "baking", "year": 2022}),
+    "cake": ("A sponge cake needs eggs, flour and sugar.", {"topic": "baking", "year": 2018}),
+    "harbour": ("The harbour office opens at nine and closes at five.", {"topic": "places", "year": 2020}),
+}
+
+
+def items() -> list[Item]:
+    return [
+        Item(key=k, text=t, vector=hash_vector(t), source=f"docs/{k}.md", doc=f"docs/{k}.md", metadata=m)
+        for k, (t, m) in DOCS.items()
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteMemoryStore:
+    s = SQLiteMemoryStore(tmp_path / "podium.db")
+    s.ensure_space("collection:kb", kind="collection", model="test:hash", dim=64)
+    s.upsert("collection:kb", items())
+    yield s
+    s.close()
+
+
+def test_hybrid_search_fuses_bm25_and_vectors_and_cites_chunks(store: SQLiteMemoryStore) -> None:
+    hits = store.search(
+        "collection:kb", vector=hash_vector("how is green tea brewed"), text="green tea brewed", k=3
+    )
+    assert hits[0].key == "tea"
+    assert hits[0].id == "kb:tea" and hits[0].source == "docs/tea.md"
+    assert hits[0].vector_rank == 1 and hits[0].text_rank == 1
+    assert hits[0].score == pytest.approx(2 / 61, abs=1e-6)  # reciprocal rank fusion: 1/(60+1) twice
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    text_only = store.search("collection:kb", text="sourdough yeast", k=2)
+    assert [h.key for h in text_only][:1] == ["bread"] and text_only[0].vector_rank is None
+    vector_only = store.search("collection:kb", vector=hash_vector("sponge cake eggs"), k=1)
+    assert vector_only[0].key == "cake" and vector_only[0].text_rank is None
+
+
+def test_metadata_filters(store: SQLiteMemoryStore) -> None:
+    q = {"vector": hash_vector("brewed"), "text": "brewed", "k": 5}
+    assert {h.key for h in store.search("collection:kb", **q, filters={"topic": "drinks"})} == {
+        "tea",
+        "coffee",
+    }
+    assert {h.key for h in store.search("collection:kb", **q, filters={"topic": ["baking", "places"]})} <= {
+        "bread",
+        "cake",
+        "harbour",
+    }
+    recent = store.search("collection:kb", vector=hash_vector("x"), k=5, filters={"year": {"$gte": 2021}})
+    assert {h.key for h in recent} == {"tea", "bread"}
+    by_source = store.search(
+        "collection:kb", vector=hash_vector("x"), k=5, filters={"source": "docs/cake.md"}
+    )
+    assert [h.key for h in by_source] == ["cake"]
+    assert store.search("collection:kb", **q, filters={"topic": []}) == []
+    with pytest.raises(ConfigError, match="unknown operator"):
+        filter_sql({"year": {"$regex": "x"}})
+
+
+def test_upsert_replaces_delete_forgets_and_ttl_expires(store: SQLiteMemoryStore) -> None:
+    store.upsert(
+        "collection:kb",
+        [Item(key="tea", text="Black tea steeps in boiling water.", vector=hash_vector("black tea"))],
+    )
+    hit = store.get("collection:kb", "tea")
+    assert hit is not None and hit.text.startswith("Black tea")
+    assert store.search("collection:kb", text="eighty degrees", k=5) == []  # the old text is gone from BM25
+    assert store.delete("collection:kb", ["tea", "nope"]) == 1
+    assert store.get("collection:kb", "tea") is None
+    assert "tea" not in {h.key for h in store.search("collection:kb", vector=hash_vector("black tea"), k=5)}
+    store.upsert(
+        "collection:kb",
+        [Item(key="soon", text="ephemeral zebra", vector=hash_vector("zebra"), expires_at=100.0)],
+    )
+    assert store.get("collection:kb", "soon", now=99.0) is not None
+    assert store.get("collection:kb", "soon", now=101.0) is None
+    found = store.search("collection:kb", vector=hash_vector("zebra"), text="zebra", k=5, now=101.0)
+    assert "soon" not in {h.key for h in found}
+    assert store.purge_expired(now=101.0) == 1
+
+
+def test_unknown_collection_and_dimension_mismatch_are_clear_errors(store: SQLiteMemoryStore) -> None:
+    with pytest.raises(UnknownCollectionError, match=r"unknown collection 'nope' \(known: kb\)"):
+        store.search("collection:nope", text="x")
+    with pytest.raises(DimensionMismatchError, match=r"holds 64-d vectors of 'test:hash'.*32-d"):
+        store.ensure_space("collection:kb", kind="collection", model="test:hash", dim=32)
+    with pytest.raises(DimensionMismatchError, match="expected 64-d vectors, got 3-d"):
+        store.upsert("collection:kb", [Item(key="bad", text="bad", vector=[1.0, 0.0, 0.0])])
+    assert store.get("collection:kb", "bad") is None  # nothing half-written
+    assert store.info("collection:kb").count == len(DOCS)  # type: ignore[union-attr]
+
+
+def test_fts_query_quotes_words_and_ignores_operators() -> None:
+    assert fts_query('what is "NEAR" AND tea?') == '"near" OR "tea"'
+    assert fts_query("the of") == '"the" OR "of"'
+    assert fts_query("  ?! ") is None
+
+
+def _random_space(
+    store: SQLiteMemoryStore, n: int, dim: int = 32, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mat = rng.standard_normal((n, dim)).astype(np.float32)
+    mat /= np.linalg.norm(mat, axis=1, keepdims=True)
+    store.ensure_space("collection:big", kind="collection", model="test:random", dim=dim)
+    store.upsert("collection:big", [Item(key=str(i), text=f"row {i}", vector=mat[i]) for i in range(n)])
+    return mat, rng.standard_normal((20, dim)).astype(np.float32)
+
+
+def test_ann_index_agrees_with_exact_search_and_is_reloaded_by_another_store(tmp_path: Path) -> None:
+    pytest.importorskip("usearch")
+    path = tmp_path / "podium.db"
+    exact_store = SQLiteMemoryStore(path, ann_min=10**9)
+    mat, queries = _random_space(exact_store, 600)
+    ann_store = SQLiteMemoryStore(path, ann_min=100)
+    recall = []
+    for q in queries:
+        want = [h.key for h in exact_store.search("collection:big", vector=q, k=10)]
+        got = [h.key for h in ann_store.search("collection:big", vector=q, k=10)]
+        recall.append(len(set(want) & set(got)) / 10)
+    assert ann_store.index("collection:big").mode == "ann"
+    assert exact_store.index("collection:big").mode == "exact"
+    assert sum(recall) / len(recall) >= 0.95
+    # writes by another connection (another process) are seen: the index syncs from the rows
+    exact_store.delete("collection:big", ["0", "1"])
+    exact_store.upsert("collection:big", [Item(key="new", text="new row", vector=mat[0])])
+    top = ann_store.search("collection:big", vector=mat[0], k=3)
+    assert top[0].key == "new" and "0" not in {h.key for h in top}
+    ann_store.close()  # saves the index beside the database
+    assert list((tmp_path / "podium.db.vectors").glob("*.usearch"))
+    again = SQLiteMemoryStore(path, ann_min=100)
+    assert again.search("collection:big", vector=mat[5], k=1)[0].key == "5"
+    assert again.index("collection:big").mode == "ann"
+    again.close()
+    exact_store.close()
+
+
+def test_filtered_search_on_a_large_space_uses_the_matching_rows(tmp_path: Path) -> None:
+    store = SQLiteMemoryStore(tmp_path / "podium.db", ann_min=100)
+    mat, _ = _random_space(store, 300)
+    store.upsert("collection:big", [Item(key="tagged", text="tagged", vector=-mat[7], metadata={"t": 1})])
+    hits = store.search("collection:big", vector=mat[7], k=3, filters={"t": 1})
+    assert [h.key for h in hits] == ["tagged"]  # far from the query, but the only row the filter allows
+    store.close()
+
+
+def test_deleting_a_space_leaves_no_trace_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "podium.db"
+    store = SQLiteMemoryStore(path, ann_min=10)
+    store.ensure_space("memory:user:7", kind="memory", model="test:hash", dim=64)
+    secret = "zanzibarqux"
+    store.upsert(
+        "memory:user:7",
+        [
+            Item(key=f"k{i}", text=f"{secret} number {i}", vector=hash_vector(f"{secret} {i}"))
+            for i in range(30)
+        ],
+    )
+    store.cache_put("memory:user:7", "q:1", np.ones(64, dtype=np.float32))
+    assert store.search("memory:user:7", vector=hash_vector(secret), text=secret, k=3)
+    store.flush()
+    assert list((tmp_path / "podium.db.vectors").glob("*.usearch")) or not _has_usearch()
+    assert store.delete_space("memory:user:7")
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with pytest.raises(UnknownCollectionError):
+        store.search("memory:user:7", text=secret)
+    db = sqlite3.connect(path)
+    for table in ("mem_items", "mem_cache", "mem_docs", "mem_spaces"):
+        assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM mem_fts WHERE mem_fts MATCH ?", (secret,)).fetchone()[0] == 0
+    db.close()
+    store.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert secret.encode() not in raw
+    assert not list((tmp_path / "podium.db.vectors").glob("*.usearch"))
+
+
+def _has_usearch() -> bool:
+    try:
+        import usearch  # noqa: F401
+    except ImportError:
+        return False
+    return True
