@@ -20,6 +20,7 @@ from .errors import DimensionMismatchError, IngestError, UnknownCollectionError
 from .longterm import Memory
 from .sqlite import RRF_K, SQLiteMemoryStore, filter_sql, fts_query
 from .store import VectorStore, close_stores, memory_config, store_for
+from .threads import Thread
 from .types import Hit, Item, SpaceInfo
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Memory",
     "SQLiteMemoryStore",
     "SpaceInfo",
+    "Thread",
     "UnknownCollectionError",
     "VectorStore",
     "close_stores",
