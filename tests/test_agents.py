@@ -80,7 +80,9 @@ def test_toolsets_compose_and_refuse_clashes() -> None:
     tools = podium.Toolset(lookup_order, refund)
     assert tools.names() == ["lookup_order", "refund"]
     assert tools.filter(["refund"]).names() == ["refund"]
-    assert tools.prefix("shop.").names() == ["shop.lookup_order", "shop.refund"]
+    assert tools.prefix("shop_").names() == ["shop_lookup_order", "shop_refund"]
+    with pytest.raises(podium.UsageError, match="tool names may hold only"):
+        tools.prefix("shop.")
     assert podium.Toolset(tools, tools.prefix("b_")).names() == [
         "lookup_order",
         "refund",

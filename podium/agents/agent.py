@@ -72,6 +72,7 @@ class AgentInput(BaseModel):
 
 
 _HANDOFF = "transfer_to_"
+_AGENTS: dict[str, Agent] = {}  # agents whose flow is registered, by name
 
 
 class Agent:
@@ -93,8 +94,8 @@ class Agent:
         temperature: float | None = None,
         description: str | None = None,
     ) -> None:
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,48}", name):
-            raise UsageError(f"agent name {name!r}: use 1-48 letters, digits, '_', '.' or '-'")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,48}", name):
+            raise UsageError(f"agent name {name!r}: use 1-48 letters, digits, '_' or '-'")
         if not isinstance(instructions, str) or not instructions.strip():
             raise UsageError(f"agent {name!r} needs instructions")
         if not isinstance(max_turns, int) or max_turns < 1:
@@ -161,13 +162,17 @@ class Agent:
         turns = calls = tin = tout = 0
         cost = 0.0
         handoffs: list[str] = []
+        mine = 0  # turns of the agent in charge (a specialist reached by a handoff has its own max_turns)
+        tokens_before = 0
+        cost_before = 0.0
         while True:
-            if turns >= agent.max_turns:
+            if mine >= agent.max_turns:
                 raise AgentError(
                     f"agent {agent.name!r} did not answer within {agent.max_turns} turns",
                     type="AgentTurnLimit",
                 )
             turns += 1
+            mine += 1
             messages = [Message(role="system", content=agent._system()), *history]
             completion: Completion = await ctx.model(agent.model).chat(
                 messages, tools=agent._tool_schemas(), temperature=agent.temperature
@@ -175,14 +180,16 @@ class Agent:
             tin += completion.usage.input_tokens
             tout += completion.usage.output_tokens
             cost += completion.cost
-            if agent.max_tokens is not None and tin + tout > agent.max_tokens:
+            used = tin + tout - tokens_before
+            if agent.max_tokens is not None and used > agent.max_tokens:
                 raise AgentError(
-                    f"agent {agent.name!r} used {tin + tout} tokens (limit {agent.max_tokens})",
+                    f"agent {agent.name!r} used {used} tokens (limit {agent.max_tokens})",
                     type="AgentTokenLimit",
                 )
-            if agent.max_cost is not None and cost > agent.max_cost:
+            if agent.max_cost is not None and cost - cost_before > agent.max_cost:
                 raise AgentError(
-                    f"agent {agent.name!r} spent ${cost:.4f} (limit ${agent.max_cost})", type="AgentCostLimit"
+                    f"agent {agent.name!r} spent ${cost - cost_before:.4f} (limit ${agent.max_cost})",
+                    type="AgentCostLimit",
                 )
             if completion.tool_calls:
                 history.append(
@@ -196,6 +203,7 @@ class Agent:
                     )
                     handoffs.append(target.name)
                     agent = target
+                    mine, tokens_before, cost_before = 0, tin + tout, cost
                     continue
                 results = await agent._call_tools(ctx, completion.tool_calls)
                 calls += len(results)
@@ -260,7 +268,14 @@ class Agent:
             run_agent.__doc__ = f"Agent {self.name}: {self.description}"
             run_agent.__annotations__ = {"ctx": Any, "input": AgentInput, "return": Any}  # resolved types
             fl: Flow[Any, Any] = Flow(run_agent, name=f"agent.{self.name}", timeout=None)
+            other = _AGENTS.get(self.name)
+            if other is not None and other is not self:
+                raise UsageError(
+                    f"an agent named {self.name!r} exists already (its flow is agent.{self.name}); "
+                    "give one of them another name"
+                )
             register(fl)
+            _AGENTS[self.name] = self
             self._flow = fl
         return self._flow
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..errors import UsageError
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI and Anthropic accept as a tool name
 
 
 class ToolArgumentsError(Exception):
@@ -114,7 +114,9 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, description: s
         raise UsageError(f"@podium.tool needs a function, not {fn!r}")
     tool_name = name or fn.__name__
     if not _NAME.match(tool_name):
-        raise UsageError(f"tool name {tool_name!r}: use 1-64 letters, digits, '_', '.' or '-'")
+        raise UsageError(
+            f"tool name {tool_name!r}: use 1-64 letters, digits, '_' or '-' (model APIs allow no more)"
+        )
     summary, described = _doc(fn)
     try:
         hints = get_type_hints(fn)

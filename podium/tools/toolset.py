@@ -100,7 +100,11 @@ class Toolset:
         return self._copy([self._tools[n] for n in names], self._rules)
 
     def prefix(self, prefix: str) -> Toolset:
-        """The same tools named ``prefix + name`` (to combine toolsets whose names clash)."""
+        """The same tools named ``prefix + name`` (to combine toolsets whose names clash), e.g. ``"crm_"``."""
+        from .tool import _NAME
+
+        if not isinstance(prefix, str) or not all(_NAME.match(prefix + t.name) for t in self):
+            raise UsageError(f"prefix {prefix!r}: tool names may hold only letters, digits, '_' and '-'")
         renamed = [replace(t, name=prefix + t.name) for t in self]
         return self._copy(renamed, {prefix + k: v for k, v in self._rules.items()})
 
