@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 from .config import Settings
 from .engine.codec import to_json
 from .engine.timeline import ModelUsage, TimelineRow, timeline, usage
-from .engine.worker import Worker, cancel_children, undo_free
+from .engine.worker import Worker, cancel_children, request_cancel
 from .errors import (
     InvalidStateError,
     RunCancelledError,
@@ -35,7 +35,7 @@ from .errors import (
     UsageError,
 )
 from .hooks import Observer
-from .runtime import make_store
+from .runtime import close_observers, make_observers, make_store
 from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
 from .triggers import cron as _cron
 from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
@@ -236,10 +236,11 @@ class Client:
         store: Store | None = None,
         worker: bool = True,
         clock: Clock = time.time,
-        observers: Iterable[Observer] = (),
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.observers = tuple(observers)
+        self.observers: tuple[Observer, ...] = () if observers is None else tuple(observers)
+        self._own_observers = observers is None  # built from the settings when the worker starts
         self.clock = clock
         self.store = store or make_store(self.settings)
         self._want_worker = worker
@@ -259,6 +260,8 @@ class Client:
     async def open(self) -> None:
         if self._open:
             return
+        if self._want_worker and self._own_observers:
+            self.observers = tuple(make_observers(self.settings, store=self.store))
         await self.store.open()
         self._open = True
         if self._want_worker:
@@ -277,6 +280,9 @@ class Client:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        if self._own_observers:
+            close_observers(self.observers)
+            self.observers = ()
         await self.store.close()
         self._open = False
 
@@ -441,18 +447,19 @@ class Client:
             return Run._of(rec)
         if rec.status.terminal:
             raise InvalidStateError(f"run {run_id} is {rec.status.value}; it cannot be cancelled")
+        request = Event(run_id, "cancel", "", None, None if by is None else {"by": by}, self.clock())
         try:
-            await self._deliver(
-                Event(run_id, "cancel", "", None, None if by is None else {"by": by}, self.clock())
-            )
+            idle = await request_cancel(self.store, request, self.clock())
         except InvalidStateError:
             rec = await self._record(run_id)
             if rec.status is RunStatus.CANCELLED:
                 return Run._of(rec)
             raise
-        if await undo_free(self.store, run_id) and await self.store.cancel_idle(run_id, now=self.clock()):
+        if idle:
             self._finished(run_id, "cancelled")
             await cancel_children(self.store, run_id, self.clock())
+        elif self.worker is not None:
+            self.worker.notify_inbox(run_id)
         return await self.get(run_id)
 
     async def signal(

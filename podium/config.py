@@ -2,12 +2,19 @@
 
 | variable | default | meaning |
 |---|---|---|
-| ``PODIUM_DATABASE_URL`` | ``sqlite:///.podium/podium.db`` | ``sqlite:///PATH``, ``memory://`` |
+| ``PODIUM_DATABASE_URL`` | ``sqlite:///.podium/podium.db`` | ``sqlite:///PATH``, ``postgresql://``, ``memory://``|
 | ``PODIUM_LEASE_SECONDS`` | ``30`` | how long a worker's claim on a run lasts without a heartbeat |
 | ``PODIUM_POLL_SECONDS`` | ``1.0`` | how often an idle worker looks for runnable runs |
 | ``PODIUM_HOLD_SECONDS`` | ``2.0`` | shorter timers wait in memory; longer ones release the run |
 | ``PODIUM_CONCURRENCY`` | ``100`` | runs one worker executes at once |
 | ``PODIUM_CONFIG`` | ``podium.toml`` | the configuration file (models, ...), if it exists |
+| ``PODIUM_OTLP_ENDPOINT`` | unset | OTLP/HTTP traces to ``http://host:4318`` (``podium[otel]``) |
+| ``PODIUM_METRICS`` | ``0`` | ``1``: keep Prometheus metrics in workers started by a ``Client`` |
+| ``PODIUM_LOG_FORMAT`` | ``text`` | ``json``: JSON log lines (``podium worker``, ``podium serve``) |
+| ``PODIUM_LOG_LEVEL`` | ``INFO`` | the level of those logs (``DEBUG`` adds every step) |
+
+The last four may also be set in ``[observability]`` of ``podium.toml`` (``otlp_endpoint``, ``metrics``,
+``log_format``, ``log_level``); a variable wins over the file.
 """
 
 from __future__ import annotations
@@ -23,6 +30,18 @@ from .errors import ConfigError
 from .types import parse_duration
 
 DEFAULT_DATABASE_URL = "sqlite:///.podium/podium.db"
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observability:
+    """What to observe, resolved from settings and ``[observability]`` (see ``Settings.observability``)."""
+
+    otlp_endpoint: str | None = None
+    metrics: bool = False
+    log_format: str = "text"
+    log_level: str = "INFO"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,11 +55,20 @@ class Settings:
     concurrency: int = 100
     config: Mapping[str, Any] = field(default_factory=dict)
     """The parsed configuration file (``podium.toml``): ``models`` and future sections."""
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP endpoint for traces; None: ``[observability] otlp_endpoint``, else no tracing."""
+    metrics: bool | None = None
+    """Prometheus metrics in a ``Client``'s worker; None: ``[observability] metrics`` (default off)."""
+    log_format: str | None = None
+    """``text`` or ``json``; None: ``[observability] log_format`` (default ``text``)."""
+    log_level: str | None = None
+    """None: ``[observability] log_level`` (default ``INFO``)."""
 
     def __post_init__(self) -> None:
-        if not self.database_url.startswith(("sqlite://", "memory://")):
+        if not self.database_url.startswith(("sqlite://", "memory://", "postgresql://", "postgres://")):
             raise ConfigError(
-                f"unsupported database URL {self.database_url!r}: use sqlite:///PATH or memory://"
+                f"unsupported database URL {self.database_url!r}: "
+                "use sqlite:///PATH, postgresql://USER@HOST/DB or memory://"
             )
         for name in ("lease_seconds", "poll_seconds"):
             if getattr(self, name) <= 0:
@@ -49,6 +77,35 @@ class Settings:
             raise ConfigError("hold_seconds must not be negative")
         if self.concurrency < 1:
             raise ConfigError("concurrency must be at least 1")
+        self.observability  # noqa: B018 - validates the observability settings now
+
+    @property
+    def observability(self) -> Observability:
+        """Tracing, metrics and log settings: a field set here (or by a variable) wins over
+        ``[observability]`` in ``podium.toml``; ``ConfigError`` on a bad value."""
+        section = self.config.get("observability") or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError("[observability] in podium.toml must be a table")
+        unknown = set(section) - {"otlp_endpoint", "metrics", "log_format", "log_level"}
+        if unknown:
+            raise ConfigError(f"[observability]: unknown key(s) {', '.join(sorted(unknown))}")
+        endpoint = self.otlp_endpoint if self.otlp_endpoint is not None else section.get("otlp_endpoint")
+        if endpoint is not None and (
+            not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://"))
+        ):
+            raise ConfigError(f"otlp_endpoint {endpoint!r} must be an http:// or https:// URL")
+        metrics = self.metrics if self.metrics is not None else section.get("metrics", False)
+        if not isinstance(metrics, bool):
+            raise ConfigError(f"[observability] metrics must be true or false, not {metrics!r}")
+        fmt = self.log_format if self.log_format is not None else section.get("log_format", "text")
+        if fmt not in LOG_FORMATS:
+            raise ConfigError(f"log format {fmt!r}: use text or json")
+        level = self.log_level if self.log_level is not None else section.get("log_level", "INFO")
+        if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log level {level!r}: use one of {', '.join(LOG_LEVELS)}")
+        return Observability(
+            otlp_endpoint=endpoint or None, metrics=metrics, log_format=fmt, log_level=level.upper()
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -72,6 +129,17 @@ class Settings:
                 values["concurrency"] = int(raw)
             except ValueError:
                 raise ConfigError(f"PODIUM_CONCURRENCY={raw!r} is not an integer") from None
+        if raw := env.get("PODIUM_OTLP_ENDPOINT"):
+            values["otlp_endpoint"] = raw
+        if raw := env.get("PODIUM_METRICS"):
+            flag = raw.strip().lower()
+            if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"PODIUM_METRICS={raw!r}: use 1 or 0")
+            values["metrics"] = flag in ("1", "true", "yes", "on")
+        if raw := env.get("PODIUM_LOG_FORMAT"):
+            values["log_format"] = raw.strip().lower()
+        if raw := env.get("PODIUM_LOG_LEVEL"):
+            values["log_level"] = raw.strip().upper()
         path = Path(env.get("PODIUM_CONFIG", "podium.toml"))
         if path.is_file():
             values["config"] = load_config(path)

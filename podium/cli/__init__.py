@@ -54,6 +54,20 @@ def _settings(db: str | None) -> Settings:
     return Settings.from_env(database_url=db)
 
 
+def _narrator(settings: Settings) -> Callable[[str], None]:
+    """How a long-running command (worker, serve) reports: rich lines on stderr, or with
+    ``PODIUM_LOG_FORMAT=json`` log records, all logging then being JSON lines on stderr."""
+    obs = settings.observability
+    if obs.log_format != "json":
+        return lambda message: err.print(escape(message))
+    import logging
+
+    from ..observability.logs import configure_logging
+
+    configure_logging(obs.log_level)
+    return logging.getLogger("podium.cli").info
+
+
 def _call(fn: Callable[[], Awaitable[T]]) -> T:
     """Run ``fn`` and turn Podium's user-facing errors into one clear line."""
     try:
@@ -146,6 +160,10 @@ def worker(
         list[str] | None, typer.Argument(help="Modules or .py files whose flows to run")
     ] = None,
     concurrency: Annotated[int | None, typer.Option(help="Runs executed at once")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: any free port)"),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run a worker: claim runnable runs of the loaded flows and execute them until stopped."""
@@ -163,13 +181,26 @@ def worker(
     if not names:
         _fail("no flows loaded: pass the modules that define them, e.g. `podium worker examples/hello.py`")
 
+    say = _narrator(settings)
+
     async def go() -> None:
+        from ..runtime import close_observers, make_observers
+
         client = Client(settings, worker=False)
         await client.open()
-        w = Worker(client.store, settings)
-        err.print(
-            escape(f"worker {w.owner} on {settings.database_url}: flows {', '.join(names)} (Ctrl-C stops)")
-        )
+        observers = make_observers(settings, store=client.store)
+        server = None
+        if metrics_port is not None:
+            from ..observability.metrics import MetricsObserver, find_metrics, serve_metrics
+
+            metrics = find_metrics(observers)
+            if metrics is None:
+                metrics = MetricsObserver(store=client.store, process=True)
+                observers.append(metrics)
+            server = serve_metrics(metrics.registry, metrics_port)
+            say(f"metrics on http://127.0.0.1:{server.server_port}/metrics")
+        w = Worker(client.store, settings, observers=observers)
+        say(f"worker {w.owner} on {settings.database_url}: flows {', '.join(names)} (Ctrl-C stops)")
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (_signal.SIGINT, _signal.SIGTERM):
@@ -182,13 +213,16 @@ def worker(
 
                 servers = servers_from(settings.config)
                 consumers = await start_events(Client.for_worker(w), events, servers=servers)
-                err.print(escape(f"consuming NATS events: {', '.join(sorted(events))}"))
+                say(f"consuming NATS events: {', '.join(sorted(events))}")
             await stop.wait()
         finally:
-            err.print("stopping: releasing held runs")
+            say("stopping: releasing held runs")
             if consumers is not None:
                 await consumers.stop()
             await w.stop()
+            close_observers(observers)
+            if server is not None:
+                server.shutdown()
             await client.close()
 
     _call(go)
@@ -547,6 +581,45 @@ def schedule_delete(name: Annotated[str, typer.Argument(metavar="NAME")], db: Db
     out.print(escape(f"schedule {name!r} deleted"))
 
 
+db_app = typer.Typer(help="The database that PODIUM_DATABASE_URL (or --db) names.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(db: DbOption = None) -> None:
+    """Apply the migrations the database has not had yet, and print its schema version.
+
+    Stores migrate on first use too; this does it ahead (say, before starting many workers at once).
+    """
+    from ..runtime import make_store
+
+    settings = _settings(db)
+
+    async def go() -> int | None:
+        store = make_store(settings)
+        await store.open()  # applies what is missing, under a lock when the database is shared
+        try:
+            version: int | None = getattr(store, "version", None)
+            return version
+        finally:
+            await store.close()
+
+    version = _call(go)
+    if version is None:
+        out.print(escape(f"{settings.database_url}: nothing to migrate (in memory)"), soft_wrap=True)
+    else:
+        out.print(escape(f"{_redact(settings.database_url)}: schema version {version}"), soft_wrap=True)
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password."""
+    head, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{head}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
 @app.command()
 def serve(
     modules: Annotated[
@@ -573,9 +646,10 @@ def serve(
     from ..triggers.webhook import load_hooks
 
     settings = _settings(db)
+    say = _narrator(settings)
     hooks = load_hooks(settings.config, load=load_flow)
     if not hooks:
-        err.print(Text("no [hooks.NAME] in podium.toml: only /healthz is served", style="yellow"))
+        say("no [hooks.NAME] in podium.toml: no webhooks are served")
     _call(lambda: serve_http(settings, hooks, host=host, port=port, worker=worker))
 
 
@@ -685,6 +759,11 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")], db:
 
     _call(go)
     out.print(escape(f"key {key_id} revoked"))
+
+
+from .mcp import mcp_command  # noqa: E402 - it reads this module's helpers when it runs
+
+app.command("mcp")(mcp_command)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     raise ImportError(f"podium serve needs FastAPI and uvicorn ({exc}): pip install podium[server]") from exc
 
 from .api import create_api, install_errors
+from .dashboard import install_dashboard
 
 log = logging.getLogger("podium.server")
 
@@ -51,6 +52,7 @@ def create_app(client: Client, hooks: Mapping[str, Hook], *, max_body: int = MAX
     )
     install_errors(app)
     app.include_router(create_api(client))
+    install_dashboard(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
@@ -94,7 +96,11 @@ async def serve(
     """Serve the app with uvicorn until interrupted. With ``worker``, runs also execute in this process
     (the flows of the hooks' modules); otherwise a separate ``podium worker`` must run them."""
     client = Client(settings, worker=worker)
-    config = uvicorn.Config(create_app(client, hooks), host=host, port=port, log_level="info", ws="none")
+    # PODIUM_LOG_FORMAT=json: uvicorn sets up no logging of its own, so its records become JSON lines too
+    own_logs = None if settings.observability.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+    config = uvicorn.Config(
+        create_app(client, hooks), host=host, port=port, log_level="info", ws="none", log_config=own_logs
+    )
     try:
         await uvicorn.Server(config).serve()
     finally:
