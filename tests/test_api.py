@@ -268,3 +268,25 @@ async def test_flows_models_usage_and_openapi(api: Api) -> None:
     assert (await api.get("/api/usage")).json() == {"flows": {}}
     doc = (await api.http.get(api.url + "/openapi.json")).json()
     assert "/api/runs" in doc["paths"] and "/api/runs/{run_id}/approve" in doc["paths"]
+
+
+async def test_metrics_are_served_to_a_viewer_when_switched_on(tmp_path: Path) -> None:
+    from podium.observability.metrics import MetricsObserver
+
+    client = podium.Client(settings_for(f"sqlite:///{tmp_path}/m.db"), observers=[MetricsObserver()])
+    await client.open()
+    try:
+        _, key = await client.create_key("prometheus", "viewer")
+        async with serving(client) as (url, http):
+            await (await client.start(echo, "hi")).result(timeout=WAIT_SECONDS)
+            r = await http.get(url + "/api/metrics", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+            assert 'podium_runs_finished_total{flow="api.echo",status="completed"} 1.0' in r.text
+            assert (await http.get(url + "/api/metrics")).status_code == 401
+    finally:
+        await close_within(client)
+
+
+async def test_metrics_off_is_a_clear_404(api: Api) -> None:
+    r = await api.get("/api/metrics")
+    assert r.status_code == 404 and "PODIUM_METRICS=1" in r.json()["error"]

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..client import ROLES, ApiKey, Client, Run, RunHandle
@@ -285,6 +285,22 @@ def create_api(client: Client) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10000, description="Newest runs read at most")] = 2000,
     ) -> dict[str, Any]:
         return await compute_stats(client, bucket=bucket, since=since, flow=flow, limit=limit)
+
+    @api.get("/metrics", summary="Prometheus metrics of this server's worker (PODIUM_METRICS=1)")
+    async def metrics(request: Request, key: Reader) -> Response:
+        from ..observability.metrics import find_metrics, render_metrics
+
+        found = find_metrics(client.observers)
+        if found is None:
+            raise ApiError(
+                404,
+                "metrics are off here: start podium serve --worker with PODIUM_METRICS=1 (or scrape "
+                "podium worker --metrics-port)",
+            )
+        body, content_type = await asyncio.to_thread(
+            render_metrics, found.registry, request.headers.get("accept")
+        )
+        return Response(body, media_type=content_type)
 
     # -- keys -------------------------------------------------------------------------------------
     @api.get("/keys", summary="API keys (admin)")
