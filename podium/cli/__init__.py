@@ -765,6 +765,11 @@ from .mcp import mcp_command  # noqa: E402 - it reads this module's helpers when
 
 app.command("mcp")(mcp_command)
 
+from .memory import ask_command, ingest_command  # noqa: E402 - they read this module's helpers when they run
+
+app.command("ingest")(ingest_command)
+app.command("ask")(ask_command)
+
 
 def main() -> None:
     """Entry point of the ``podium`` command."""
