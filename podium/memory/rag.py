@@ -5,7 +5,7 @@ has 135M parameters) cite unreliably, so the sources listed with an answer are c
 chunks, not taken on the model's word: a passage counts as used when the answer cites an existing number
 (``cited``) or shares enough distinctive words with it (``matched``); if neither, the best retrieved
 passage is listed as what the answer was given (``retrieved``). Citations of passages that do not exist
-are removed from the text.
+are removed from the text, and so are repeated sentences (small models tend to loop).
 """
 
 from __future__ import annotations
@@ -52,12 +52,26 @@ def sources_used(answer: str, hits: list[Hit]) -> list[tuple[int, str]]:
     if cited:
         return [(n, "cited") for n in cited]
     said = _words(_CITE.sub(" ", answer))
-    matched = []
-    for i, h in enumerate(hits, 1):
-        shared = said & _words(h.text[: PASSAGE_CHARS * 2])
-        if len(shared) >= 3 or (said and len(shared) / len(said) >= 0.3):
-            matched.append((i, "matched"))
-    return matched or ([(1, "retrieved")] if hits else [])
+    shared = [len(said & _words(h.text[:PASSAGE_CHARS])) for h in hits]
+    best = max(shared, default=0)
+    if said and best >= 3:  # the passages the answer draws on most, not every one it brushes against
+        return [(i, "matched") for i, n in enumerate(shared, 1) if n >= max(3, 0.6 * best)]
+    return [(1, "retrieved")] if hits else []
+
+
+def tidy(answer: str, sentences: int = 4) -> str:
+    """The answer without repeated sentences (small models loop), at most ``sentences`` of them."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for s in re.split(r"(?<=[.!?])\s+", answer.strip()):
+        key = " ".join(re.findall(r"\w+", _CITE.sub("", s).lower()))
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        out.append(s)
+        if len(out) == sentences:
+            break
+    return " ".join(out)
 
 
 def clean(answer: str, n: int) -> str:
@@ -74,7 +88,7 @@ async def answer_question(
     k: int = 4,
     model: str = "default",
     filters: dict[str, Any] | None = None,
-    max_tokens: int = 200,
+    max_tokens: int = 160,
 ) -> dict[str, Any]:
     """Retrieve (a journaled step), answer with ``model`` (a journaled model step), list the sources."""
     hits = await ctx.retrieve(question, collection=collection, k=k, filters=filters)
@@ -83,6 +97,7 @@ async def answer_question(
     text = await ctx.model(model).generate(
         prompt_for(question, hits), system=SYSTEM, max_tokens=max_tokens, temperature=0.0
     )
+    text = tidy(text)
     used = sources_used(text, hits)
     return {
         "answer": clean(text, len(hits)) or "I do not know.",
