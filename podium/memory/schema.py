@@ -92,4 +92,10 @@ CREATE TABLE IF NOT EXISTS mem_summaries (
 );
 """,
     ),
+    (
+        2,
+        """
+INSERT INTO mem_fts(mem_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)');
+""",
+    ),
 ]

@@ -320,32 +320,31 @@ class SQLiteMemoryStore:
             mat = self._vectors(name, dim, [it.vector for it in items])
             tag = f"s{sid}"
             keys = [it.key for it in items]
-            old = self._ids_of(sid, keys)
-            if old:
-                db.execute(f"DELETE FROM mem_items WHERE id IN ({','.join('?' * len(old))})", old)
-            rows = [
-                (
-                    sid,
-                    it.key,
-                    it.doc,
-                    it.source,
-                    it.text,
-                    tag,
-                    _dump(it.metadata),
-                    mat[i].tobytes(),
-                    now,
-                    it.expires_at,
-                )
-                for i, it in enumerate(items)
-            ]
-            db.executemany(
-                "INSERT INTO mem_items (space, key, doc, source, text, tag, metadata, vector, created_at, "
-                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            new = self._ids_of(sid, keys)
-            pos = {k: i for i, k in enumerate(keys)}
-            self._bump(db, sid, version, removed=old, added=(new, mat[[pos[k] for k in self._keys_of(new)]]))
+            old: list[int] = []
+            new: list[int] = []
+            for i, it in enumerate(items):
+                # A replaced item gets a new row id: other processes' indexes see the change by its ids.
+                old += [r[0] for r in db.execute(
+                    "DELETE FROM mem_items WHERE space = ? AND key = ? RETURNING id", (sid, it.key)
+                )]  # fmt: skip
+                row = db.execute(
+                    "INSERT INTO mem_items (space, key, doc, source, text, tag, metadata, vector, "
+                    "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        sid,
+                        it.key,
+                        it.doc,
+                        it.source,
+                        it.text,
+                        tag,
+                        _dump(it.metadata),
+                        mat[i].tobytes(),
+                        now,
+                        it.expires_at,
+                    ),
+                ).fetchone()
+                new.append(int(row[0]))
+            self._bump(db, sid, version, removed=old, added=(new, mat))
         return [f"{_short(name)}:{k}" for k in keys]
 
     def _vectors(self, name: str, dim: int, vectors: list[Any]) -> Any:
@@ -547,7 +546,6 @@ class SQLiteMemoryStore:
             return []
         now = time.time() if now is None else now
         where, args = filter_sql(filters)
-        live = " AND (i.expires_at IS NULL OR i.expires_at > ?)"
         n_cand = candidates or max(4 * k, 40)
         with self._lock:
             sid, _, _, dim, _ = self.require(name)
@@ -555,19 +553,21 @@ class SQLiteMemoryStore:
             txt_ranked: list[tuple[int, float]] = []
             if vector is not None:
                 q = self._vectors(name, dim, [vector])[0]
-                vec_ranked = self._vector_hits(sid, name, q, n_cand, where + live, [*args, now])
+                vec_ranked = self._vector_hits(sid, name, q, n_cand, where, args, now)
             if text:
-                txt_ranked = self._text_hits(sid, text, n_cand, where + live, [*args, now])
-            return self._fuse(name, vec_ranked, txt_ranked, k, both=vector is not None and bool(text))
+                txt_ranked = self._text_hits(sid, text, n_cand, where, args)
+            return self._fuse(
+                name, vec_ranked, txt_ranked, k, both=vector is not None and bool(text), now=now
+            )
 
     def _vector_hits(
-        self, sid: int, name: str, q: Any, n_cand: int, where: str, args: list[Any]
+        self, sid: int, name: str, q: Any, n_cand: int, where: str, args: list[Any], now: float
     ) -> list[tuple[int, float]]:
         index = self.index(name)
-        filtered = where.strip() != "AND (i.expires_at IS NULL OR i.expires_at > ?)"
-        if filtered or self._any_expiring(sid):
-            # which rows pass? few: exact search over just them; many: oversample the index, then filter
-            allowed = self._allowed(sid, where, args, limit=PREFILTER_MAX + 1)
+        if where:
+            # which rows pass the filter? few: exact search over just them; many: oversample the index
+            where += " AND (i.expires_at IS NULL OR i.expires_at > ?)"
+            allowed = self._allowed(sid, where, [*args, now], limit=PREFILTER_MAX + 1)
             if len(allowed) <= PREFILTER_MAX:
                 if not allowed:
                     return []
@@ -582,14 +582,8 @@ class SQLiteMemoryStore:
                 if len(hits) >= n_cand or want >= len(index):
                     return hits[:n_cand]
                 want *= 4
-        found, scores = index.search(q, n_cand)
+        found, scores = index.search(q, n_cand)  # expired rows drop out in _fuse (they are few)
         return [(int(i), float(s)) for i, s in zip(found, scores, strict=True)]
-
-    def _any_expiring(self, sid: int) -> bool:
-        r = self.db.execute(
-            "SELECT 1 FROM mem_items WHERE space = ? AND expires_at IS NOT NULL LIMIT 1", (sid,)
-        ).fetchone()
-        return r is not None
 
     def _allowed(self, sid: int, where: str, args: list[Any], *, limit: int) -> list[int]:
         return [
@@ -608,11 +602,17 @@ class SQLiteMemoryStore:
             return []
         match = f'tag:"s{sid}" AND ({query})'
         try:
-            rows = self.db.execute(
-                "SELECT f.rowid, bm25(mem_fts, 1.0, 0.0) AS s FROM mem_fts f "
-                f"JOIN mem_items i ON i.id = f.rowid WHERE mem_fts MATCH ?{where} ORDER BY s LIMIT ?",
-                (match, *args, n_cand),
-            ).fetchall()
+            if where:
+                rows = self.db.execute(
+                    "SELECT f.rowid, bm25(mem_fts, 1.0, 0.0) AS s FROM mem_fts f "
+                    f"JOIN mem_items i ON i.id = f.rowid WHERE mem_fts MATCH ?{where} ORDER BY s LIMIT ?",
+                    (match, *args, n_cand),
+                ).fetchall()
+            else:  # FTS5's own top-k path (ORDER BY rank: bm25 with the tag column weighted 0)
+                rows = self.db.execute(
+                    "SELECT rowid, rank FROM mem_fts WHERE mem_fts MATCH ? ORDER BY rank LIMIT ?",
+                    (match, n_cand),
+                ).fetchall()
         except sqlite3.OperationalError as exc:  # a query FTS5 cannot parse: no text results
             if "fts5" in str(exc).lower() or "syntax" in str(exc).lower():
                 return []
@@ -627,7 +627,21 @@ class SQLiteMemoryStore:
         k: int,
         *,
         both: bool,
+        now: float,
     ) -> list[Hit]:
+        wanted = list(dict.fromkeys([rid for rid, _ in vec] + [rid for rid, _ in txt]))
+        if not wanted:
+            return []
+        rows = {
+            r[0]: r
+            for r in self.db.execute(
+                "SELECT id, key, text, source, metadata, doc FROM mem_items "
+                f"WHERE id IN ({','.join('?' * len(wanted))}) AND (expires_at IS NULL OR expires_at > ?)",
+                (*wanted, now),
+            )
+        }
+        vec = [h for h in vec if h[0] in rows]  # expired (not yet purged) or deleted meanwhile: gone
+        txt = [h for h in txt if h[0] in rows]
         vrank = {rid: r for r, (rid, _) in enumerate(vec, 1)}
         trank = {rid: r for r, (rid, _) in enumerate(txt, 1)}
         if both:
@@ -640,16 +654,6 @@ class SQLiteMemoryStore:
             ranked = vec or txt
             scores = dict(ranked)
             order = [rid for rid, _ in ranked[:k]]
-        if not order:
-            return []
-        rows = {
-            r[0]: r
-            for r in self.db.execute(
-                "SELECT id, key, text, source, metadata, doc FROM mem_items "
-                f"WHERE id IN ({','.join('?' * len(order))})",
-                order,
-            )
-        }
         return [
             Hit(
                 id=f"{_short(name)}:{rows[rid][1]}",

@@ -72,14 +72,32 @@ class SpaceVectors:
         self.dtype = dtype
         self.version = -1  # the space version this index reflects (-1: never synced)
         n = np()
-        self.ids = n.zeros(0, dtype=n.int64)  # exact mode: row ids, ascending
-        self.mat = n.zeros((0, dim), dtype=n.float32)
+        self._ids = n.zeros(64, dtype=n.int64)  # exact mode: row ids (ascending) in a growable buffer
+        self._mat = n.zeros((64, dim), dtype=n.float32)
+        self._n = 0
         self.ann: Any = None  # usearch.index.Index once the space is large
         self.unsaved = 0  # vectors added to the ANN index since it was last saved
 
+    @property
+    def ids(self) -> Any:
+        return self._ids[: self._n]
+
+    @property
+    def mat(self) -> Any:
+        return self._mat[: self._n]
+
+    def _set(self, ids: Any, mat: Any) -> None:
+        n = np()
+        cap = max(64, 1 << (len(ids) - 1).bit_length() if len(ids) else 64)
+        self._ids = n.zeros(cap, dtype=n.int64)
+        self._mat = n.zeros((cap, self.dim), dtype=n.float32)
+        self._ids[: len(ids)] = ids
+        self._mat[: len(ids)] = mat
+        self._n = len(ids)
+
     # -- size and mode ------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self.ann.size) if self.ann is not None else len(self.ids)
+        return int(self.ann.size) if self.ann is not None else self._n
 
     @property
     def mode(self) -> str:
@@ -127,28 +145,56 @@ class SpaceVectors:
         return keys
 
     def add(self, ids: Any, mat: Any) -> None:
-        """Add rows (new ids); switches to ANN once the space reaches ``ann_min`` vectors."""
+        """Add rows, or replace the vectors of ids already held; switches to ANN once the space reaches
+        ``ann_min`` vectors."""
         n = np()
         if not len(ids):
             return
         ids = n.asarray(ids, dtype=n.int64)
         if self.ann is not None:
+            held = [int(i) for i in ids if self.ann.contains(int(i))]
+            for i in held:
+                self.ann.remove(i)
             self.ann.add(ids, mat, threads=2)
             self.unsaved += len(ids)
             return
-        if len(self.ids) + len(ids) >= self.ann_min and have_usearch():
+        if self._n + len(ids) >= self.ann_min and have_usearch():
+            self.remove(ids)
             self.ann = self._new_ann()
-            if len(self.ids):
+            if self._n:
                 self.ann.add(self.ids, self.mat, threads=2)
             self.ann.add(ids, mat, threads=2)
-            self.unsaved += len(self.ids) + len(ids)
-            self.ids = n.zeros(0, dtype=n.int64)
-            self.mat = n.zeros((0, self.dim), dtype=n.float32)
+            self.unsaved += self._n + len(ids)
+            self._set(n.zeros(0, dtype=n.int64), n.zeros((0, self.dim), dtype=n.float32))
             return
-        all_ids = n.concatenate([self.ids, ids])
-        all_mat = n.concatenate([self.mat, mat])
-        order = n.argsort(all_ids, kind="stable")
-        self.ids, self.mat = all_ids[order], n.ascontiguousarray(all_mat[order])
+        cur = self.ids
+        pos = n.searchsorted(cur, ids)
+        held = (
+            (pos < len(cur)) & (cur[n.minimum(pos, len(cur) - 1)] == ids)
+            if len(cur)
+            else n.zeros(len(ids), bool)
+        )
+        if held.any():
+            self._mat[pos[held]] = mat[held]
+            ids, mat = ids[~held], mat[~held]
+            if not len(ids):
+                return
+        if (self._n and ids.min() <= cur[-1]) or (len(ids) > 1 and (n.diff(ids) <= 0).any()):
+            all_ids = n.concatenate([cur, ids])
+            order = n.argsort(all_ids, kind="stable")
+            self._set(all_ids[order], n.concatenate([self.mat, mat])[order])
+            return
+        end = self._n + len(ids)
+        if end > len(self._ids):  # grow by doubling: appends cost amortised O(1) per row
+            cap = 1 << (end - 1).bit_length()
+            ids_buf = n.zeros(cap, dtype=n.int64)
+            mat_buf = n.zeros((cap, self.dim), dtype=n.float32)
+            ids_buf[: self._n] = self.ids
+            mat_buf[: self._n] = self.mat
+            self._ids, self._mat = ids_buf, mat_buf
+        self._ids[self._n : end] = ids
+        self._mat[self._n : end] = mat
+        self._n = end
 
     def remove(self, ids: Any) -> None:
         n = np()
@@ -158,7 +204,9 @@ class SpaceVectors:
             self.unsaved += len(ids)
             return
         keep = ~n.isin(self.ids, ids)
-        self.ids, self.mat = self.ids[keep], self.mat[keep]
+        if keep.all():
+            return
+        self._set(self.ids[keep], self.mat[keep])
 
     # -- search -------------------------------------------------------------------------------
     def search(self, query: Any, k: int) -> tuple[Any, Any]:
