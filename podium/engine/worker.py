@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
@@ -73,7 +73,9 @@ class Worker:
         self._targets: list[str] = []
         self._relaunch: dict[str, RunRecord] = {}
         self._wake: asyncio.Event | None = None
+        self._backlog = False  # the last claim filled every free slot: more runs may be waiting
         self._loops: list[asyncio.Task[None]] = []
+        self._unlisten: Callable[[], Awaitable[None]] | None = None
         self.committer = Committer(self)
         self._models: Any = None
         self._cache: Any = None
@@ -91,6 +93,9 @@ class Worker:
         from ..triggers.schedule import Scheduler
 
         self.scheduler = Scheduler(self)
+        listen = getattr(self.store, "listen", None)  # PostgreSQL: LISTEN/NOTIFY wakes this worker at once
+        if listen is not None:
+            self._unlisten = await listen(self._notified)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="podium-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="podium-heartbeat"),
@@ -100,6 +105,9 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming; release every run this worker holds so another worker resumes it at once."""
         self._stopping = True
+        if self._unlisten is not None:
+            unlisten, self._unlisten = self._unlisten, None
+            await unlisten()
         for t in self._loops:
             t.cancel()
         for t in self._loops:
@@ -156,6 +164,11 @@ class Worker:
             self._targets.append(run_id)
         if self._wake is not None:
             self._wake.set()
+
+    def _notified(self, flow: str | None) -> None:
+        """The store says a run of ``flow`` became runnable or got a timer (None: maybe anything did)."""
+        if flow is None or self._flows is None or flow in self._flows:
+            self.poke()
 
     def notify_inbox(self, run_id: str) -> None:
         """An inbox event for ``run_id`` was stored by this process."""
@@ -223,6 +236,7 @@ class Worker:
             )
             for run in runs:
                 await self._launch(run)
+            self._backlog = len(runs) == capacity
             if runs and len(runs) == capacity:
                 await asyncio.sleep(0)
                 return None
@@ -300,6 +314,8 @@ class Worker:
             self.poke()  # it may be runnable again already (or must be retried)
         elif outcome == "continued" and not self._stopping:
             self.poke(run_id)  # continue-as-new: its next generation is runnable now
+        elif self._backlog and not self._stopping:
+            self.poke()  # a slot is free and runs may be waiting for one: claim now, not at the next poll
         if self._on_finish is not None:
             self._on_finish(run_id, outcome)
 

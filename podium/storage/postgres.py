@@ -27,6 +27,7 @@ advisory lock, so processes starting at once apply each exactly once; ``podium d
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -51,6 +52,7 @@ from .sqlite import _EVENT_COLS, _RUN_COLS, _SCHEDULE_COLS, _dump, _event, _load
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg import sql as pg_sql
     from psycopg_pool import AsyncConnectionPool
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides psycopg
     raise ConfigError(
@@ -58,6 +60,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 T = TypeVar("T")
+log = logging.getLogger("podium.postgres")
 
 _RUNNABLE = (
     "status IN ('pending', 'waiting', 'running') AND (status = 'pending' "
@@ -99,6 +102,8 @@ _CREATE = (
     "ON CONFLICT DO NOTHING RETURNING run_id"
 )
 _RETRIES = 5
+_LISTEN_CHECK_SECONDS = 10.0
+"""How often an idle listening connection is checked (a round trip) to notice a silent drop."""
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
@@ -168,6 +173,8 @@ class PostgresStore:
         self._max_size = max_size
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._feed_lock = 0
+        self.channel = ""
+        """The NOTIFY channel of this schema (``podium:<schema>``), set by ``open``."""
         self.version = 0
         """The schema version after ``open`` (the number of the last migration applied)."""
 
@@ -187,10 +194,14 @@ class PostgresStore:
             raise StoreError(f"cannot connect to PostgreSQL ({_safe(self.url)}): {exc}") from exc
         try:
             self.version = await self._migrate(conn)
-            cur = await conn.execute("SELECT hashtextextended('podium.feed:' || current_schema(), 0)")
+            cur = await conn.execute(
+                "SELECT hashtextextended('podium.feed:' || current_schema(), 0), "
+                "left('podium:' || current_schema(), 63)"
+            )
             row = await cur.fetchone()
             assert row is not None
             self._feed_lock = int(row[0])
+            self.channel = str(row[1])
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL: {exc}") from exc
         finally:
@@ -210,6 +221,52 @@ class PostgresStore:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    async def listen(self, callback: Callable[[str | None], None]) -> Callable[[], Awaitable[None]]:
+        """Call ``callback(flow)`` whenever a run of ``flow`` becomes runnable (or gets a timer), as told
+        by NOTIFY from the transaction that did it (migration 0006); returns an async function that stops.
+
+        One connection of its own, outside the pool. After it drops it is made again, and ``callback(None)``
+        is called at every (re)connection: something may have become runnable while nobody listened.
+        """
+        task = asyncio.create_task(self._listen(callback), name="podium-listen")
+
+        async def stop() -> None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+        return stop
+
+    async def _listen(self, callback: Callable[[str | None], None]) -> None:
+        delay = 0.1
+        while True:
+            conn: psycopg.AsyncConnection[Any] | None = None
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=5, application_name="podium-listen"
+                )
+                await conn.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(self.channel)))
+                if delay > 0.1:
+                    log.info("listening to PostgreSQL again")
+                delay = 0.1
+                callback(None)
+                while True:
+                    async for note in conn.notifies(timeout=_LISTEN_CHECK_SECONDS):
+                        callback(note.payload)
+                    await conn.execute("SELECT 1")  # a connection that died silently raises here
+            except Exception as exc:  # psycopg.Error, OSError: the server is gone or restarting
+                log.warning("lost the PostgreSQL listening connection (retrying in %.1fs): %s", delay, exc)
+            finally:
+                if conn is not None:
+                    try:
+                        await conn.close()
+                    except Exception:  # pragma: no cover - closing a broken connection
+                        pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

@@ -1,0 +1,2 @@
+-- PostgreSQL's 0006 adds a NOTIFY trigger for listening workers; SQLite has no equivalent (workers on one
+-- SQLite file poll, and those in the same process are woken directly). Nothing to do here.
