@@ -139,7 +139,10 @@ export function inboxPage({ main, params, me, setLive }) {
   }, 200);
   const stop = stream("/events", (ev) => {
     if (["approval", "decision", "withdrawn", "end"].includes(ev.kind)) reload();
-  }, setLive);
+  }, (on) => {
+    setLive(on);
+    if (on) reload();
+  });
   load();
   return () => {
     closed = true;

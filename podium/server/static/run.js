@@ -85,7 +85,10 @@ export function runPage({ main, setLive }, runId) {
   }
 
   const reload = debounce(load, 100);
-  const stop = stream(`/runs/${encodeURIComponent(runId)}/events`, () => reload(), setLive);
+  const stop = stream(`/runs/${encodeURIComponent(runId)}/events`, () => reload(), (on) => {
+    setLive(on);
+    if (on) reload();
+  });
   load();
   return () => {
     closed = true;

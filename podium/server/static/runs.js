@@ -132,7 +132,10 @@ export function runsPage({ main, params, setLive }) {
         newRuns.onclick = () => go({ before: "", trail: "" });
       }
     }
-  }, setLive);
+  }, (on) => {
+    setLive(on);
+    if (on) reload(); // (re)connected: catch up on what happened before the stream was open
+  });
 
   load();
   return () => {
