@@ -94,7 +94,9 @@ async def test_forgetting_a_namespace_removes_rows_vectors_and_cache(tmp_path: P
         assert await again.search("vault code") == [] and await again.get("vault") is None
         db = sqlite3.connect(tmp_path / "podium.db")
         assert db.execute("SELECT count(*) FROM mem_items WHERE text LIKE '%qwertzuiop%'").fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM mem_fts WHERE mem_fts MATCH 'qwertzuiop'").fetchone()[0] == 0
+        spaces = db.execute("SELECT id FROM mem_spaces").fetchall()
+        tables = db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'mem_fts_*[0-9]'").fetchall()
+        assert sorted(t[0] for t in tables) == sorted(f"mem_fts_{s[0]}" for s in spaces)  # carol's is dropped
         assert db.execute("SELECT count(*) FROM mem_cache").fetchone()[0] == 1  # bob's query only
         db.close()
     finally:

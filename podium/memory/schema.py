@@ -98,4 +98,16 @@ CREATE TABLE IF NOT EXISTS mem_summaries (
 INSERT INTO mem_fts(mem_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)');
 """,
     ),
+    (
+        3,
+        """
+DROP TRIGGER IF EXISTS mem_items_ai;
+DROP TRIGGER IF EXISTS mem_items_ad;
+DROP TRIGGER IF EXISTS mem_items_au;
+DROP TABLE IF EXISTS mem_fts;
+""",
+    ),
 ]
+"""Migration 3 moves full text to one FTS5 table per space (``mem_fts_<space id>``, created with the space
+and filled from its rows if missing): a query then never scans other spaces' postings, and deleting a space
+drops its table, leaving no term behind."""

@@ -30,6 +30,10 @@ RRF_K = 60
 ANN_MIN = 20_000
 """Spaces with at least this many vectors are searched with the ANN index (below: exact search)."""
 
+DF_MAX = 2_000
+"""A query word found in more chunks than this is left out of the BM25 query (the rarest two words always
+stay): it adds little to the ranking and costs a score for each of those chunks."""
+
 PREFILTER_MAX = 20_000
 """A filtered vector search whose filter leaves at most this many rows searches those rows exactly."""
 
@@ -78,12 +82,18 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 query matching any word of ``text`` (quoted, so no word is read as an operator)."""
+def query_words(text: str) -> list[str]:
+    """The distinct words of ``text`` that a full-text query uses (stop words left out, unless that
+    leaves none)."""
     words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
     if not words:
         words = _WORD.findall(text.lower())
-    seen = list(dict.fromkeys(words))[:32]
+    return list(dict.fromkeys(words))[:32]
+
+
+def fts_query(text: str | list[str]) -> str | None:
+    """An FTS5 query matching any word of ``text`` (quoted, so no word is read as an operator)."""
+    seen = query_words(text) if isinstance(text, str) else text
     return " OR ".join(f'"{w}"' for w in seen) if seen else None
 
 
@@ -170,6 +180,8 @@ class SQLiteMemoryStore:
         self.ann_dtype = ann_dtype
         self._lock = threading.RLock()
         self._indexes: dict[int, SpaceVectors] = {}
+        self._fts_ready: set[int] = set()
+        self._df: dict[int, dict[str, int]] = {}  # per space: words' chunk counts (approximate, cached)
         self.folder = None if self.path == ":memory:" else Path(self.path + ".vectors")
         try:
             if self.path != ":memory:":
@@ -199,7 +211,40 @@ class SQLiteMemoryStore:
                 for statement in _statements(sql):
                     db.execute(statement)
                 db.execute("INSERT INTO memory_migrations VALUES (?, ?)", (version, time.time()))
+            for (sid,) in db.execute("SELECT id FROM mem_spaces").fetchall():
+                self._ensure_fts(db, sid)
         self.version = max(v for v, _ in MIGRATIONS)
+
+    # -- full text: one FTS5 table per space ----------------------------------------------------
+    def _ensure_fts(self, db: sqlite3.Connection, sid: int) -> str:
+        """The space's FTS5 table (external content: the text lives once, in mem_items), created and
+        filled from the space's rows if it is missing."""
+        table = f"mem_fts_{int(sid)}"
+        if sid in self._fts_ready:
+            return table
+        exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+        if not exists:
+            db.execute(
+                f"CREATE VIRTUAL TABLE {table} USING fts5(text, content='mem_items', content_rowid='id', "
+                "tokenize='unicode61 remove_diacritics 2')"
+            )
+            db.execute(
+                f"INSERT INTO {table}(rowid, text) SELECT id, text FROM mem_items WHERE space = ?", (sid,)
+            )
+        db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_v USING fts5vocab({table}, 'row')")
+        self._fts_ready.add(sid)
+        return table
+
+    def _delete_rows(self, db: sqlite3.Connection, sid: int, where: str, args: Sequence[Any]) -> list[int]:
+        """Delete the space's rows matching ``where`` and their full-text entries; returns their ids."""
+        gone = db.execute(
+            f"DELETE FROM mem_items WHERE space = ? AND {where} RETURNING id, text", (sid, *args)
+        )
+        rows = gone.fetchall()
+        if rows:
+            table = self._ensure_fts(db, sid)
+            db.executemany(f"INSERT INTO {table}({table}, rowid, text) VALUES ('delete', ?, ?)", rows)
+        return [int(r[0]) for r in rows]
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -261,10 +306,12 @@ class SQLiteMemoryStore:
         with self._tx() as db:
             row = self._space_row(name)
             if row is None:
-                db.execute(
+                cur = db.execute(
                     "INSERT INTO mem_spaces (name, kind, model, dim, created_at) VALUES (?, ?, ?, ?, ?)",
                     (name, kind, model, dim, time.time()),
                 )
+                assert cur.lastrowid is not None
+                self._ensure_fts(db, cur.lastrowid)
             else:
                 self._check(name, row, model, dim)
         info = self.info(name)
@@ -301,7 +348,10 @@ class SQLiteMemoryStore:
             db.execute("DELETE FROM mem_cache WHERE space = ?", (sid,))
             db.execute("DELETE FROM mem_docs WHERE space = ?", (sid,))
             db.execute("DELETE FROM mem_spaces WHERE id = ?", (sid,))
-            db.execute("INSERT INTO mem_fts(mem_fts) VALUES ('optimize')")
+            db.execute(f"DROP TABLE IF EXISTS mem_fts_{int(sid)}_v")
+            db.execute(f"DROP TABLE IF EXISTS mem_fts_{int(sid)}")
+            self._fts_ready.discard(sid)
+            self._df.pop(sid, None)
             index = self._indexes.pop(sid, None)
             if index is None:
                 index = SpaceVectors(sid, row[3], ann_min=self.ann_min, folder=self.folder)
@@ -322,11 +372,10 @@ class SQLiteMemoryStore:
             keys = [it.key for it in items]
             old: list[int] = []
             new: list[int] = []
+            fts = self._ensure_fts(db, sid)
             for i, it in enumerate(items):
                 # A replaced item gets a new row id: other processes' indexes see the change by its ids.
-                old += [r[0] for r in db.execute(
-                    "DELETE FROM mem_items WHERE space = ? AND key = ? RETURNING id", (sid, it.key)
-                )]  # fmt: skip
+                old += self._delete_rows(db, sid, "key = ?", (it.key,))
                 row = db.execute(
                     "INSERT INTO mem_items (space, key, doc, source, text, tag, metadata, vector, "
                     "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -344,6 +393,10 @@ class SQLiteMemoryStore:
                     ),
                 ).fetchone()
                 new.append(int(row[0]))
+            db.executemany(
+                f"INSERT INTO {fts}(rowid, text) VALUES (?, ?)",
+                [(rid, it.text) for rid, it in zip(new, items, strict=True)],
+            )
             self._bump(db, sid, version, removed=old, added=(new, mat))
         return [f"{_short(name)}:{k}" for k in keys]
 
@@ -403,9 +456,10 @@ class SQLiteMemoryStore:
             row = self._space_row(name)
             if row is None:
                 return 0
-            ids = self._ids_of(row[0], list(keys))
+            ids: list[int] = []
+            for key in keys:
+                ids += self._delete_rows(db, row[0], "key = ?", (key,))
             if ids:
-                db.execute(f"DELETE FROM mem_items WHERE id IN ({','.join('?' * len(ids))})", ids)
                 db.execute(
                     f"DELETE FROM mem_cache WHERE space = ? AND key IN ({','.join('?' * len(keys))})",
                     (row[0], *keys),
@@ -426,8 +480,10 @@ class SQLiteMemoryStore:
             for rid, sid, version in rows:
                 by_space.setdefault((sid, version), []).append(rid)
             for (sid, version), ids in by_space.items():
-                db.execute(f"DELETE FROM mem_items WHERE id IN ({','.join('?' * len(ids))})", ids)
-                self._bump(db, sid, version, removed=ids)
+                gone: list[int] = []
+                for rid in ids:
+                    gone += self._delete_rows(db, sid, "id = ?", (rid,))
+                self._bump(db, sid, version, removed=gone)
         return len(rows)
 
     def get(self, name: str, key: str, *, now: float | None = None) -> Hit | None:
@@ -565,8 +621,25 @@ class SQLiteMemoryStore:
     ) -> list[tuple[int, float]]:
         index = self.index(name)
         if where:
-            # which rows pass the filter? few: exact search over just them; many: oversample the index
             where += " AND (i.expires_at IS NULL OR i.expires_at > ?)"
+            # A filter many rows pass: check it on an oversampled candidate list (cost: the candidates).
+            for want in (n_cand * 8, n_cand * 32):
+                found, scores = index.search(q, want)
+                ok: set[int] = set()
+                for lo in range(0, len(found), 900):
+                    part = [int(i) for i in found[lo : lo + 900]]
+                    marks = ",".join("?" * len(part))
+                    ok.update(
+                        r[0]
+                        for r in self.db.execute(
+                            f"SELECT i.id FROM mem_items i WHERE i.id IN ({marks}){where}",
+                            (*part, *args, now),
+                        )
+                    )
+                hits = [(int(i), float(s)) for i, s in zip(found, scores, strict=True) if int(i) in ok]
+                if len(hits) >= n_cand or want >= len(index):
+                    return hits[:n_cand]
+            # A selective filter: which rows pass? few: exact search over just them; many: oversample more
             allowed = self._allowed(sid, where, [*args, now], limit=PREFILTER_MAX + 1)
             if len(allowed) <= PREFILTER_MAX:
                 if not allowed:
@@ -597,27 +670,43 @@ class SQLiteMemoryStore:
     def _text_hits(
         self, sid: int, text: str, n_cand: int, where: str, args: list[Any]
     ) -> list[tuple[int, float]]:
-        query = fts_query(text)
+        fts = self._ensure_fts(self.db, sid)
+        query = fts_query(self._selective(sid, fts, query_words(text)))
         if query is None:
             return []
-        match = f'tag:"s{sid}" AND ({query})'
         try:
             if where:
                 rows = self.db.execute(
-                    "SELECT f.rowid, bm25(mem_fts, 1.0, 0.0) AS s FROM mem_fts f "
-                    f"JOIN mem_items i ON i.id = f.rowid WHERE mem_fts MATCH ?{where} ORDER BY s LIMIT ?",
-                    (match, *args, n_cand),
+                    f"SELECT f.rowid, f.rank FROM {fts} f JOIN mem_items i ON i.id = f.rowid "
+                    f"WHERE {fts} MATCH ?{where} ORDER BY f.rank LIMIT ?",
+                    (query, *args, n_cand),
                 ).fetchall()
-            else:  # FTS5's own top-k path (ORDER BY rank: bm25 with the tag column weighted 0)
+            else:  # FTS5's own top-k path (ORDER BY rank: bm25)
                 rows = self.db.execute(
-                    "SELECT rowid, rank FROM mem_fts WHERE mem_fts MATCH ? ORDER BY rank LIMIT ?",
-                    (match, n_cand),
+                    f"SELECT rowid, rank FROM {fts} WHERE {fts} MATCH ? ORDER BY rank LIMIT ?",
+                    (query, n_cand),
                 ).fetchall()
         except sqlite3.OperationalError as exc:  # a query FTS5 cannot parse: no text results
             if "fts5" in str(exc).lower() or "syntax" in str(exc).lower():
                 return []
             raise
         return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def _selective(self, sid: int, fts: str, words: list[str]) -> list[str]:
+        """``words`` without those in more than ``DF_MAX`` chunks (keeping the rarest two)."""
+        if len(words) <= 2:
+            return words
+        known = self._df.setdefault(sid, {})
+        if len(known) > 50_000:
+            known.clear()
+        for w in words:
+            if w not in known:
+                row = self.db.execute(f"SELECT doc FROM {fts}_v WHERE term = ?", (w,)).fetchone()
+                known[w] = int(row[0]) if row else 0
+        rare = sorted(
+            (w for w in words if known[w] > 0), key=lambda w: known[w]
+        )  # absent words match nothing
+        return [w for i, w in enumerate(rare) if i < 2 or known[w] <= DF_MAX]
 
     def _fuse(
         self,
@@ -729,10 +818,7 @@ class SQLiteMemoryStore:
             ).fetchone()[0]
             if missing:
                 raise StoreError(f"{doc}: {missing} staged chunks have no vector yet")
-            old = [
-                r[0] for r in db.execute("SELECT id FROM mem_items WHERE space = ? AND doc = ?", (sid, doc))
-            ]
-            db.execute("DELETE FROM mem_items WHERE space = ? AND doc = ?", (sid, doc))
+            old = self._delete_rows(db, sid, "doc = ?", (doc,))
             db.execute(
                 "INSERT INTO mem_items (space, key, doc, source, text, tag, metadata, vector, created_at) "
                 "SELECT ?, doc || '#' || n, doc, ?, text, ?, metadata, vector, ? FROM mem_staging "
@@ -742,6 +828,11 @@ class SQLiteMemoryStore:
             count = db.execute(
                 "SELECT count(*) FROM mem_staging WHERE run = ? AND doc = ?", (run, doc)
             ).fetchone()[0]
+            fts = self._ensure_fts(db, sid)
+            db.execute(
+                f"INSERT INTO {fts}(rowid, text) SELECT id, text FROM mem_items WHERE space = ? AND doc = ?",
+                (sid, doc),
+            )
             db.execute("DELETE FROM mem_staging WHERE run = ? AND doc = ?", (run, doc))
             db.execute(
                 "INSERT OR REPLACE INTO mem_docs (space, doc, hash, chunks, source, updated_at) "
@@ -762,10 +853,7 @@ class SQLiteMemoryStore:
             sid, _, _, _, version = self.require(name)
             ids: list[int] = []
             for d in docs:
-                ids += [
-                    r[0] for r in db.execute("SELECT id FROM mem_items WHERE space = ? AND doc = ?", (sid, d))
-                ]
-                db.execute("DELETE FROM mem_items WHERE space = ? AND doc = ?", (sid, d))
+                ids += self._delete_rows(db, sid, "doc = ?", (d,))
                 db.execute("DELETE FROM mem_docs WHERE space = ? AND doc = ?", (sid, d))
             self._bump(db, sid, version, removed=ids)
         return len(ids)
