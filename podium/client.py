@@ -299,8 +299,11 @@ class Client:
         key: str | None = None,
         timeout: Duration | None = None,
         by: str | None = None,
+        priority: int = 0,
     ) -> RunHandle[T]:
         """Start a run of ``flow``. With ``key``, starting again returns the same run (idempotent).
+
+        Runnable runs are claimed highest ``priority`` first (then oldest first); child runs inherit it.
 
         ``timeout`` bounds the whole run (default: the flow's own ``timeout``). ``by`` (who asked) is
         journaled with the start.
@@ -309,6 +312,8 @@ class Client:
         fl = resolve_flow(flow)
         if key is not None and (not isinstance(key, str) or not key):
             raise UsageError("key must be a non-empty string")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise UsageError(f"priority must be an integer, not {priority!r}")
         value = fl.validate_input(input)
         data = fl.dump_input(value)
         seconds = parse_duration(timeout) if timeout is not None else fl.timeout
@@ -322,6 +327,7 @@ class Client:
             created_at=now,
             updated_at=now,
             deadline=None if seconds is None else now + seconds,
+            priority=priority,
         )
         lease = None if self.worker is None else self.worker.lease_new(fl.name)
         if lease is not None:  # created already claimed by our worker: one transaction fewer

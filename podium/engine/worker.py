@@ -151,6 +151,10 @@ class Worker:
             self._cache = ResponseCache(self.store)
         return self._cache
 
+    def limits(self) -> dict[str, int]:
+        """Per-flow caps on runs at once across all workers (``@podium.flow(concurrency=N)``)."""
+        return {name: fl.concurrency for name, fl in self.flows().items() if fl.concurrency is not None}
+
     def flows(self) -> dict[str, Flow[Any, Any]]:
         known = registered()
         if self._flows is None:
@@ -182,6 +186,11 @@ class Worker:
         """Claim and start one specific run now if it is runnable and this worker knows its flow."""
         if self._stopping or run_id in self.executions or len(self.executions) >= self.settings.concurrency:
             return False
+        if self.limits():  # a capped flow's runs are taken only by the claim query, which counts them
+            run = await self.store.get_run(run_id)
+            if run is None or run.flow in self.limits():
+                self.poke()
+                return False
         now = self.clock()
         run = await self.store.claim_run(
             run_id, self.owner, now=now, lease_until=now + self.settings.lease_seconds
@@ -195,6 +204,8 @@ class Worker:
         """``(owner, lease_until)`` to create a new run already claimed by this worker, or None if this
         worker cannot take it now. Saves a claim transaction per run started in this process."""
         if self._stopping or len(self.executions) >= self.settings.concurrency or flow not in self.flows():
+            return None
+        if flow in self.limits():  # the claim query decides, counting the runs of all workers
             return None
         return self.owner, self.clock() + self.settings.lease_seconds
 
@@ -231,9 +242,14 @@ class Worker:
         capacity = self.settings.concurrency - len(self.executions)
         if capacity > 0 and names:
             now = self.clock()
-            runs = await self.store.claim(
-                self.owner, names, now=now, lease_until=now + self.settings.lease_seconds, limit=capacity
-            )
+            caps = self.limits()
+            until = now + self.settings.lease_seconds
+            if caps:
+                runs = await self.store.claim(
+                    self.owner, names, now=now, lease_until=until, limit=capacity, limits=caps
+                )
+            else:  # no keyword: stores written before limits existed keep working
+                runs = await self.store.claim(self.owner, names, now=now, lease_until=until, limit=capacity)
             for run in runs:
                 await self._launch(run)
             self._backlog = len(runs) == capacity
@@ -338,6 +354,7 @@ class Worker:
             created_at=now,
             updated_at=now,
             deadline=None if flow.timeout is None else now + flow.timeout,
+            priority=parent.priority,
         )
         first = Event(
             run.id, "start", "", flow.name, {"input": data, "depth": depth, "version": flow.version}, now

@@ -16,7 +16,7 @@ Every time is a float of seconds since the epoch passed in by the caller, so sto
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +45,8 @@ class RunRecord:
     deadline: float | None = None
     inbox_seq: int = 0
     claims: int = 0
+    priority: int = 0
+    """Runnable runs are claimed highest priority first, then oldest first."""
 
 
 @dataclass(slots=True)
@@ -144,10 +146,18 @@ class Store(Protocol):
         ...
 
     async def claim(
-        self, owner: str, flows: Collection[str], *, now: float, lease_until: float, limit: int
+        self,
+        owner: str,
+        flows: Collection[str],
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        limits: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         """Take up to ``limit`` runnable runs of the given flows: pending ones, waiting ones whose
-        ``wake_at`` has passed, and running ones whose lease expired."""
+        ``wake_at`` has passed, and running ones whose lease expired; highest ``priority`` first, then
+        oldest. ``limits`` caps, per flow, the runs running at once (live leases) across all workers."""
         ...
 
     async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -166,20 +166,36 @@ class MemoryStore:
         return run
 
     async def claim(
-        self, owner: str, flows: Collection[str], *, now: float, lease_until: float, limit: int
+        self,
+        owner: str,
+        flows: Collection[str],
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        limits: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
+        caps = {f: n for f, n in (limits or {}).items() if f in flows}
+        if caps:  # free slots per capped flow: its cap less its runs holding a live lease
+            for run in self._runs.values():
+                if run.flow in caps and run.status is RunStatus.RUNNING and (run.lease_until or 0) >= now:
+                    caps[run.flow] -= 1
+        ready = [self._runs[run_id] for run_id in self._pending if self._runs[run_id].flow in flows]
+        ready += [
+            run
+            for run in self._runs.values()
+            if run.status is not RunStatus.PENDING and run.flow in flows and self._runnable(run, now)
+        ]
+        ready.sort(key=lambda r: (-r.priority, r.created_at))  # stable: insertion order breaks ties
         out: list[RunRecord] = []
-        for run_id in list(self._pending):
-            run = self._runs[run_id]
-            if run.flow in flows:
-                out.append(self._take(run, owner, now, lease_until))
-                if len(out) >= limit:
-                    return out
-        for run in list(self._runs.values()):
+        for run in ready:
             if len(out) >= limit:
                 break
-            if run.status is not RunStatus.PENDING and run.flow in flows and self._runnable(run, now):
-                out.append(self._take(run, owner, now, lease_until))
+            if run.flow in caps:
+                if caps[run.flow] <= 0:
+                    continue
+                caps[run.flow] -= 1
+            out.append(self._take(run, owner, now, lease_until))
         return out
 
     async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:

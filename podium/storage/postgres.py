@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any, TypeVar
@@ -97,7 +97,7 @@ _FINISH = (
 )
 _CREATE = (
     f"WITH r AS (INSERT INTO runs ({_RUN_COLS}) VALUES "
-    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
+    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
     "INSERT INTO events (run_id, kind, step, name, data, at) SELECT %s, %s, %s, %s, %s, %s FROM r "
     "ON CONFLICT DO NOTHING RETURNING run_id"
 )
@@ -138,6 +138,7 @@ def _run_params(run: RunRecord) -> tuple[Any, ...]:
         run.deadline,
         run.inbox_seq,
         run.claims,
+        run.priority,
     )
 
 
@@ -427,20 +428,64 @@ class PostgresStore:
 
     # -- workers ------------------------------------------------------------------------------
     async def claim(
-        self, owner: str, flows: Collection[str], *, now: float, lease_until: float, limit: int
+        self,
+        owner: str,
+        flows: Collection[str],
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        limits: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         if not flows:
             return []
-        sql = (
+        caps = {f: n for f, n in (limits or {}).items() if f in flows}
+        params = {
+            "owner": owner,
+            "until": lease_until,
+            "now": now,
+            "limit": limit,
+            "flows": list(flows),
+            "cap_flows": list(caps),
+            "caps": list(caps.values()),
+        }
+        update = (
             "UPDATE runs SET status = 'running', lease_owner = %(owner)s, lease_until = %(until)s, "
             "wake_at = NULL, updated_at = %(now)s, claims = claims + 1 WHERE id IN ("
-            f"SELECT id FROM runs WHERE flow = ANY(%(flows)s) AND {_RUNNABLE} "
-            f"ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) RETURNING {_RUN_COLS}"
         )
-        params = {"owner": owner, "until": lease_until, "now": now, "limit": limit, "flows": list(flows)}
-        rows = await self._all(sql, params)
+        if not caps:
+            rows = await self._all(
+                f"{update}SELECT id FROM runs WHERE flow = ANY(%(flows)s) AND {_RUNNABLE} "
+                "ORDER BY priority DESC, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {_RUN_COLS}",
+                params,
+            )
+        else:
+            # Capped flows: claimers take turns (one advisory lock per schema), so each counts the live
+            # leases of the others' committed claims; a row locked by someone else is skipped (fewer taken).
+            sql = (
+                f"{update}SELECT id FROM runs WHERE id = ANY(ARRAY("
+                "SELECT c.id FROM (SELECT id, flow, priority, created_at, row_number() OVER "
+                "(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs "
+                f"WHERE flow = ANY(%(flows)s) AND {_RUNNABLE}) c "
+                "LEFT JOIN unnest(%(cap_flows)s::text[], %(caps)s::int[]) AS l(flow, cap) ON l.flow = c.flow "
+                "WHERE l.cap IS NULL OR c.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = c.flow "
+                "AND b.status = 'running' AND b.lease_until >= %(now)s) "
+                "ORDER BY c.priority DESC, c.created_at LIMIT %(limit)s)) FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {_RUN_COLS}"
+            )
+
+            async def tx(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended('podium.cap:' || current_schema(), 0))"
+                    )
+                    cur = await conn.execute(sql, params)
+                    return await cur.fetchall()
+
+            rows = await self._retry(tx)
         runs = [_run(r) for r in rows]
-        runs.sort(key=lambda r: r.created_at)
+        runs.sort(key=lambda r: (-r.priority, r.created_at))
         return runs
 
     async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:

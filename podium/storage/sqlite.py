@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -31,7 +31,7 @@ from .base import (
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
-    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims"
+    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority"
 )
 _EVENT_COLS = "seq, run_id, kind, step, name, data, at"
 _RUNNABLE = (
@@ -73,6 +73,7 @@ def _run(row: Sequence[Any]) -> RunRecord:
         deadline=row[15],
         inbox_seq=row[16],
         claims=row[17],
+        priority=row[18],
     )
 
 
@@ -188,7 +189,7 @@ class SQLiteStore:
                 return _run(row), False
         try:
             db.execute(
-                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.id,
                     run.flow,
@@ -208,6 +209,7 @@ class SQLiteStore:
                     run.deadline,
                     run.inbox_seq,
                     run.claims,
+                    run.priority,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -296,22 +298,42 @@ class SQLiteStore:
 
     # -- workers ------------------------------------------------------------------------------
     async def claim(
-        self, owner: str, flows: Collection[str], *, now: float, lease_until: float, limit: int
+        self,
+        owner: str,
+        flows: Collection[str],
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        limits: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         if not flows:
             return []
         names = {f"f{i}": f for i, f in enumerate(flows)}
+        among = f"flow IN ({','.join(':' + k for k in names)}) AND {_RUNNABLE}"
+        caps = {f: n for f, n in (limits or {}).items() if f in flows}
+        if not caps:
+            pick = f"SELECT id FROM runs WHERE {among} ORDER BY priority DESC, created_at LIMIT :limit"
+        else:  # per capped flow: no more than its cap less the runs of it that hold a live lease
+            pick = (
+                "SELECT c.id FROM (SELECT id, flow, priority, created_at, row_number() OVER "
+                f"(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs WHERE {among}) c "
+                "LEFT JOIN (SELECT key AS flow, value AS cap FROM json_each(:caps)) l ON l.flow = c.flow "
+                "WHERE l.cap IS NULL OR c.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = c.flow "
+                "AND b.status = 'running' AND b.lease_until >= :now) "
+                "ORDER BY c.priority DESC, c.created_at LIMIT :limit"
+            )
         sql = (
             "UPDATE runs SET status = 'running', lease_owner = :owner, lease_until = :until, "
-            "wake_at = NULL, updated_at = :now, claims = claims + 1 WHERE id IN ("
-            f"SELECT id FROM runs WHERE flow IN ({','.join(':' + k for k in names)}) AND {_RUNNABLE} "
-            f"ORDER BY created_at LIMIT :limit) RETURNING {_RUN_COLS}"
+            f"wake_at = NULL, updated_at = :now, claims = claims + 1 WHERE id IN ({pick}) "
+            f"RETURNING {_RUN_COLS}"
         )
+        params = {"owner": owner, "until": lease_until, "now": now, "limit": limit, "caps": _dump(caps)}
         with self._tx() as db:
-            rows = db.execute(
-                sql, {"owner": owner, "until": lease_until, "now": now, "limit": limit, **names}
-            )
-            return [_run(r) for r in rows.fetchall()]
+            rows = db.execute(sql, {**params, **names})
+            runs = [_run(r) for r in rows.fetchall()]
+        runs.sort(key=lambda r: (-r.priority, r.created_at))
+        return runs
 
     async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:
         sql = (

@@ -33,12 +33,15 @@ class Flow(Generic[I, O]):
         timeout: float | None,
         budget: float | None = None,
         daily_budget: float | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
         self.timeout = timeout
         self.budget = budget
         self.daily_budget = daily_budget
+        self.concurrency = concurrency
+        """At most this many runs of the flow execute at once, across all workers (None: no limit)."""
         params = list(inspect.signature(fn).parameters.values())
         if (
             not params
@@ -157,6 +160,7 @@ def flow(
     timeout: Duration | None = None,
     budget: float | None = None,
     daily_budget: float | None = None,
+    concurrency: int | None = None,
 ) -> Callable[[Callable[..., Awaitable[O]]], Flow[Any, O]]: ...
 
 
@@ -168,6 +172,7 @@ def flow(
     timeout: Duration | None = None,
     budget: float | None = None,
     daily_budget: float | None = None,
+    concurrency: int | None = None,
 ) -> Any:
     """Register an async function as a durable flow.
 
@@ -177,6 +182,7 @@ def flow(
 
     @podium.flow(name="checkout.v2", timeout="1h")     # run-level timeout
     @podium.flow(budget=2.0, daily_budget=100.0)       # $2 per run, $100 a day for this flow
+    @podium.flow(concurrency=3)                        # at most 3 runs at once, across all workers
     async def checkout(ctx: podium.Context, order: Order) -> Receipt: ...
     ```
     The input and output may be pydantic models or any JSON values; both are validated.
@@ -191,8 +197,17 @@ def flow(
                 isinstance(value, bool) or not isinstance(value, int | float) or value < 0
             ):
                 raise UsageError(f"{what} must be a non-negative number of dollars, not {value!r}")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise UsageError(f"concurrency must be a positive integer, not {concurrency!r}")
         fl: Flow[Any, Any] = Flow(
-            f, name=name or f.__name__, timeout=seconds, budget=budget, daily_budget=daily_budget
+            f,
+            name=name or f.__name__,
+            timeout=seconds,
+            budget=budget,
+            daily_budget=daily_budget,
+            concurrency=concurrency,
         )
         register(fl)
         return fl
