@@ -18,7 +18,8 @@ journaled step); it imports neither the engine nor the run store.
 
 from .errors import DimensionMismatchError, IngestError, UnknownCollectionError
 from .longterm import Memory
-from .sqlite import RRF_K, SQLiteMemoryStore, filter_sql, fts_query
+from .query import filter_sql, fts_query
+from .sqlite import RRF_K, SQLiteMemoryStore
 from .store import VectorStore, close_stores, memory_config, store_for
 from .threads import Thread
 from .types import Hit, Item, SpaceInfo

@@ -9,7 +9,6 @@ migrations. Writes use ``synchronous=NORMAL``: in WAL mode they reach disk with 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -18,8 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, StoreError
+from ..errors import StoreError
 from .errors import DimensionMismatchError, UnknownCollectionError
+from .query import filter_sql, fts_query, query_words, statements
 from .schema import MIGRATIONS
 from .types import Hit, Item, SpaceInfo
 from .vectors import SpaceVectors, as_matrix, np, top_k
@@ -36,139 +36,6 @@ stay): it adds little to the ranking and costs a score for each of those chunks.
 
 PREFILTER_MAX = 20_000
 """A filtered vector search whose filter leaves at most this many rows searches those rows exactly."""
-
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "do",
-        "does",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-    ]
-)
-_WORD = re.compile(r"\w+", re.UNICODE)
-_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-
-
-def query_words(text: str) -> list[str]:
-    """The distinct words of ``text`` that a full-text query uses (stop words left out, unless that
-    leaves none)."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
-    if not words:
-        words = _WORD.findall(text.lower())
-    return list(dict.fromkeys(words))[:32]
-
-
-def fts_query(text: str | list[str]) -> str | None:
-    """An FTS5 query matching any word of ``text`` (quoted, so no word is read as an operator)."""
-    seen = query_words(text) if isinstance(text, str) else text
-    return " OR ".join(f'"{w}"' for w in seen) if seen else None
-
-
-def filter_sql(filters: dict[str, Any] | None) -> tuple[str, list[Any]]:
-    """``AND ...`` conditions on ``i`` (mem_items) for metadata filters.
-
-    ``{"lang": "en"}`` equality; ``{"lang": ["en", "de"]}`` any of; ``{"year": {"$gte": 2020}}`` comparisons
-    ($eq $ne $gt $gte $lt $lte $in); the keys ``source`` and ``doc`` filter on those columns.
-    """
-    if not filters:
-        return "", []
-    if not isinstance(filters, dict):
-        raise ConfigError(f"filters must be a dict of metadata key -> value, not {filters!r}")
-    parts: list[str] = []
-    args: list[Any] = []
-    for key, want in filters.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"filter keys must be non-empty strings, not {key!r}")
-        if key in ("source", "doc"):
-            col = f"i.{key}"
-        else:
-            col = "json_extract(i.metadata, ?)"
-            path = '$."' + key.replace('"', '""') + '"'
-        conds: list[tuple[str, Any]] = []
-        if isinstance(want, dict):
-            for op, value in want.items():
-                if op == "$in":
-                    conds.append(("IN", list(value)))
-                elif op in _OPS:
-                    conds.append((_OPS[op], value))
-                else:
-                    raise ConfigError(
-                        f"filter on {key!r}: unknown operator {op!r} (use {', '.join(_OPS)}, $in)"
-                    )
-        elif isinstance(want, list | tuple):
-            conds.append(("IN", list(want)))
-        else:
-            conds.append(("=", want))
-        for op, value in conds:
-            if key not in ("source", "doc"):
-                args.append(path)
-            if op == "IN":
-                if not value:
-                    parts.append("0")
-                    if key not in ("source", "doc"):
-                        args.pop()
-                    continue
-                parts.append(f"{col} IN ({','.join('?' * len(value))})")
-                args.extend(_sql_value(v) for v in value)
-            else:
-                parts.append(f"{col} {op} ?")
-                args.append(_sql_value(value))
-    return "".join(f" AND {p}" for p in parts), args
-
-
-def _sql_value(v: Any) -> Any:
-    if isinstance(v, bool):
-        return 1 if v else 0  # json_extract returns 1/0 for JSON true/false
-    if v is None or isinstance(v, int | float | str):
-        return v
-    raise ConfigError(f"filter values must be strings, numbers, booleans or null, not {v!r}")
-
-
-def path_of(url: str) -> str:
-    """The SQLite file of a ``sqlite:///PATH`` URL (``:memory:`` for ``memory://``)."""
-    if url.startswith("memory://"):
-        return ":memory:"
-    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return url[len("sqlite:///") :]
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "the memory layer has no PostgreSQL (pgvector) store yet: set [memory] url = "
-            '"sqlite:///PATH" in podium.toml to keep memories in a SQLite file'
-        )
-    raise ConfigError(f"unsupported memory URL {url!r}: use sqlite:///PATH or memory://")
 
 
 class SQLiteMemoryStore:
@@ -208,7 +75,7 @@ class SQLiteMemoryStore:
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                for statement in _statements(sql):
+                for statement in statements(sql):
                     db.execute(statement)
                 db.execute("INSERT INTO memory_migrations VALUES (?, ?)", (version, time.time()))
             for (sid,) in db.execute("SELECT id FROM mem_spaces").fetchall():
@@ -935,23 +802,3 @@ def _short(name: str) -> str:
 def _what(name: str) -> str:
     kind, _, short = name.partition(":")
     return f"{kind} {short!r}"
-
-
-def _statements(sql: str) -> list[str]:
-    """Split a migration into statements (a trigger's body holds ';' and ends with 'END;')."""
-    out: list[str] = []
-    buf: list[str] = []
-    in_trigger = False
-    for line in sql.splitlines():
-        if not line.strip():
-            continue
-        buf.append(line)
-        if line.lstrip().upper().startswith("CREATE TRIGGER"):
-            in_trigger = True
-        if line.rstrip().endswith(";") and (not in_trigger or line.strip().upper() == "END;"):
-            out.append("\n".join(buf))
-            buf = []
-            in_trigger = False
-    if buf:
-        out.append("\n".join(buf))
-    return out

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 from ..config import Settings
 from ..errors import ConfigError
-from .sqlite import ANN_MIN, SQLiteMemoryStore, path_of
+from .query import path_of
+from .sqlite import ANN_MIN, SQLiteMemoryStore
 from .types import Hit, Item, SpaceInfo
 
 
