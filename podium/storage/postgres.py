@@ -168,10 +168,11 @@ class PostgresStore:
 
     durable = True
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0) -> None:
         self.url = url
         self._min_size = min_size
         self._max_size = max_size
+        self._timeout = timeout  # waiting longer for a connection is a StoreError (the server is down)
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._feed_lock = 0
         self.channel = ""
@@ -211,6 +212,7 @@ class PostgresStore:
             self.url,
             min_size=self._min_size,
             max_size=self._max_size,
+            timeout=self._timeout,
             kwargs={"autocommit": True},
             open=False,
             name="podium",
