@@ -9,6 +9,7 @@ fail: ``./dev test`` installs Chromium when it is missing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -101,10 +102,14 @@ async def test_open_a_run_approve_it_from_the_inbox_with_an_edited_payload_and_s
     graph = page.locator("#graph-svg")
     for pos in ("0", "1.0.0", "1.0.1", "1.1.0", "2", "3"):
         await expect(graph.locator(f'g.node[data-position="{pos}"]')).to_have_count(1)
-    box = {
-        pos: await graph.locator(f'g.node[data-position="{pos}"]').bounding_box()
-        for pos in ("0", "1.0.0", "1.0.1", "1.1.0", "2")
-    }
+    for _ in range(100):  # the page may re-render (a live update) between finding a node and measuring it
+        box = {
+            pos: await graph.locator(f'g.node[data-position="{pos}"]').bounding_box()
+            for pos in ("0", "1.0.0", "1.0.1", "1.1.0", "2")
+        }
+        if all(b is not None for b in box.values()):
+            break
+        await asyncio.sleep(0.05)
     assert all(b is not None for b in box.values())
     b = {k: v for k, v in box.items() if v is not None}
     assert b["1.0.0"]["x"] < b["1.1.0"]["x"] and b["1.0.0"]["y"] == b["1.1.0"]["y"]  # side by side

@@ -17,6 +17,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+# Stopping the server would break every other test using it at the same time: ./dev test runs these alone.
+pytestmark = pytest.mark.outage
 from conftest import PostgresSchemas
 from failover_app import chain
 from test_api import serving

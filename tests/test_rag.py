@@ -114,6 +114,7 @@ def test_podium_ask_names_an_unknown_collection(tmp_path: Path) -> None:
 
 
 @pytest.mark.local
+@pytest.mark.timeout(400)  # ingests the corpus with the embedded embedder, then SmolLM2 answers
 def test_rag_example_answers_with_the_embedded_models(tmp_path: Path) -> None:
     if not os.environ.get("PODIUM_REQUIRE_LOCAL"):
         pytest.importorskip("llama_cpp", reason="the embedded models need `pip install podium[local]`")
