@@ -17,9 +17,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
-# Stopping the server would break every other test using it at the same time: ./dev test runs these alone.
-pytestmark = pytest.mark.outage
 from conftest import PostgresSchemas
 from failover_app import chain
 from test_api import serving
@@ -27,6 +24,9 @@ from test_crash import read_ledger
 from test_failover import WorkerProcess
 
 import podium
+
+# Stopping the server would break every other test using it at the same time: ./dev test runs these alone.
+pytestmark = pytest.mark.outage
 
 RUNS = 60
 STEPS = 6
