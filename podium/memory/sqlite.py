@@ -30,9 +30,12 @@ RRF_K = 60
 ANN_MIN = 20_000
 """Spaces with at least this many vectors are searched with the ANN index (below: exact search)."""
 
-DF_MAX = 2_000
-"""A query word found in more chunks than this is left out of the BM25 query (the rarest two words always
-stay): it adds little to the ranking and costs a score for each of those chunks."""
+POSTINGS_MAX = 2_500
+"""BM25 queries use the query's words from the rarest on while the chunks containing them add up to at most
+this many: frequent words add little to the ranking and cost a score for each chunk they occur in (about
+4 microseconds here), so a large collection's query stays bounded; small collections are not affected. A
+text-only search keeps at least the rarest word; a hybrid one relies on its vectors when every word is
+that frequent."""
 
 PREFILTER_MAX = 20_000
 """A filtered vector search whose filter leaves at most this many rows searches those rows exactly."""
@@ -478,7 +481,7 @@ class SQLiteMemoryStore:
                 q = self._vectors(name, dim, [vector])[0]
                 vec_ranked = self._vector_hits(sid, name, q, n_cand, where, args, now)
             if text:
-                txt_ranked = self._text_hits(sid, text, n_cand, where, args)
+                txt_ranked = self._text_hits(sid, text, n_cand, where, args, keep_one=vector is None)
             return self._fuse(
                 name, vec_ranked, txt_ranked, k, both=vector is not None and bool(text), now=now
             )
@@ -535,10 +538,10 @@ class SQLiteMemoryStore:
         ]
 
     def _text_hits(
-        self, sid: int, text: str, n_cand: int, where: str, args: list[Any]
+        self, sid: int, text: str, n_cand: int, where: str, args: list[Any], *, keep_one: bool = True
     ) -> list[tuple[int, float]]:
         fts = self._ensure_fts(self.db, sid)
-        query = fts_query(self._selective(sid, fts, query_words(text)))
+        query = fts_query(self._selective(sid, fts, query_words(text), keep_one=keep_one))
         if query is None:
             return []
         try:
@@ -559,10 +562,8 @@ class SQLiteMemoryStore:
             raise
         return [(int(r[0]), -float(r[1])) for r in rows]
 
-    def _selective(self, sid: int, fts: str, words: list[str]) -> list[str]:
-        """``words`` without those in more than ``DF_MAX`` chunks (keeping the rarest two)."""
-        if len(words) <= 2:
-            return words
+    def _selective(self, sid: int, fts: str, words: list[str], *, keep_one: bool) -> list[str]:
+        """The rarest of ``words``, while their chunk counts add up to at most ``POSTINGS_MAX``."""
         known = self._df.setdefault(sid, {})
         if len(known) > 50_000:
             known.clear()
@@ -570,10 +571,14 @@ class SQLiteMemoryStore:
             if w not in known:
                 row = self.db.execute(f"SELECT doc FROM {fts}_v WHERE term = ?", (w,)).fetchone()
                 known[w] = int(row[0]) if row else 0
-        rare = sorted(
-            (w for w in words if known[w] > 0), key=lambda w: known[w]
-        )  # absent words match nothing
-        return [w for i, w in enumerate(rare) if i < 2 or known[w] <= DF_MAX]
+        rare = sorted((w for w in words if known[w] > 0), key=lambda w: known[w])  # absent: no match
+        kept: list[str] = []
+        total = 0
+        for w in rare:
+            if (keep_one and not kept) or total + known[w] <= POSTINGS_MAX:
+                kept.append(w)
+                total += known[w]
+        return kept
 
     def _fuse(
         self,
