@@ -123,7 +123,7 @@ def test_rag_example_answers_with_the_embedded_models(tmp_path: Path) -> None:
     env.pop("PODIUM_CONFIG", None)
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "rag_qa.py"), "How do I define an anonymous function?"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=380,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     answer, _, sources = done.stdout.partition("Sources:")
