@@ -47,6 +47,7 @@ def ingest_command(
     job = {
         "path": str(path.resolve()),
         "collection": collection,
+        "base": str(Path.cwd().resolve()),
         "chunk_size": chunk_size,
         "overlap": overlap,
         "batch": batch,

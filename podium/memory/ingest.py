@@ -52,15 +52,16 @@ PROGRESS: dict[str, Progress] = {}
 """Progress of the ingestion runs executing in this process, by run id."""
 
 
-def doc_name(path: Path) -> str:
-    """A document's name in its collection: its path relative to the working directory, when inside it."""
+def doc_name(path: Path, base: Path | None = None) -> str:
+    """A document's name in its collection: its path relative to ``base`` (the directory ``podium ingest``
+    ran in, part of the run's input, so any worker resuming the run names documents alike), when inside it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
     except ValueError:
         return str(path.resolve())
 
 
-def scan(root: Path, known: dict[str, str]) -> dict[str, Any]:
+def scan(root: Path, known: dict[str, str], base: Path | None = None) -> dict[str, Any]:
     """The supported files under ``root`` (or ``root`` itself), hashed; changed, unchanged and skipped."""
     if not root.exists():
         raise IngestError(f"{root}: no such file or directory")
@@ -80,7 +81,7 @@ def scan(root: Path, known: dict[str, str]) -> dict[str, Any]:
         if p.stat().st_size == 0:
             skipped.append({"path": str(p), "reason": "empty file"})
             continue
-        doc = doc_name(p)
+        doc = doc_name(p, base)
         digest = file_hash(p)
         if known.get(doc) == digest:
             unchanged.append(doc)
@@ -88,8 +89,8 @@ def scan(root: Path, known: dict[str, str]) -> dict[str, Any]:
         files.append({"path": str(p.resolve()), "doc": doc, "hash": digest, "size": p.stat().st_size})
     if root.is_file() and skipped:
         raise IngestError(f"{root}: {skipped[0]['reason']}, nothing to ingest")
-    prefix = doc_name(root)
-    present = {doc_name(p) for p in paths}
+    prefix = doc_name(root, base)
+    present = {doc_name(p, base) for p in paths}
     under = [d for d in known if (d == prefix or d.startswith(prefix.rstrip("/") + "/")) and d not in present]
     return {
         "files": files,
@@ -128,7 +129,8 @@ async def ingest_flow(ctx: Context, job: dict[str, Any]) -> dict[str, Any]:
     await ctx.step("ingest.prepare", prepare)
 
     async def do_scan() -> dict[str, Any]:
-        return await asyncio.to_thread(scan, root, store().doc_hashes(space))
+        base = Path(job["base"]) if job.get("base") else None
+        return await asyncio.to_thread(scan, root, store().doc_hashes(space), base)
 
     plan = await ctx.step("ingest.scan", do_scan)
     progress.files = len(plan["files"])
