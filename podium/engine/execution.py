@@ -526,8 +526,6 @@ class Execution:
         self._check_halt()
         ev = self._lookup(scope, sid, "timer", "sleep")
         if ev is None:
-            if is_doomed(scope.region):
-                raise asyncio.CancelledError
             fire_at = self._now() + seconds
             self._append("timer", sid, "sleep", {"fire_at": fire_at, "seconds": seconds})
             await self.flush()
@@ -554,8 +552,6 @@ class Execution:
             if sent > scope.at:
                 scope.at = sent
             return ev.data["payload"]
-        if is_doomed(scope.region):
-            raise asyncio.CancelledError
         sig = self._next_signal(name)
         if sig is not None:
             self.consumed.add(sig.seq)
@@ -585,8 +581,6 @@ class Execution:
         self._check_halt()
         ev = self._lookup(scope, sid, "approval", name)
         if ev is None:
-            if is_doomed(scope.region):
-                raise asyncio.CancelledError
             payload = to_json(payload)
             self._append("approval", sid, name, {"payload": payload})
             await self.flush()
@@ -619,8 +613,6 @@ class Execution:
         ev = self._lookup(scope, sid, "child", flow.name)
         self.has_children = True
         if ev is None:
-            if is_doomed(scope.region):
-                raise asyncio.CancelledError
             if self.depth + 1 > MAX_DEPTH:
                 raise ApplicationError(
                     f"child runs nest deeper than {MAX_DEPTH} levels "
