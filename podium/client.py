@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .config import Settings
 from .engine.codec import to_json
@@ -40,6 +40,11 @@ from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Sto
 from .triggers import cron as _cron
 from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
+
+if TYPE_CHECKING:
+    from .management.datasets import Datasets
+    from .management.evals import EvalReport
+    from .management.feedback import Feedback
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -593,9 +598,55 @@ class Client:
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was withdrawn") from None
         if stored is None:
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was decided already")
+        if data["edited"]:  # a human correction is data: keep the proposal and the edit
+            from .management.feedback import approval_feedback
+
+            await approval_feedback(self, target, data["payload"], by=by, comment=comment)
         return PendingApproval(
             run_id, rec.flow, target.name or "", target.step, (target.data or {}).get("payload"), target.at
         )
+
+    # -- feedback, datasets, evaluations (podium.management) -----------------------------------
+    @property
+    def datasets(self) -> Datasets:
+        """Datasets of examples: ``create``, ``add``, ``items``, ``export`` and ``import_`` (JSONL)."""
+        from .management.datasets import Datasets
+
+        return Datasets(self)
+
+    async def feedback(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        score: int | None = None,
+        comment: str | None = None,
+        correction: Any = _UNSET,
+        dataset: str | None = None,
+        by: str | None = None,
+    ) -> Feedback:
+        """Feedback on a step's output (``step``: a position, a unique step name, or ``"output"`` for the
+        run's output): ``score`` +1/-1, a ``comment``, a ``correction``; linked to the model and prompt
+        version that produced it, and added to ``dataset`` as an item if given (``podium.management``)."""
+        from .management.feedback import UNSET, give_feedback
+
+        fixed = UNSET if correction is _UNSET else correction
+        return await give_feedback(
+            self, run_id, step, score=score, comment=comment, correction=fixed, dataset=dataset, by=by
+        )
+
+    async def feedback_list(self, run_id: str | None = None, *, limit: int = 100) -> builtins.list[Feedback]:
+        """Feedback records (of one run, or all), newest first."""
+        from .management.feedback import list_feedback
+
+        return await list_feedback(self, run_id, limit=limit)
+
+    async def evaluate(self, dataset: str, flow: Flow[Any, Any] | str, **options: Any) -> EvalReport:
+        """Run ``flow`` over ``dataset``'s items for each variant and score the outputs; see
+        ``podium.management.evals.evaluate`` for the options (variants, scorers, concurrency, ...)."""
+        from .management.evals import evaluate
+
+        return await evaluate(self, dataset, flow, **options)
 
     # -- reading ------------------------------------------------------------------------------
     async def journal(self, run_id: str) -> builtins.list[JournalEntry]:

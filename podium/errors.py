@@ -7,6 +7,7 @@ PodiumError                      base of everything Podium raises
 │   ├── UnknownFlowError         no flow registered under that name
 │   ├── InvalidInputError        the input does not fit the flow's signature
 │   ├── RunNotFoundError         no run with that id
+│   ├── NotFoundError            no dataset, evaluation (or other named record) with that name or id
 │   └── InvalidStateError        the run cannot do that now (approve a run that is not waiting, ...)
 │       └── SignalRefusedError   a signal that needs a milestone the run is not in
 ├── RunError                     a run (or a step in it) failed; has ``type`` and ``retryable``
@@ -51,6 +52,10 @@ class InvalidInputError(UsageError):
 
 class RunNotFoundError(UsageError):
     """No run has the given id."""
+
+
+class NotFoundError(UsageError):
+    """No dataset, evaluation (or other named record) has the given name or id."""
 
 
 class InvalidStateError(UsageError):

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = [
     "Agent", "AgentError", "AgentResult", "ApiKey", "ApplicationError", "Approval", "CancelScope", "Client",
     "ConfigError", "Context", "EngineEvent", "FeedEntry", "Finished", "Flow", "Group", "InvalidInputError",
-    "InvalidStateError", "JournalEntry", "LeaseLostError", "Milestone", "NondeterminismError", "Observer",
+    "InvalidStateError", "JournalEntry", "LeaseLostError", "Milestone", "NondeterminismError",
+    "NotFoundError", "Observer",
     "PendingApproval", "PodiumError", "RetryPolicy", "Run", "RunCancelledError", "RunError",
     "RunFailedError", "RunHandle", "RunNotFoundError", "RunStatus", "RunTimeoutError", "Settings",
     "SignalRefusedError", "StepError", "StepFunction", "StepInfo", "StepTimeoutError", "StoreError",

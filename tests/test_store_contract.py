@@ -638,3 +638,91 @@ async def test_api_keys_are_found_by_hash_until_revoked(store: Store) -> None:
     assert await store.key_find("h2") is None
     keys = await store.key_list()
     assert [(k.id, k.revoked_at) for k in keys] == [("k1", None), ("k2", T0 + 2)]
+
+
+# -- datasets, feedback, evaluations (podium.management) ------------------------------------------------
+
+
+async def test_datasets_are_created_once_and_versioned_by_append(store: Store) -> None:
+    from podium.storage.base import DatasetRecord, ItemRecord
+
+    assert await store.dataset_create(DatasetRecord("tickets", "support tickets", T0))
+    assert not await store.dataset_create(DatasetRecord("tickets", "again", T0 + 1))
+    assert await store.dataset_append("nope", [ItemRecord("a", 1)], now=T0) is None
+    d = await store.dataset_get("tickets")
+    assert d is not None and (d.description, d.created_at, d.version, d.items) == (
+        "support tickets",
+        T0,
+        0,
+        0,
+    )
+    source = {"run_id": "r1", "step": "0", "model": "m", "prompt": {"name": "p", "version": 3, "label": None}}
+    assert (
+        await store.dataset_append(
+            "tickets",
+            [ItemRecord("a", {"text": "hi"}, "greeting", {"lang": "en"}, source), ItemRecord("b", "x")],
+            now=T0 + 1,
+        )
+        == 2
+    )
+    assert await store.dataset_append("tickets", [ItemRecord("a", {"text": "hi"}, "hello")], now=T0 + 2) == 3
+    items = await store.dataset_items("tickets")
+    assert [(i.id, i.expected, i.version) for i in items] == [("a", "hello", 3), ("b", None, 2)]
+    assert items[0].created_at == T0 + 2 and items[0].metadata == {} and items[0].source is None
+    old = await store.dataset_items("tickets", version=2)
+    assert [(i.id, i.expected) for i in old] == [("a", "greeting"), ("b", None)]
+    assert old[0].metadata == {"lang": "en"} and old[0].source == source and old[0].input == {"text": "hi"}
+    d = await store.dataset_get("tickets")
+    assert d is not None and (d.version, d.items) == (3, 2)
+    await store.dataset_create(DatasetRecord("a-first", "", T0))
+    assert [x.name for x in await store.dataset_list()] == ["a-first", "tickets"]
+    assert await store.dataset_get("missing") is None and await store.dataset_items("missing") == []
+
+
+async def test_feedback_is_kept_once_per_id_newest_first(store: Store) -> None:
+    from podium.storage.base import FeedbackRecord
+
+    first = FeedbackRecord(
+        "f1", "r1", "1", "rating", step_name="model:triage", score=-1, comment="wrong team",
+        model="fast", served_by="fast", prompt={"name": "triage", "version": 2, "label": "production"},
+        created_at=T0,
+    )  # fmt: skip
+    assert await store.feedback_add(first)
+    assert not await store.feedback_add(FeedbackRecord("f1", "r1", "1", "rating", score=1, created_at=T0))
+    edit = FeedbackRecord(
+        "f2", "r2", "0", "approval", original={"amount": 90}, correction={"amount": 50}, author="ann",
+        created_at=T0 + 1,
+    )  # fmt: skip
+    assert await store.feedback_add(edit)
+    assert [f.id for f in await store.feedback_list()] == ["f2", "f1"]
+    (got,) = await store.feedback_list(run_id="r1")
+    assert got == first
+    (got,) = await store.feedback_list(run_id="r2")
+    assert got == edit
+    assert [f.id for f in await store.feedback_list(limit=1)] == ["f2"]
+
+
+async def test_evaluations_and_their_results_are_stored_and_replaced(store: Store) -> None:
+    from podium.storage.base import EvalRecord, EvalResultRecord
+
+    rec = EvalRecord("e1", "tickets", 3, "triage", {"A": {"prompt:triage": "3"}}, ["exact"], created_at=T0)
+    await store.eval_put(rec)
+    await store.eval_put(EvalRecord("e2", "other", 1, "f", {"base": {}}, ["regex"], created_at=T0 + 1))
+    assert await store.eval_get("e1") == rec and await store.eval_get("nope") is None
+    assert [e.id for e in await store.eval_list()] == ["e2", "e1"]
+    assert [e.id for e in await store.eval_list(dataset="tickets")] == ["e1"]
+    rec.status, rec.finished_at, rec.summary = "finished", T0 + 5, {"A": {"n": 2}}
+    await store.eval_put(rec)
+    assert await store.eval_get("e1") == rec
+    r1 = EvalResultRecord("e1", "B", "a", "run1", {"label": "x"}, {"exact": 1.0, "regex": None}, 0.5, 1.5,
+                          None, T0)  # fmt: skip
+    r2 = EvalResultRecord("e1", "A", "b", None, None, {"exact": 0.0}, 0.0, 0.0, "boom", T0 + 1)
+    r3 = EvalResultRecord("e1", "A", "a", "run3", "ok", {"exact": 1.0}, 0.25, 0.5, None, T0 + 2)
+    for r in (r1, r2, r3):
+        await store.eval_result_put(r)
+    await store.eval_result_put(EvalResultRecord("e2", "A", "a", "r", 1, {}, created_at=T0))
+    assert await store.eval_results("e1") == [r2, r3, r1]
+    r2b = EvalResultRecord("e1", "A", "b", "run2", "fine", {"exact": 1.0}, 0.1, 0.2, None, T0 + 1)
+    await store.eval_result_put(r2b)
+    assert await store.eval_results("e1") == [r2b, r3, r1]
+    assert await store.eval_results("none") == []

@@ -305,6 +305,56 @@ class Store(Protocol):
         """Revoke a key; False if there is no such (unrevoked) key."""
         ...
 
+    async def dataset_create(self, dataset: DatasetRecord) -> bool:
+        """Create a dataset; False (and nothing changed) if one of that name exists."""
+        ...
+
+    async def dataset_get(self, name: str) -> DatasetRecord | None:
+        """The dataset with its current ``version`` and number of ``items``, or None."""
+        ...
+
+    async def dataset_list(self) -> list[DatasetRecord]:
+        """Every dataset, by name."""
+        ...
+
+    async def dataset_append(self, name: str, items: Sequence[ItemRecord], *, now: float) -> int | None:
+        """Append item revisions in one transaction (all or none); each gets the dataset's next version.
+
+        Returns the dataset's new version, or None if there is no such dataset.
+        """
+        ...
+
+    async def dataset_items(self, name: str, *, version: int | None = None) -> list[ItemRecord]:
+        """The newest revision of each item at or below ``version`` (default: the latest), in the order
+        items were first added."""
+        ...
+
+    async def feedback_add(self, feedback: FeedbackRecord) -> bool:
+        """Store a feedback record; False if one with its id exists already (the first one is kept)."""
+        ...
+
+    async def feedback_list(self, *, run_id: str | None = None, limit: int = 100) -> list[FeedbackRecord]:
+        """Feedback records (of one run, or all), newest first."""
+        ...
+
+    async def eval_put(self, record: EvalRecord) -> None:
+        """Insert or replace the evaluation ``record.id``."""
+        ...
+
+    async def eval_get(self, eval_id: str) -> EvalRecord | None: ...
+
+    async def eval_list(self, *, dataset: str | None = None, limit: int = 50) -> list[EvalRecord]:
+        """Evaluations (of one dataset, or all), newest first."""
+        ...
+
+    async def eval_result_put(self, result: EvalResultRecord) -> None:
+        """Insert or replace the result of one ``(eval_id, variant, item_id)``."""
+        ...
+
+    async def eval_results(self, eval_id: str) -> list[EvalResultRecord]:
+        """The evaluation's results, by variant, then oldest first."""
+        ...
+
 
 @dataclass(slots=True)
 class ScheduleRecord:
@@ -347,6 +397,92 @@ class KeyRecord:
     hash: str
     created_at: float = 0.0
     revoked_at: float | None = None
+
+
+@dataclass(slots=True)
+class DatasetRecord:
+    """A named dataset. ``version`` counts the item revisions appended so far; ``items`` its items."""
+
+    name: str
+    description: str = ""
+    created_at: float = 0.0
+    version: int = 0
+    items: int = 0
+
+
+@dataclass(slots=True)
+class ItemRecord:
+    """One revision of a dataset item: ``input``, the ``expected`` output (or None), free ``metadata`` and
+    where it came from (``source``: run id, step, model, prompt). ``version`` is set by the store."""
+
+    id: str
+    input: JSON
+    expected: JSON = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] | None = None
+    version: int = 0
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class FeedbackRecord:
+    """A person's feedback on one step's output, linked to the model and prompt that produced it.
+
+    ``kind``: ``rating`` (a score and/or comment), ``correction`` (a corrected output) or ``approval`` (an
+    approval decided with an edited payload: ``original`` is what the flow proposed)."""
+
+    id: str
+    run_id: str
+    step: str
+    kind: str
+    step_name: str | None = None
+    score: int | None = None
+    comment: str | None = None
+    original: JSON = None
+    correction: JSON = None
+    model: str | None = None
+    served_by: str | None = None
+    prompt: dict[str, Any] | None = None
+    dataset: str | None = None
+    item_id: str | None = None
+    author: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class EvalRecord:
+    """One evaluation: ``flow`` run for each item of ``dataset`` (at ``dataset_version``) and variant.
+
+    ``variants`` maps a variant's name to its run pins; ``scorers`` are the scorers' names; ``summary``
+    holds per-variant aggregates once the evaluation finished (``status`` ``running`` -> ``finished``)."""
+
+    id: str
+    dataset: str
+    dataset_version: int
+    flow: str
+    variants: dict[str, dict[str, str]]
+    scorers: list[str]
+    status: str = "running"
+    created_at: float = 0.0
+    finished_at: float | None = None
+    summary: JSON = None
+
+
+@dataclass(slots=True)
+class EvalResultRecord:
+    """The outcome of one item under one variant: the run, its output, scores (None: not applicable),
+    dollars and seconds; ``error`` when the run failed."""
+
+    eval_id: str
+    variant: str
+    item_id: str
+    run_id: str | None
+    output: JSON
+    scores: dict[str, float | None]
+    cost: float = 0.0
+    latency: float = 0.0
+    error: str | None = None
+    created_at: float = 0.0
 
 
 SchedulePlan = Callable[[ScheduleRecord, float], tuple[list[float], float]]

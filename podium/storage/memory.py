@@ -21,6 +21,7 @@ from .base import (
     Transition,
     Write,
 )
+from .memory_datasets import MemoryDatasets
 
 _TERMINAL_STATUS = {
     Transition.COMPLETE: RunStatus.COMPLETED,
@@ -29,7 +30,7 @@ _TERMINAL_STATUS = {
 }
 
 
-class MemoryStore:
+class MemoryStore(MemoryDatasets):
     """Keeps runs and journals in dictionaries. Nothing survives the process."""
 
     durable = False
@@ -49,6 +50,7 @@ class MemoryStore:
         self._schedules: dict[str, ScheduleRecord] = {}
         self._api_keys: list[KeyRecord] = []
         self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
+        self._init_datasets()
 
     async def open(self) -> None:
         return None

@@ -1,0 +1,68 @@
+-- Datasets, feedback and evaluation results (podium.management).
+-- A dataset's items are versioned by append: each revision of an item is a new row whose version is the
+-- dataset's next version; an item's id is stable, its newest revision at or below a version is what it holds.
+CREATE TABLE datasets (
+    name        TEXT COLLATE "C" PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE dataset_items (
+    dataset    TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    id         TEXT NOT NULL,
+    input      TEXT,
+    expected   TEXT,
+    metadata   TEXT,
+    source     TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (dataset, version)
+);
+CREATE INDEX dataset_items_id ON dataset_items (dataset, id, version);
+-- Human feedback on a step's output (a rating, a correction, an approval decided with an edited payload).
+CREATE TABLE feedback (
+    id         TEXT COLLATE "C" PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    step       TEXT NOT NULL,
+    step_name  TEXT,
+    kind       TEXT NOT NULL,
+    score      INTEGER,
+    comment    TEXT,
+    original   TEXT,
+    correction TEXT,
+    model      TEXT,
+    served_by  TEXT,
+    prompt     TEXT,
+    dataset    TEXT,
+    item_id    TEXT,
+    author     TEXT,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX feedback_run ON feedback (run_id, created_at);
+CREATE INDEX feedback_created ON feedback (created_at);
+-- Evaluations: a flow's variants run over a dataset's items and scored.
+CREATE TABLE evals (
+    id              TEXT COLLATE "C" PRIMARY KEY,
+    dataset         TEXT NOT NULL,
+    dataset_version INTEGER NOT NULL,
+    flow            TEXT NOT NULL,
+    variants        TEXT NOT NULL,
+    scorers         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    created_at      DOUBLE PRECISION NOT NULL,
+    finished_at     DOUBLE PRECISION,
+    summary         TEXT
+);
+CREATE INDEX evals_created ON evals (created_at);
+CREATE TABLE eval_results (
+    eval_id    TEXT NOT NULL,
+    variant    TEXT NOT NULL,
+    item_id    TEXT NOT NULL,
+    run_id     TEXT,
+    output     TEXT,
+    scores     TEXT NOT NULL,
+    cost       DOUBLE PRECISION NOT NULL,
+    latency    DOUBLE PRECISION NOT NULL,
+    error      TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (eval_id, variant, item_id)
+);
