@@ -770,6 +770,13 @@ from .memory import ask_command, ingest_command  # noqa: E402 - they read this m
 app.command("ingest")(ingest_command)
 app.command("ask")(ask_command)
 
+from .datasets import datasets_app, feedback_command  # noqa: E402 - they read this module's helpers when they run
+from .evals import eval_command  # noqa: E402
+
+app.add_typer(datasets_app, name="datasets")
+app.command("feedback")(feedback_command)
+app.command("eval")(eval_command)
+
 
 def main() -> None:
     """Entry point of the ``podium`` command."""

@@ -6,9 +6,9 @@ await client.feedback(run.id, "model:triage", score=-1, comment="wrong team",
 ```
 Each record is linked to the run, the step (position and name), the model that answered and, when the text
 sent to the model came from the prompt registry, the prompt's name and version, all read from the step's
-journaled result. With ``dataset=``, the correction also becomes a dataset item (input: the run's input;
-expected: the correction; source: the links above). An approval decided with an edited payload is recorded
-as feedback automatically (``kind="approval"``: the flow's proposal and the person's edit).
+journaled result. With ``dataset=`` (created if needed), the correction also becomes a dataset item
+(input: the run's input; expected: the correction; source: the links above). An approval decided with an
+edited payload is recorded as feedback automatically (``kind="approval"``: the proposal and the edit).
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ async def give_feedback(
         expected = fixed if correction is not UNSET else (original if score == 1 else None)
         source = {"run_id": run_id, "step": step, "step_name": name, "feedback": fid, **links}
         meta = {k: v for k, v in (("score", score), ("comment", comment)) if v is not None}
+        await client.datasets.create(dataset, exist_ok=True)
         item = await client.datasets.add(dataset, rec.input, expected, id=fid, metadata=meta, source=source)
         item_id = item.id
     record = FeedbackRecord(

@@ -1,0 +1,406 @@
+"""Evaluations: run a flow over a dataset under several variants, score every output, compare.
+
+```python
+report = await client.evaluate(
+    "tickets", triage,
+    variants={"v3": {"prompt:triage": "3"}, "v4": {"prompt:triage": "4"}},
+    scorers=["exact", "judge:smart"], concurrency=8,
+)
+for v in report.variants:
+    print(v.name, v.score, v.scores, v.cost, v.latency_p50)
+```
+Each item under each variant is one durable run of the flow, started with the idempotency key
+``eval:<eval id>:<variant>:<item id>`` and the variant's run pins. An evaluation killed halfway resumes (same
+dataset, flow, variants and scorers, or the same ``eval_id``) without running finished items again: their
+results are stored, and runs in flight are found again by their keys. Results (scores, cost, latency per
+item) and per-variant summaries are stored, so evaluations can be listed and compared over time.
+
+A run that fails scores 0 on every scorer and counts as an error. A variant's ``score`` is the mean of its
+scorers' means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ..engine.timeline import usage
+from ..errors import NotFoundError, RunError, UsageError
+from ..storage.base import EvalRecord, EvalResultRecord
+from ..types import JSON, new_id
+from ..workflow.flow import Flow, resolve_flow
+from .datasets import DatasetItem
+from .scorers import Scorer, as_scorer
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+BASE = "base"
+"""The name of the one variant an evaluation without variants runs (no pins)."""
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: called as items finish (and once at the start)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A named set of run pins (``{"prompt:triage": "3"}``, ``{"model:default": "smart"}``, ...)."""
+
+    name: str
+    pins: dict[str, str] = field(default_factory=dict)
+
+
+def _pin(text: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not eq or not key or not value:
+        raise UsageError(f"a pin is KEY=VALUE (e.g. prompt=triage@3, model=smart, arm=B), not {text!r}")
+    if key == "prompt":  # prompt=triage@3 -> prompt:triage = 3 (a version or a label)
+        name, at, ref = value.partition("@")
+        if not at or not name or not ref:
+            raise UsageError(f"expected prompt=NAME@VERSION or prompt=NAME@LABEL, not {text!r}")
+        return f"prompt:{name}", ref
+    if key == "model":
+        return "model:default", value
+    return key, value
+
+
+def parse_variant(text: str) -> Variant:
+    """``NAME=PIN,PIN`` or just ``PIN,PIN`` (then the text names the variant). A pin is ``prompt=NAME@V``
+    (pin ``prompt:NAME`` to version or label V), ``model=X`` (``model:default``), or any ``KEY=VALUE``."""
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError("a variant is NAME=PIN,PIN (e.g. v3=prompt=triage@3) or PIN,PIN")
+    head, eq, rest = text.partition("=")
+    if eq and rest and head and head not in ("prompt", "model") and ":" not in head and "=" in rest:
+        name, pins = head.strip(), rest
+    else:
+        name, pins = text.strip(), text
+    return Variant(name, dict(_pin(p) for p in pins.split(",") if p.strip()))
+
+
+def _variants(value: Any) -> list[Variant]:
+    if value is None:
+        return [Variant(BASE)]
+    if isinstance(value, Mapping):
+        items = [
+            Variant(str(k), {str(a): str(b) for a, b in dict(v or {}).items()}) for k, v in value.items()
+        ]
+    elif isinstance(value, str):
+        items = [parse_variant(value)]
+    else:
+        items = [v if isinstance(v, Variant) else parse_variant(v) for v in value]
+    if not items:
+        return [Variant(BASE)]
+    names = [v.name for v in items]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(f"variant names must differ: {', '.join(dup)} given twice")
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One item under one variant: its run, output, scores, dollars, seconds and error (if it failed)."""
+
+    variant: str
+    item_id: str
+    run_id: str | None
+    output: JSON
+    scores: dict[str, float | None]
+    cost: float
+    latency: float
+    error: str | None
+
+    @classmethod
+    def _of(cls, r: EvalResultRecord) -> ItemResult:
+        return cls(r.variant, r.item_id, r.run_id, r.output, r.scores, r.cost, r.latency, r.error)
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSummary:
+    """A variant's aggregates: mean per scorer (None: no item applied), ``score`` (mean of those),
+    errors, total dollars and latency percentiles (seconds)."""
+
+    name: str
+    pins: dict[str, str]
+    items: int
+    scores: dict[str, float | None]
+    score: float | None
+    errors: int
+    cost: float
+    latency_p50: float
+    latency_p90: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pins": self.pins, "items": self.items, "scores": self.scores, "score": self.score,
+            "errors": self.errors, "cost": self.cost, "latency_p50": self.latency_p50,
+            "latency_p90": self.latency_p90,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, name: str, d: Mapping[str, Any]) -> VariantSummary:
+        return cls(
+            name, dict(d.get("pins") or {}), int(d.get("items", 0)), dict(d.get("scores") or {}),
+            d.get("score"), int(d.get("errors", 0)), float(d.get("cost", 0.0)),
+            float(d.get("latency_p50", 0.0)), float(d.get("latency_p90", 0.0)),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """An evaluation: what ran (dataset version, flow, scorers), per-variant summaries and, when loaded
+    with them, every item's result."""
+
+    id: str
+    dataset: str
+    dataset_version: int
+    flow: str
+    scorers: list[str]
+    status: str
+    created_at: float
+    finished_at: float | None
+    variants: list[VariantSummary]
+    results: list[ItemResult] = field(default_factory=list)
+
+    def variant(self, name: str) -> VariantSummary:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise UsageError(f"evaluation {self.id} has no variant {name!r}")
+
+    def failing(self, threshold: float) -> list[VariantSummary]:
+        """Variants whose ``score`` is below ``threshold`` (or that have no score)."""
+        return [v for v in self.variants if v.score is None or v.score < threshold]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile ``q`` (0-100) of ``values`` (0.0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def summarize(
+    variant: Variant, scorers: Sequence[str], results: Sequence[EvalResultRecord]
+) -> VariantSummary:
+    """A variant's aggregates from its items' results."""
+    means: dict[str, float | None] = {}
+    for s in scorers:
+        vals = [v for r in results if (v := r.scores.get(s)) is not None]
+        means[s] = sum(vals) / len(vals) if vals else None
+    known = [m for m in means.values() if m is not None]
+    latencies = [r.latency for r in results if r.error is None]
+    return VariantSummary(
+        variant.name, variant.pins, len(results), means, sum(known) / len(known) if known else None,
+        sum(1 for r in results if r.error is not None), sum(r.cost for r in results),
+        percentile(latencies, 50), percentile(latencies, 90),
+    )  # fmt: skip
+
+
+def _report(rec: EvalRecord, results: Sequence[EvalResultRecord] | None) -> EvalReport:
+    summary = rec.summary if isinstance(rec.summary, dict) else {}
+    if results is not None:
+        variants = [
+            summarize(Variant(n, p), rec.scorers, [r for r in results if r.variant == n])
+            for n, p in rec.variants.items()
+        ]
+    else:
+        variants = [
+            VariantSummary.from_json(n, summary.get(n) or {"pins": p}) for n, p in rec.variants.items()
+        ]
+    return EvalReport(
+        rec.id, rec.dataset, rec.dataset_version, rec.flow, list(rec.scorers), rec.status, rec.created_at,
+        rec.finished_at, variants, [ItemResult._of(r) for r in results or ()],
+    )  # fmt: skip
+
+
+async def get_eval(client: Client, eval_id: str) -> EvalReport:
+    """An evaluation with every item's result; ``NotFoundError`` if there is none."""
+    client._check_open()
+    rec = await client.store.eval_get(eval_id)
+    if rec is None:
+        raise NotFoundError(f"no evaluation with id {eval_id!r} (see podium eval list)")
+    return _report(rec, await client.store.eval_results(eval_id))
+
+
+async def list_evals(client: Client, *, dataset: str | None = None, limit: int = 50) -> list[EvalReport]:
+    """Evaluations, newest first, with their per-variant summaries (without item results)."""
+    client._check_open()
+    if not 1 <= limit <= 1000:
+        raise UsageError("limit must be between 1 and 1000")
+    return [_report(r, None) for r in await client.store.eval_list(dataset=dataset, limit=limit)]
+
+
+class _Runner:
+    """One evaluation's work: an item under a variant at a time, at most ``concurrency`` at once."""
+
+    def __init__(
+        self,
+        client: Client,
+        rec: EvalRecord,
+        fl: Flow[Any, Any],
+        scorers: list[Scorer],
+        progress: Progress | None,
+    ) -> None:
+        self.client, self.rec, self.flow, self.scorers, self.progress = client, rec, fl, scorers, progress
+        worker = client.worker
+        if worker is not None:
+            self.models = worker.models
+        else:
+            from ..models.registry import Models
+
+            self.models = Models.from_config(client.settings.config)
+        self.done = 0
+        self.total = 0
+
+    async def item(self, variant: Variant, item: DatasetItem) -> None:
+        client = self.client
+        key = f"eval:{self.rec.id}:{variant.name}:{item.id}"
+        pins: dict[str, Any] = {"pins": variant.pins} if variant.pins else {}
+        output: JSON = None
+        error: str | None = None
+        run_id: str | None = None
+        cost = latency = 0.0
+        try:
+            handle = await client.start(self.flow, item.input, key=key, **pins)
+        except UsageError as exc:  # e.g. the item's input does not fit the flow: that item fails
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            run_id = handle.id
+            try:
+                await client.result(run_id)
+            except RunError:
+                pass
+            run = await client.store.get_run(run_id)
+            assert run is not None
+            cost = usage(await client.store.load_events(run_id)).cost
+            latency = max(0.0, (run.ended_at or client.clock()) - run.created_at)
+            if run.status.value == "completed":
+                output = run.output
+            else:
+                err = run.error or {}
+                error = f"{err.get('type', run.status.value)}: {err.get('message', '')}".rstrip(": ")
+        scores: dict[str, float | None] = {}
+        for s in self.scorers:
+            if error is not None:
+                scores[s.name] = 0.0
+                continue
+            try:
+                scores[s.name] = await s.score(output, item, self.models)
+            except UsageError:
+                raise
+            except Exception as exc:  # a judge that timed out: this score is missing, the eval goes on
+                scores[s.name] = None
+                error = f"scorer {s.name}: {type(exc).__name__}: {exc}"
+        await client.store.eval_result_put(
+            EvalResultRecord(
+                self.rec.id,
+                variant.name,
+                item.id,
+                run_id,
+                output,
+                scores,
+                cost,
+                latency,
+                error,
+                client.clock(),
+            )
+        )
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+async def _find(
+    client: Client, dataset: str, version: int, flow: str, variants: list[Variant], scorers: list[str]
+) -> EvalRecord | None:
+    """An unfinished evaluation of the same dataset version, flow, variants and scorers (to resume)."""
+    pins = {v.name: v.pins for v in variants}
+    for rec in await client.store.eval_list(dataset=dataset, limit=20):
+        same = (rec.flow, rec.dataset_version, rec.variants, rec.scorers) == (flow, version, pins, scorers)
+        if rec.status == "running" and same:
+            return rec
+    return None
+
+
+async def evaluate(
+    client: Client,
+    dataset: str,
+    flow: Flow[Any, Any] | str,
+    *,
+    variants: Mapping[str, Mapping[str, str]] | Iterable[Variant | str] | str | None = None,
+    scorers: Iterable[Any] = ("exact",),
+    concurrency: int = 8,
+    eval_id: str | None = None,
+    resume: bool = True,
+    version: int | None = None,
+    progress: Progress | None = None,
+    load: Callable[[str], ModuleType] | None = None,
+) -> EvalReport:
+    """Run ``flow`` on every item of ``dataset`` (at ``version``, default the latest) under each variant
+    (default: one, ``base``, without pins), score the outputs and store the results.
+
+    ``variants``: ``{"name": {pin: value}}``, ``Variant``s or ``"NAME=PIN,PIN"`` strings (see
+    ``parse_variant``). ``scorers``: spec strings, ``Scorer`` objects or functions (``podium.management.
+    scorers``). ``eval_id`` names the evaluation (to resume it); otherwise, with ``resume``, an unfinished
+    evaluation of the same dataset version, flow, variants and scorers is resumed.
+    """
+    client._check_open()
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise UsageError(f"concurrency must be a positive integer, not {concurrency!r}")
+    fl = resolve_flow(flow)
+    vs = _variants(variants)
+    objs = [as_scorer(s, load=load) for s in scorers]
+    if not objs:
+        raise UsageError("an evaluation needs at least one scorer (e.g. exact)")
+    names = [s.name for s in objs]
+    if len(set(names)) != len(names):
+        raise UsageError(f"scorer names must differ: {', '.join(names)}")
+    ds = await client.datasets.get(dataset)
+    rec = await client.store.eval_get(eval_id) if eval_id is not None else None
+    if rec is not None:
+        if (rec.dataset, rec.flow) != (dataset, fl.name):
+            raise UsageError(f"evaluation {eval_id} ran flow {rec.flow!r} on dataset {rec.dataset!r}")
+        vs = [Variant(n, p) for n, p in rec.variants.items()]
+        if rec.scorers != names:
+            raise UsageError(f"evaluation {eval_id} used scorers {', '.join(rec.scorers)}")
+    else:
+        at = ds.version if version is None else version
+        if not 0 <= at <= ds.version:
+            raise UsageError(f"dataset {dataset!r} has versions 0 to {ds.version}, not {at}")
+        if eval_id is None and resume:
+            rec = await _find(client, dataset, at, fl.name, vs, names)
+        if rec is None:
+            rec = EvalRecord(
+                eval_id or new_id(), dataset, at, fl.name, {v.name: v.pins for v in vs}, names,
+                created_at=client.clock(),
+            )  # fmt: skip
+            await client.store.eval_put(rec)
+    items = await client.datasets.items(dataset, version=rec.dataset_version)
+    if not items:
+        raise UsageError(f"dataset {dataset!r} has no items at version {rec.dataset_version}")
+    finished = {(r.variant, r.item_id) for r in await client.store.eval_results(rec.id)}
+    runner = _Runner(client, rec, fl, objs, progress)
+    todo = [(v, i) for v in vs for i in items if (v.name, i.id) not in finished]
+    runner.total = len(vs) * len(items)
+    runner.done = runner.total - len(todo)
+    if progress is not None:
+        progress(runner.done, runner.total)
+    queue = iter(todo)
+
+    async def lane() -> None:
+        for v, i in queue:  # lanes share one iterator: at most `concurrency` items in flight
+            await runner.item(v, i)
+
+    await asyncio.gather(*(lane() for _ in range(min(concurrency, len(todo)))))
+    results = await client.store.eval_results(rec.id)
+    report = _report(rec, results)
+    rec.status, rec.finished_at = "finished", client.clock()
+    rec.summary = {v.name: v.to_json() for v in report.variants}
+    await client.store.eval_put(rec)
+    return _report(rec, results)
