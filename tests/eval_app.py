@@ -39,19 +39,22 @@ async def triage(ctx: podium.Context, ticket: dict[str, Any]) -> str:
     return await ctx.model("triager").generate(ticket["text"])
 
 
+def _append(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 @podium.flow
 async def slow(ctx: podium.Context, item: dict[str, Any]) -> str:
     """Echo ``item["n"]`` after a short pause, writing the ledger before and after."""
 
     async def work() -> str:
         ledger = os.environ["EVAL_LEDGER"]
-        with open(ledger, "a", encoding="utf-8") as f:
-            f.write(f"start {item['n']}\n")
+        await asyncio.to_thread(_append, ledger, f"start {item['n']}")
         await asyncio.sleep(0.15)
-        with open(ledger, "a", encoding="utf-8") as f:
-            f.write(f"done {item['n']}\n")
-            f.flush()
-            os.fsync(f.fileno())
+        await asyncio.to_thread(_append, ledger, f"done {item['n']}")
         return str(item["n"])
 
     return await ctx.step("work", work)

@@ -261,13 +261,12 @@ class _Runner:
     async def item(self, variant: Variant, item: DatasetItem) -> None:
         client = self.client
         key = f"eval:{self.rec.id}:{variant.name}:{item.id}"
-        pins: dict[str, Any] = {"pins": variant.pins} if variant.pins else {}
         output: JSON = None
         error: str | None = None
         run_id: str | None = None
         cost = latency = 0.0
         try:
-            handle = await client.start(self.flow, item.input, key=key, **pins)
+            handle = await client.start(self.flow, item.input, key=key, pins=variant.pins or None)
         except UsageError as exc:  # e.g. the item's input does not fit the flow: that item fails
             error = f"{type(exc).__name__}: {exc}"
         else:
