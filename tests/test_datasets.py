@@ -4,18 +4,24 @@ real subprocesses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import eval_app
+import httpx
 import pytest
-from conftest import eventually
+import uvicorn
+from conftest import WAIT_SECONDS, close_within, eventually, settings_for
 
 import podium
+from podium.server import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -252,3 +258,93 @@ def test_podium_datasets_and_feedback_commands(tmp_path: Path) -> None:
     assert (item["input"], item["expected"], item["source"]["run_id"]) == ("hi", "Hi.", run_id)
     r = cli(tmp_path, "feedback", run_id, "0", "--up", "--down")
     assert r.returncode == 1 and "--up or --down, not both" in r.stderr
+
+
+# -- the REST API -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def rest(tmp_path: Path) -> AsyncIterator[tuple[str, podium.Client, httpx.AsyncClient, dict[str, str]]]:
+    client = podium.Client(settings_for(f"sqlite:///{tmp_path}/podium.db"))
+    await client.open()
+    keys = {role: (await client.create_key(role, role))[1] for role in ("viewer", "operator", "approver")}
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(client, {}), ws="none", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: asyncio.sleep(0.01, server.started), bool, what="the server to start")
+        async with httpx.AsyncClient(timeout=WAIT_SECONDS) as http:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/api", client, http, keys
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+        await close_within(client)
+
+
+async def test_the_rest_api_gives_feedback_and_manages_datasets_by_role(
+    rest: tuple[str, podium.Client, httpx.AsyncClient, dict[str, str]],
+) -> None:
+    url, client, http, keys = rest
+
+    def auth(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {keys[role]}"}
+
+    h = await client.start(prompted, "hey")
+    await h.result()
+    body = {"step": "model:fast", "score": -1, "comment": "loud", "correction": "Hey.", "dataset": "fixes"}
+    r = await http.post(f"{url}/runs/{h.id}/feedback", json=body, headers=auth("viewer"))
+    assert r.status_code == 403 and "feedback" in r.json()["error"]
+    r = await http.post(f"{url}/runs/{h.id}/feedback", json=body, headers=auth("approver"))
+    assert r.status_code == 201, r.text
+    fb = r.json()
+    assert (fb["author"], fb["prompt"]["version"], fb["correction"], fb["dataset"]) == (
+        "approver (approver)",
+        3,
+        "Hey.",
+        "fixes",
+    )
+    r = await http.post(
+        f"{url}/runs/{h.id}/feedback", json={"step": "0", "score": 1}, headers=auth("operator")
+    )
+    assert r.status_code == 201 and r.json()["correction"] is None and r.json()["kind"] == "rating"
+    r = await http.get(f"{url}/runs/{h.id}/feedback", headers=auth("viewer"))
+    assert [f["score"] for f in r.json()["feedback"]] == [1, -1]
+    assert len((await http.get(f"{url}/feedback", headers=auth("viewer"))).json()["feedback"]) == 2
+    r = await http.post(
+        f"{url}/runs/{h.id}/feedback", json={"step": "7", "score": 1}, headers=auth("operator")
+    )
+    assert r.status_code == 400 and "no finished step '7'" in r.json()["error"]
+    r = await http.post(f"{url}/runs/nope/feedback", json={"step": "0", "score": 1}, headers=auth("operator"))
+    assert r.status_code == 404
+
+    r = await http.post(f"{url}/datasets", json={"name": "t"}, headers=auth("approver"))
+    assert r.status_code == 403
+    r = await http.post(f"{url}/datasets", json={"name": "t", "description": "d"}, headers=auth("operator"))
+    assert r.status_code == 201 and r.json()["version"] == 0
+    r = await http.post(
+        f"{url}/datasets/t/items", json={"input": {"a": 1}, "expected": 2}, headers=auth("operator")
+    )
+    assert r.status_code == 201 and r.json()["version"] == 1
+    lines = '{"input": 3, "id": "x"}\n{"input": 4}\n'
+    r = await http.post(f"{url}/datasets/t/import", content=lines, headers=auth("operator"))
+    assert r.status_code == 201 and r.json() == {"imported": 2}
+    r = await http.post(f"{url}/datasets/t/import", content='{"input": 5}\n{bad\n', headers=auth("operator"))
+    assert r.status_code == 400 and "line 2: not valid JSON" in r.json()["error"]
+    r = await http.get(f"{url}/datasets/t", headers=auth("viewer"))
+    assert (r.json()["version"], len(r.json()["items_list"])) == (3, 3)
+    r = await http.get(f"{url}/datasets/t?version=1", headers=auth("viewer"))
+    assert [i["input"] for i in r.json()["items_list"]] == [{"a": 1}]
+    r = await http.get(f"{url}/datasets/t/export", headers=auth("viewer"))
+    assert r.headers["content-type"].startswith("application/x-ndjson") and len(r.text.splitlines()) == 3
+    r = await http.get(f"{url}/datasets", headers=auth("viewer"))
+    assert sorted(d["name"] for d in r.json()["datasets"]) == ["fixes", "t"]
+    assert (await http.get(f"{url}/datasets/missing", headers=auth("viewer"))).status_code == 404
+
+    report = await client.evaluate("fixes", prompted, scorers=["exact"])
+    r = await http.get(f"{url}/evals", headers=auth("viewer"))
+    assert [e["id"] for e in r.json()["evals"]] == [report.id]
+    r = await http.get(f"{url}/evals/{report.id}", headers=auth("viewer"))
+    assert r.json()["variants"][0]["scores"] == {"exact": 0.0} and len(r.json()["results"]) == 1
+    assert (await http.get(f"{url}/evals/nope", headers=auth("viewer"))).status_code == 404

@@ -6,8 +6,8 @@ Every route needs an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY`
 | role | may |
 |---|---|
 | viewer | read runs, journals, timelines, the inbox, flows, models, costs, streams |
-| operator | viewer + start, cancel and signal runs |
-| approver | viewer + approve and reject |
+| operator | viewer + start, cancel and signal runs; give feedback; create and fill datasets |
+| approver | viewer + approve and reject; give feedback |
 | admin | everything, API keys included |
 
 Mutating calls are journaled with who made them (the key's name). User mistakes are 4xx with a JSON body
@@ -29,6 +29,7 @@ from ..client import ROLES, ApiKey, Client, Run, RunHandle
 from ..errors import (
     InvalidInputError,
     InvalidStateError,
+    NotFoundError,
     PodiumError,
     RunNotFoundError,
     StoreError,
@@ -36,13 +37,14 @@ from ..errors import (
     UsageError,
 )
 from ..workflow.flow import registered
+from .management_api import add_management_routes
 from .stats import compute_stats
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
-    "operator": frozenset({"read", "run"}),
-    "approver": frozenset({"read", "decide"}),
-    "admin": frozenset({"read", "run", "decide", "admin"}),
+    "operator": frozenset({"read", "run", "feedback"}),
+    "approver": frozenset({"read", "decide", "feedback"}),
+    "admin": frozenset({"read", "run", "decide", "feedback", "admin"}),
 }
 assert set(PERMISSIONS) == set(ROLES)
 
@@ -317,6 +319,7 @@ def create_api(client: Client) -> APIRouter:
         await client.revoke_key(key_id)
         return {"revoked": key_id}
 
+    add_management_routes(api, client, allowed=allowed, who=who)
     return api
 
 
@@ -370,7 +373,7 @@ def install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(PodiumError)
     async def podium_error(request: Request, exc: PodiumError) -> JSONResponse:
-        if isinstance(exc, RunNotFoundError | UnknownFlowError):
+        if isinstance(exc, RunNotFoundError | UnknownFlowError | NotFoundError):
             return reply(404, str(exc))
         if isinstance(exc, InvalidStateError):
             return reply(409, str(exc))
