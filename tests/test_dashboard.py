@@ -331,3 +331,49 @@ async def test_the_dashboard_is_served_with_a_strict_content_security_policy(
         assert (await http.get(url + "/static/app.css")).status_code == 200
         assert (await http.get(url + "/static/nope.js")).status_code == 404
         assert "/" not in (await http.get(url + "/openapi.json")).json()["paths"]
+
+
+@podium.flow(name="dash.rated")
+async def rated(ctx: podium.Context, text: str) -> str:
+    """A model step whose completion carries prompt provenance, as a registry prompt's does."""
+
+    async def call() -> dict[str, Any]:
+        return {"model": "scripted", "served_by": "fast", "text": text.upper(),
+                "prompt": {"name": "shout", "version": 2, "label": "production"}}  # fmt: skip
+
+    return str((await ctx.step("model:fast", call))["text"])
+
+
+async def test_thumbs_down_with_a_comment_on_a_step_is_stored_with_its_model_and_prompt(dash: Dash) -> None:
+    from playwright.async_api import expect
+
+    h = await dash.client.start(rated, "hello")
+    await h.result()
+    page = await dash.login("operator", f"#/runs/{h.id}")
+    await expect(page.locator("#run-status")).to_have_text("completed")
+    await page.locator('#gantt .g-row[data-position="0"]').click()
+    box = page.locator('#step-detail .feedback[data-position="0"]')
+    await expect(box.locator(".fb-send")).to_be_disabled()
+    await box.locator(".fb-down").click()
+    await expect(box.locator(".fb-down")).to_have_attribute("aria-pressed", "true")
+    await box.locator(".fb-comment").fill("too loud")
+    await box.locator(".fb-send").click()
+    await expect(box.locator(".fb-status")).to_have_text("Thanks: feedback recorded.")
+    await expect(box.locator(".fb-list li")).to_have_count(1)
+    await expect(box.locator(".fb-list li")).to_contain_text("👎 “too loud”")
+    await expect(box.locator(".fb-list li")).to_contain_text("prompt shout@2")
+    (fb,) = await dash.client.feedback_list(h.id)
+    assert (fb.step, fb.score, fb.comment, fb.served_by) == ("0", -1, "too loud", "fast")
+    assert (
+        fb.prompt == {"name": "shout", "version": 2, "label": "production"}
+        and fb.author == "operator-ann (operator)"
+    )
+
+    viewer = await dash.login("viewer", f"#/runs/{h.id}")  # a viewer sees the feedback but may not give any
+    await viewer.locator('#gantt .g-row[data-position="0"]').click()
+    vbox = viewer.locator('#step-detail .feedback[data-position="0"]')
+    await expect(vbox.locator(".fb-list li")).to_have_count(1)
+    await vbox.locator(".fb-up").click()
+    await vbox.locator(".fb-send").click()
+    await expect(vbox.locator(".fb-status")).to_contain_text("may not do this")
+    assert len(await dash.client.feedback_list(h.id)) == 1

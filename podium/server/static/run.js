@@ -2,12 +2,14 @@
 import { api, badge, clear, debounce, dollars, h, pretty, seconds, stream, TERMINAL, when } from "./util.js";
 import { gantt } from "./gantt.js";
 import { graph } from "./graph.js";
+import { feedbackBox } from "./feedback.js";
 
 export function runPage({ main, setLive }, runId) {
   let closed = false;
   let selected = null; // a row's position + kind
   let state = null; // {run, rows, usage, pending}
   let poll = null;
+  const feedback = new Map(); // position -> its feedback box (kept across redraws: typed text survives)
 
   const header = h("section", { class: "card run-head", id: "run-head" }, h("p", { class: "muted" }, "Loading…"));
   const timelineBox = h("section", { class: "card" }, h("h2", {}, "Timeline"), h("div", { id: "timeline" }));
@@ -61,8 +63,15 @@ export function runPage({ main, setLive }, runId) {
     clear(document.getElementById("timeline"), gantt(run, rows, { now, selected, onSelect: select }));
     clear(document.getElementById("graph"), graph(run, rows, { selected, onSelect: select }));
     const row = rows.find((r) => `${r.position}|${r.kind}` === selected);
-    clear(detailBox, row ? details(row) : h("p", { class: "muted" },
+    clear(detailBox, row ? [details(row), rated(row)] : h("p", { class: "muted" },
       "Click a step in the timeline or the graph to see its input, output and errors."));
+  }
+
+  function rated(row) {
+    const finished = (row.kind === "step" && row.status === "ok") || (row.kind === "approval" && row.status !== "waiting");
+    if (!finished) return null;
+    if (!feedback.has(row.position)) feedback.set(row.position, feedbackBox(runId, row));
+    return feedback.get(row.position);
   }
 
   async function load() {
