@@ -718,11 +718,11 @@ async def test_evaluations_and_their_results_are_stored_and_replaced(store: Stor
                           None, T0)  # fmt: skip
     r2 = EvalResultRecord("e1", "A", "b", None, None, {"exact": 0.0}, 0.0, 0.0, "boom", T0 + 1)
     r3 = EvalResultRecord("e1", "A", "a", "run3", "ok", {"exact": 1.0}, 0.25, 0.5, None, T0 + 2)
-    for r in (r1, r2, r3):
-        await store.eval_result_put(r)
-    await store.eval_result_put(EvalResultRecord("e2", "A", "a", "r", 1, {}, created_at=T0))
+    await store.eval_results_put([r1, r2])
+    await store.eval_results_put([r3, EvalResultRecord("e2", "A", "a", "r", 1, {}, created_at=T0)])
+    await store.eval_results_put([])
     assert await store.eval_results("e1") == [r2, r3, r1]
     r2b = EvalResultRecord("e1", "A", "b", "run2", "fine", {"exact": 1.0}, 0.1, 0.2, None, T0 + 1)
-    await store.eval_result_put(r2b)
+    await store.eval_results_put([r2b])
     assert await store.eval_results("e1") == [r2b, r3, r1]
     assert await store.eval_results("none") == []

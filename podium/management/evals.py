@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -39,6 +40,11 @@ from .scorers import Scorer, as_scorer
 if TYPE_CHECKING:
     from ..client import Client
 
+FLUSH_ITEMS = 64
+FLUSH_SECONDS = 0.5
+"""Results are stored in batches (one transaction for up to ``FLUSH_ITEMS``, at least every ``FLUSH_SECONDS``
+while items finish). A kill loses at most the last batch of *results*: those items' runs are finished and
+found again by their keys, so resuming only scores them again; no step runs twice."""
 BASE = "base"
 """The name of the one variant an evaluation without variants runs (no pins)."""
 Progress = Callable[[int, int], None]
@@ -257,6 +263,15 @@ class _Runner:
             self.models = Models.from_config(client.settings.config)
         self.done = 0
         self.total = 0
+        self.pending: list[EvalResultRecord] = []
+        self.flushed = time.monotonic()
+
+    async def flush(self) -> None:
+        """Store the results gathered so far, in one transaction."""
+        batch, self.pending = self.pending, []
+        self.flushed = time.monotonic()
+        if batch:
+            await self.client.store.eval_results_put(batch)
 
     async def item(self, variant: Variant, item: DatasetItem) -> None:
         client = self.client
@@ -296,7 +311,7 @@ class _Runner:
             except Exception as exc:  # a judge that timed out: this score is missing, the eval goes on
                 scores[s.name] = None
                 error = f"scorer {s.name}: {type(exc).__name__}: {exc}"
-        await client.store.eval_result_put(
+        self.pending.append(
             EvalResultRecord(
                 self.rec.id,
                 variant.name,
@@ -310,6 +325,8 @@ class _Runner:
                 client.clock(),
             )
         )
+        if len(self.pending) >= FLUSH_ITEMS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
+            await self.flush()
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, self.total)
@@ -396,7 +413,10 @@ async def evaluate(
         for v, i in queue:  # lanes share one iterator: at most `concurrency` items in flight
             await runner.item(v, i)
 
-    await asyncio.gather(*(lane() for _ in range(min(concurrency, len(todo)))))
+    try:
+        await asyncio.gather(*(lane() for _ in range(min(concurrency, len(todo)))))
+    finally:
+        await runner.flush()
     results = await client.store.eval_results(rec.id)
     report = _report(rec, results)
     rec.status, rec.finished_at = "finished", client.clock()

@@ -347,8 +347,8 @@ class Store(Protocol):
         """Evaluations (of one dataset, or all), newest first."""
         ...
 
-    async def eval_result_put(self, result: EvalResultRecord) -> None:
-        """Insert or replace the result of one ``(eval_id, variant, item_id)``."""
+    async def eval_results_put(self, results: Sequence[EvalResultRecord]) -> None:
+        """Insert or replace results, each keyed by ``(eval_id, variant, item_id)``, in one transaction."""
         ...
 
     async def eval_results(self, eval_id: str) -> list[EvalResultRecord]:

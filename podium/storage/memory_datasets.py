@@ -83,8 +83,9 @@ class MemoryDatasets:
         found.sort(key=lambda e: -e.created_at)
         return [copy.deepcopy(e) for e in found[:limit]]
 
-    async def eval_result_put(self, result: EvalResultRecord) -> None:
-        self._eval_results[(result.eval_id, result.variant, result.item_id)] = copy.deepcopy(result)
+    async def eval_results_put(self, results: Sequence[EvalResultRecord]) -> None:
+        for r in results:
+            self._eval_results[(r.eval_id, r.variant, r.item_id)] = copy.deepcopy(r)
 
     async def eval_results(self, eval_id: str) -> list[EvalResultRecord]:
         found = [r for k, r in self._eval_results.items() if k[0] == eval_id]

@@ -126,13 +126,16 @@ class PostgresDatasets:
         )
         return [eval_of(r) for r in rows]
 
-    async def eval_result_put(self, result: EvalResultRecord) -> None:
+    async def eval_results_put(self, results: Sequence[EvalResultRecord]) -> None:
+        if not results:
+            return
         updates = ", ".join(f"{c} = excluded.{c}" for c in RESULT_COLS.split(", ")[3:])
-        await self._one(
-            f"INSERT INTO eval_results ({RESULT_COLS}) VALUES ({_marks(10)}) "
-            f"ON CONFLICT (eval_id, variant, item_id) DO UPDATE SET {updates} RETURNING 1",
-            result_params(result),
-        )
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO eval_results ({RESULT_COLS}) VALUES ({_marks(10)}) "
+                f"ON CONFLICT (eval_id, variant, item_id) DO UPDATE SET {updates}",
+                [result_params(r) for r in results],
+            )
 
     async def eval_results(self, eval_id: str) -> list[EvalResultRecord]:
         rows = await self._all(

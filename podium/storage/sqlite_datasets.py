@@ -176,14 +176,14 @@ class SQLiteDatasets:
         )
         return [eval_of(r) for r in rows]
 
-    async def eval_result_put(self, result: EvalResultRecord) -> None:
+    async def eval_results_put(self, results: Sequence[EvalResultRecord]) -> None:
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 f"INSERT INTO eval_results ({RESULT_COLS}) VALUES ({','.join('?' * 10)}) "
                 "ON CONFLICT (eval_id, variant, item_id) DO UPDATE SET run_id = excluded.run_id, "
                 "output = excluded.output, scores = excluded.scores, cost = excluded.cost, "
                 "latency = excluded.latency, error = excluded.error, created_at = excluded.created_at",
-                result_params(result),
+                [result_params(r) for r in results],
             )
 
     async def eval_results(self, eval_id: str) -> list[EvalResultRecord]:

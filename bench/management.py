@@ -1,0 +1,137 @@
+"""Management benchmarks: the evaluation harness and replay before a deploy.
+
+```
+.venv/bin/python bench/management.py           # about a minute
+.venv/bin/python bench/management.py --quick    # a few seconds, noisier
+```
+
+| measure | target |
+|---|---|
+| ``client.evaluate`` overhead per item, 1,000 items on a scripted model | under 1 ms per item |
+| ``podium replay`` (``client.check_replay``) of a finished 1,000-step run | under 1 s |
+
+**Eval overhead** is what the harness adds to the runs themselves: the same 1,000 runs (one scripted model
+call each) are first started and awaited directly, at the same concurrency (``start`` + ``result``), then
+run through ``client.evaluate`` (a stored evaluation, one durable run per item with its idempotency key,
+cost from the journal, the exact-match scorer, a stored result per item, the summary); the overhead is the
+difference divided by the items. Both on the memory store (the harness alone) and on a SQLite file (WAL,
+``synchronous=FULL``: a stored result is one more durable commit per item).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import podium
+from podium.models import register
+from podium.testing import ScriptedModel
+
+register("bench.scripted", ScriptedModel(lambda r: r.messages[-1].content.upper()))
+
+
+@podium.flow(name="bench.eval_item")
+async def eval_item(ctx: podium.Context, text: str) -> str:
+    return await ctx.model("bench.scripted").generate(text)
+
+
+@podium.step(name="bench.tick")
+async def tick(i: int) -> int:
+    return i
+
+
+@podium.flow(name="bench.long")
+async def long_run(ctx: podium.Context, n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await tick(i)
+    return total
+
+
+async def _direct(client: podium.Client, items: int, concurrency: int, tag: str) -> float:
+    queue = iter(range(items))
+
+    async def lane() -> None:
+        for i in queue:
+            h = await client.start(eval_item, f"item {i}", key=f"direct:{tag}:{i}")
+            await client.result(h.id)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return time.perf_counter() - t0
+
+
+async def bench_eval(url: str, items: int, concurrency: int = 8) -> tuple[float, float, float]:
+    """(direct seconds, evaluate seconds, overhead per item in seconds) for ``items`` items."""
+    settings = podium.Settings(database_url=url, poll_seconds=0.05)
+    async with podium.Client(settings) as client:
+        await client.datasets.create("bench")
+        await client.datasets.add_many(
+            "bench", [{"input": f"item {i}", "expected": f"ITEM {i}"} for i in range(items)]
+        )
+        await _direct(client, min(50, items), concurrency, "warm")  # imports, caches, the first model call
+        direct = await _direct(client, items, concurrency, "run")
+        t0 = time.perf_counter()
+        report = await client.evaluate("bench", eval_item, scorers=["exact"], concurrency=concurrency)
+        evaluated = time.perf_counter() - t0
+        assert report.variant("base").scores == {"exact": 1.0}, report.variants
+    return direct, evaluated, (evaluated - direct) / items
+
+
+async def bench_replay(steps: int, repeat: int) -> list[float]:
+    """Seconds of ``client.check_replay`` of a finished ``steps``-step run on SQLite, ``repeat`` times."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = podium.Settings(database_url=f"sqlite:///{Path(tmp)}/bench.db", poll_seconds=0.05)
+        async with podium.Client(settings) as client:
+            h = await client.start(long_run, steps)
+            await h.result(timeout=600)
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                report = await client.check_replay(h.id)
+                times.append(time.perf_counter() - t0)
+                assert report.ok, report.problem
+    return times
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f} ms"
+
+
+async def main(quick: bool) -> None:
+    items = 200 if quick else 1000
+    console = Console()
+    table = Table("measure", "figure", "target", title=f"evaluation harness ({items} items, concurrency 8)")
+    rows: list[tuple[str, Any, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, url in (("memory store", "memory://"), ("SQLite file", f"sqlite:///{Path(tmp)}/eval.db")):
+            direct, evaluated, overhead = await bench_eval(url, items)
+            rows.append((f"{label}: {items} runs started and awaited directly", f"{direct:.2f} s", ""))
+            rows.append((f"{label}: the same through client.evaluate", f"{evaluated:.2f} s", ""))
+            rows.append((f"{label}: harness overhead per item", _ms(overhead), "< 1 ms"))
+    steps = 200 if quick else 1000
+    times = await bench_replay(steps, 3 if quick else 5)
+    median = statistics.median(times)
+    rows.append((f"podium replay of a {steps}-step run (median of {len(times)})", f"{median:.3f} s", "< 1 s"))
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    try:
+        console.print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer items: faster, noisier")
+    asyncio.run(main(parser.parse_args().quick))
