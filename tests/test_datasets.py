@@ -333,9 +333,9 @@ async def test_the_rest_api_gives_feedback_and_manages_datasets_by_role(
     r = await http.post(f"{url}/datasets/t/import", content='{"input": 5}\n{bad\n', headers=auth("operator"))
     assert r.status_code == 400 and "line 2: not valid JSON" in r.json()["error"]
     r = await http.get(f"{url}/datasets/t", headers=auth("viewer"))
-    assert (r.json()["version"], len(r.json()["items_list"])) == (3, 3)
+    assert (r.json()["dataset"]["version"], len(r.json()["items"])) == (3, 3)
     r = await http.get(f"{url}/datasets/t?version=1", headers=auth("viewer"))
-    assert [i["input"] for i in r.json()["items_list"]] == [{"a": 1}]
+    assert [i["input"] for i in r.json()["items"]] == [{"a": 1}]
     r = await http.get(f"{url}/datasets/t/export", headers=auth("viewer"))
     assert r.headers["content-type"].startswith("application/x-ndjson") and len(r.text.splitlines()) == 3
     r = await http.get(f"{url}/datasets", headers=auth("viewer"))

@@ -3,6 +3,7 @@ scripted model, stored results, resumption after SIGKILL, the CLI as a user runs
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -319,6 +320,26 @@ def test_podium_eval_prints_variants_side_by_side_writes_a_chart_and_gates_ci(tm
     ]:  # fmt: skip
         r = cli(tmp_path, *bad)
         assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_the_example_runs_as_its_docstring_says(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    doc = ast.get_docstring(ast.parse((ROOT / "examples/evals/triage.py").read_text())) or ""
+    script = doc.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    commands = [line.split() for line in script.splitlines() if line.strip()]
+    outputs = []
+    for words in commands:
+        assert words[0] == "podium"
+        words = [str(tmp_path / w) if w == "eval.svg" else w for w in words]
+        r = subprocess.run([sys.executable, "-m", "podium.cli", *words[1:]], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=90)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        outputs.append(r.stdout)
+    assert "8 item(s) imported into tickets" in outputs[0]
+    row = {line.split()[1]: line for line in outputs[1].splitlines() if line.startswith("│ keywords")}
+    assert "0.625" in row["keywords"] and "1.000" in row["keywords_v2"]
+    assert "keywords=0.812  keywords_v2=1.000" in outputs[2]
+    assert (tmp_path / "eval.svg").read_text().startswith("<svg")
 
 
 async def test_a_killed_evaluation_resumes_without_running_finished_items_again(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def add_management_routes(
     ) -> dict[str, Any]:
         d = await client.datasets.get(name)
         items = await client.datasets.items(name, version=version)
-        return {**asdict(d), "items_list": [asdict(i) for i in items]}
+        return {"dataset": asdict(d), "items": [asdict(i) for i in items]}
 
     @api.post("/datasets/{name}/items", status_code=201, summary="Add an item (or a revision of one)")
     async def add_item(name: str, body: NewItem, key: Operator) -> dict[str, Any]:
