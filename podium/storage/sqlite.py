@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
+from .audit import SQLiteAudit
 from .base import (
     Event,
     Gate,
@@ -93,7 +94,7 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteAudit):
     """Runs and journals in one SQLite file. ``SQLiteStore("path/to/podium.db")``."""
 
     durable = True
