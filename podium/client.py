@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import logging
 import secrets
 import time
 import uuid
@@ -35,11 +36,15 @@ from .errors import (
     UsageError,
 )
 from .hooks import Observer
+from .observability.audit import Auditor
 from .runtime import close_observers, make_observers, make_store
+from .storage.audit import AuditDraft
 from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
 from .triggers import cron as _cron
 from .types import JSON, Clock, Duration, RunStatus, check_pins, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
+
+log = logging.getLogger("podium.client")
 
 if TYPE_CHECKING:
     from .management.datasets import Datasets
@@ -248,6 +253,10 @@ class Client:
         self._own_observers = observers is None  # built from the settings when the worker starts
         self.clock = clock
         self.store = store or make_store(self.settings)
+        self.auditor: Auditor | None = None
+        """Records security-relevant events in the store's audit trail (None with ``audit=False``)."""
+        if self.settings.audit:
+            self.auditor = Auditor(self.store, key_path=self.settings.audit_key_path, clock=clock)
         self._want_worker = worker
         self.worker: Worker | None = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -285,6 +294,11 @@ class Client:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        if self.auditor is not None:
+            try:
+                await self.auditor.close()  # a last signed checkpoint
+            except Exception as exc:
+                log.warning("could not sign the audit trail's checkpoint: %s", exc)
         if self._own_observers:
             close_observers(self.observers)
             self.observers = ()
@@ -357,6 +371,8 @@ class Client:
         rec, created = await self.store.create_run(run, first)
         if not created and rec.flow != fl.name:
             raise InvalidStateError(f"key {key!r} belongs to run {rec.id} of flow {rec.flow!r}")
+        if created and self.auditor is not None:
+            await self.auditor.record_many([_started(rec, by, key, pinned)])
         if self.worker is not None and not rec.status.terminal:
             if created and lease is not None:
                 await self.worker.adopt(rec, [first])
@@ -474,6 +490,8 @@ class Client:
             if rec.status is RunStatus.CANCELLED:
                 return Run._of(rec)
             raise
+        if self.auditor is not None:
+            await self.auditor.record("run.cancelled", subject=run_id, actor=by, payload={"flow": rec.flow})
         if idle:
             self._finished(run_id, "cancelled")
             await cancel_children(self.store, run_id, self.clock())
@@ -606,6 +624,10 @@ class Client:
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was withdrawn") from None
         if stored is None:
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was decided already")
+        if self.auditor is not None:
+            summary = {k: v for k, v in data.items() if k != "payload"}
+            summary["approval"] = target.name
+            await self.auditor.record("approval.decided", subject=run_id, actor=by, payload=summary)
         if data["edited"]:  # a human correction is data: keep the proposal and the edit
             from .management.feedback import approval_feedback
 
@@ -688,7 +710,7 @@ class Client:
         ]
 
     # -- API keys -----------------------------------------------------------------------------
-    async def create_key(self, name: str, role: str) -> tuple[ApiKey, str]:
+    async def create_key(self, name: str, role: str, *, by: str | None = None) -> tuple[ApiKey, str]:
         """Create an API key for the HTTP API; returns it and its secret. Only a hash of the secret is
         stored: show the secret to its owner now, it cannot be read back."""
         self._check_open()
@@ -699,6 +721,10 @@ class Client:
         secret = "pdm_" + secrets.token_urlsafe(32)
         rec = KeyRecord(new_id(), name.strip(), role, _hash_key(secret), self.clock())
         await self.store.key_add(rec)
+        if self.auditor is not None:
+            await self.auditor.record(
+                "key.created", subject=rec.id, actor=by, payload={"name": rec.name, "role": role}
+            )
         return ApiKey._of(rec), secret
 
     async def keys(self) -> builtins.list[ApiKey]:
@@ -706,11 +732,13 @@ class Client:
         self._check_open()
         return [ApiKey._of(k) for k in await self.store.key_list()]
 
-    async def revoke_key(self, key_id: str) -> None:
+    async def revoke_key(self, key_id: str, *, by: str | None = None) -> None:
         """Revoke an API key at once. ``UsageError`` if there is no such active key."""
         self._check_open()
         if not await self.store.key_revoke(key_id, now=self.clock()):
             raise UsageError(f"no active API key with id {key_id!r}")
+        if self.auditor is not None:
+            await self.auditor.record("key.revoked", subject=key_id, actor=by)
 
     async def authenticate(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, or None."""
@@ -807,6 +835,13 @@ class Client:
             items.append((run, Event(run.id, "start", "", fl.name, start, now)))
             flows.append(fl)
         results = await self.store.create_runs(items)
+        if self.auditor is not None:
+            started = [
+                _started(rec, None, rec.key, (first.data or {}).get("pins") or {})
+                for (rec, created), (_, first) in zip(results, items, strict=True)
+                if created
+            ]
+            await self.auditor.record_many(started)
         handles: builtins.list[RunHandle[Any]] = []
         waiting = False
         conflict: InvalidStateError | None = None
@@ -967,3 +1002,12 @@ def run(
             return await handle.result(timeout=timeout)
 
     return asyncio.run(go())
+
+
+def _started(rec: RunRecord, by: str | None, key: str | None, pins: Mapping[str, str]) -> AuditDraft:
+    payload: dict[str, Any] = {"flow": rec.flow}
+    if key is not None:
+        payload["key"] = key
+    if pins:
+        payload["pins"] = dict(pins)
+    return AuditDraft("run.started", rec.created_at, by, rec.id, payload)

@@ -12,6 +12,8 @@
 | ``PODIUM_METRICS`` | ``0`` | ``1``: keep Prometheus metrics in workers started by a ``Client`` |
 | ``PODIUM_LOG_FORMAT`` | ``text`` | ``json``: JSON log lines (``podium worker``, ``podium serve``) |
 | ``PODIUM_LOG_LEVEL`` | ``INFO`` | the level of those logs (``DEBUG`` adds every step) |
+| ``PODIUM_AUDIT`` | ``1`` | ``0``: record no audit trail |
+| ``PODIUM_AUDIT_KEY`` | beside a SQLite database | the Ed25519 key file that signs audit checkpoints |
 
 The last four may also be set in ``[observability]`` of ``podium.toml`` (``otlp_endpoint``, ``metrics``,
 ``log_format``, ``log_level``); a variable wins over the file.
@@ -63,6 +65,11 @@ class Settings:
     """``text`` or ``json``; None: ``[observability] log_format`` (default ``text``)."""
     log_level: str | None = None
     """None: ``[observability] log_level`` (default ``INFO``)."""
+    audit: bool = True
+    """Record security-relevant events in the tamper-evident audit trail (``podium audit verify``)."""
+    audit_key: str | None = None
+    """The file of the Ed25519 key that signs audit checkpoints; None: ``audit.key`` beside a SQLite
+    database, and no checkpoints on PostgreSQL (set it there, to a file outside the database's reach)."""
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("sqlite://", "memory://", "postgresql://", "postgres://")):
@@ -78,6 +85,17 @@ class Settings:
         if self.concurrency < 1:
             raise ConfigError("concurrency must be at least 1")
         self.observability  # noqa: B018 - validates the observability settings now
+
+    @property
+    def audit_key_path(self) -> Path | None:
+        """Where the audit signing key is (see ``audit_key``), or None for no signed checkpoints."""
+        if self.audit_key:
+            return Path(self.audit_key)
+        if self.database_url.startswith("sqlite:///"):
+            db = self.database_url.removeprefix("sqlite:///").split("?", 1)[0]
+            if db and db != ":memory:":
+                return Path(db).parent / "audit.key"
+        return None
 
     @property
     def observability(self) -> Observability:
@@ -136,6 +154,13 @@ class Settings:
             if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ConfigError(f"PODIUM_METRICS={raw!r}: use 1 or 0")
             values["metrics"] = flag in ("1", "true", "yes", "on")
+        if raw := env.get("PODIUM_AUDIT"):
+            flag = raw.strip().lower()
+            if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"PODIUM_AUDIT={raw!r}: use 1 or 0")
+            values["audit"] = flag in ("1", "true", "yes", "on")
+        if raw := env.get("PODIUM_AUDIT_KEY"):
+            values["audit_key"] = raw
         if raw := env.get("PODIUM_LOG_FORMAT"):
             values["log_format"] = raw.strip().lower()
         if raw := env.get("PODIUM_LOG_LEVEL"):

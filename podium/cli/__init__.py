@@ -50,6 +50,16 @@ def _json(value: str | None, what: str) -> Any:
         _fail(f"{what} is not valid JSON ({exc.msg} at position {exc.pos}): {value!r}")
 
 
+def who() -> str:
+    """Who acts, as the journal and the audit trail record it: ``cli:<the OS user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
 def _settings(db: str | None) -> Settings:
     return Settings.from_env(database_url=db)
 
@@ -730,7 +740,7 @@ def keys_create(
 
     async def go() -> tuple[Any, str]:
         async with Client(_settings(db), worker=False) as c:
-            return await c.create_key(name, role)
+            return await c.create_key(name, role, by=who())
 
     key, secret = _call(go)
     err.print(escape(f"key {key.id} for {key.name!r}, role {key.role} (the secret is not shown again):"))
@@ -765,7 +775,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")], db:
 
     async def go() -> None:
         async with Client(_settings(db), worker=False) as c:
-            await c.revoke_key(key_id)
+            await c.revoke_key(key_id, by=who())
 
     _call(go)
     out.print(escape(f"key {key_id} revoked"))
@@ -779,6 +789,10 @@ from .memory import ask_command, ingest_command  # noqa: E402 - they read this m
 
 app.command("ingest")(ingest_command)
 app.command("ask")(ask_command)
+
+from .audit import audit_app  # noqa: E402 - it reads this module's helpers when it runs
+
+app.add_typer(audit_app, name="audit")
 
 from .datasets import datasets_app, feedback_command  # noqa: E402 - they read this module's helpers when they run
 from .evals import eval_command  # noqa: E402

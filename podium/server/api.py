@@ -311,12 +311,12 @@ def create_api(client: Client) -> APIRouter:
 
     @api.post("/keys", status_code=201, summary="Create an API key (admin); its secret is shown once")
     async def create_key(body: NewKey, key: Admin) -> dict[str, Any]:
-        new, secret = await client.create_key(body.name, body.role)
+        new, secret = await client.create_key(body.name, body.role, by=who(key))
         return {"key": asdict(new), "secret": secret}
 
     @api.delete("/keys/{key_id}", summary="Revoke an API key (admin)")
     async def revoke_key(key_id: str, key: Admin) -> dict[str, Any]:
-        await client.revoke_key(key_id)
+        await client.revoke_key(key_id, by=who(key))
         return {"revoked": key_id}
 
     add_management_routes(api, client, allowed=allowed, who=who)

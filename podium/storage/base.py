@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..types import JSON, RunStatus
+from .audit import AuditCheckpoint, AuditDraft, AuditRecord
 
 
 @dataclass(slots=True)
@@ -353,6 +354,27 @@ class Store(Protocol):
 
     async def eval_results(self, eval_id: str) -> list[EvalResultRecord]:
         """The evaluation's results, by variant, then oldest first."""
+        ...
+
+    # -- the audit trail (podium/storage/audit.py) ----------------------------------------------
+    async def audit_append(self, drafts: Sequence[AuditDraft]) -> list[AuditRecord]:
+        """Append entries to the hash chain, in order, atomically; the stored records."""
+        ...
+
+    async def audit_scan(self, after: int = 0, *, limit: int = 10_000) -> list[AuditRecord]:
+        """Entries with ``seq > after``, in order."""
+        ...
+
+    async def audit_erase(self, subject: str) -> int:
+        """Erase the payloads of ``subject``'s entries (their hashes stay); how many were erased."""
+        ...
+
+    async def audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        """Store a signed checkpoint (replacing one at the same ``seq``)."""
+        ...
+
+    async def audit_checkpoints(self) -> list[AuditCheckpoint]:
+        """Every checkpoint, by ``seq``."""
         ...
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
+from .audit import MemoryAudit
 from .base import (
     Event,
     Gate,
@@ -30,7 +31,7 @@ _TERMINAL_STATUS = {
 }
 
 
-class MemoryStore(MemoryDatasets):
+class MemoryStore(MemoryDatasets, MemoryAudit):
     """Keeps runs and journals in dictionaries. Nothing survives the process."""
 
     durable = False
@@ -51,6 +52,7 @@ class MemoryStore(MemoryDatasets):
         self._api_keys: list[KeyRecord] = []
         self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
         self._init_datasets()
+        self._audit_init()
 
     async def open(self) -> None:
         return None

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
+from .audit import PostgresAudit
 from .base import (
     Event,
     Gate,
@@ -164,7 +165,7 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-class PostgresStore(PostgresDatasets):
+class PostgresStore(PostgresDatasets, PostgresAudit):
     """Runs and journals in PostgreSQL. ``PostgresStore("postgresql://user@host/db")``."""
 
     durable = True

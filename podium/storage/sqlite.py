@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
+from .audit import SQLiteAudit
 from .base import (
     Event,
     Gate,
@@ -94,7 +95,7 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-class SQLiteStore(SQLiteDatasets):
+class SQLiteStore(SQLiteDatasets, SQLiteAudit):
     """Runs and journals in one SQLite file. ``SQLiteStore("path/to/podium.db")``."""
 
     durable = True
