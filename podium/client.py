@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -671,12 +671,30 @@ class Client:
 
         return await list_feedback(self, run_id, limit=limit)
 
-    async def evaluate(self, dataset: str, flow: Flow[Any, Any] | str, **options: Any) -> EvalReport:
-        """Run ``flow`` over ``dataset``'s items for each variant and score the outputs; see
-        ``podium.management.evals.evaluate`` for the options (variants, scorers, concurrency, ...)."""
+    async def evaluate(
+        self,
+        dataset: str,
+        flow: Flow[Any, Any] | str,
+        *,
+        variants: Any = None,
+        scorers: Iterable[Any] = ("exact",),
+        concurrency: int = 8,
+        eval_id: str | None = None,
+        resume: bool = True,
+        version: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EvalReport:
+        """Run ``flow`` on every item of ``dataset`` under each variant (run pins: ``{"v4": {"prompt:triage":
+        "4"}}`` or ``["v4=prompt=triage@4"]``), score the outputs (``"exact"``, ``"judge:smart"``, a function,
+        ...) with at most ``concurrency`` runs at once, and store the results. A killed evaluation resumes
+        (same ``eval_id``, or the same dataset version, flow, variants and scorers) without running finished
+        items again. See ``podium.management.evals.evaluate``."""
         from .management.evals import evaluate
 
-        return await evaluate(self, dataset, flow, **options)
+        return await evaluate(
+            self, dataset, flow, variants=variants, scorers=scorers, concurrency=concurrency, eval_id=eval_id,
+            resume=resume, version=version, progress=progress,
+        )  # fmt: skip
 
     # -- reading ------------------------------------------------------------------------------
     async def journal(self, run_id: str) -> builtins.list[JournalEntry]:

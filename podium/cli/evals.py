@@ -21,6 +21,7 @@ from rich.table import Table
 
 from ..client import Client
 from ..management.evals import EvalReport, get_eval, list_evals, parse_variant
+from ..management.scorers import as_scorer
 from . import render
 
 DbOption = Annotated[
@@ -143,6 +144,7 @@ def eval_command(
         _fail("--chart writes .svg or .png")
     fl = load_flow(flow_ref)
     variants = [parse_variant(v) for v in variant or []] or None
+    scorers = [as_scorer(s, load=load_module) for s in scorer or ["exact"]]
 
     async def go() -> EvalReport:
         async with Client(settings) as client:
@@ -159,8 +161,8 @@ def eval_command(
                     bar.update(task, completed=done, total=total)
 
                 return await client.evaluate(
-                    target, fl, variants=variants, scorers=scorer or ["exact"], concurrency=concurrency,
-                    eval_id=eval_id, resume=not fresh, progress=progress, load=load_module,
+                    target, fl, variants=variants, scorers=scorers, concurrency=concurrency,
+                    eval_id=eval_id, resume=not fresh, progress=progress,
                 )  # fmt: skip
 
     report = _call(go)
