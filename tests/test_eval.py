@@ -19,7 +19,15 @@ from conftest import eventually, settings_for
 
 import podium
 from podium.management.chart import svg, write_chart
-from podium.management.evals import Variant, get_eval, list_evals, parse_variant, percentile
+from podium.management.evals import (
+    Change,
+    Variant,
+    compare,
+    get_eval,
+    list_evals,
+    parse_variant,
+    percentile,
+)
 from podium.management.scorers import (
     EmbeddingSimilarity,
     ExactMatch,
@@ -107,6 +115,21 @@ async def test_a_finished_evaluation_runs_nothing_again_and_a_new_one_resumes_on
     newer = await client.evaluate("tickets", eval_app.triage, variants={"c": {"model:triager": "counted"}})
     assert newer.id != first.id and newer.dataset_version == 5 and newer.variant("c").items == 5
     assert len(model.requests) == 9
+
+
+async def test_two_evaluations_compare_by_variant_and_item(client: podium.Client) -> None:
+    await tickets(client)
+    before = await client.evaluate(
+        "tickets", eval_app.triage, variants={"prod": {"model:triager": "triager"}}
+    )
+    after = await client.evaluate(
+        "tickets", eval_app.triage, variants={"prod": {"model:triager": "triager_v2"}, "other": {}}
+    )
+    (change,) = compare(before, after)
+    assert change == Change("prod", "c", 0.0, 1.0)  # "I forgot my password": other -> account
+    assert compare(after, before) == [Change("prod", "c", 1.0, 0.0)]
+    assert compare(before, after, variants={"other": "prod"}) == []  # the same model under another name
+    assert compare(before, before) == []
 
 
 async def test_a_failed_run_is_an_error_scored_zero_and_bad_input_fails_that_item_only(
@@ -311,6 +334,9 @@ def test_podium_eval_prints_variants_side_by_side_writes_a_chart_and_gates_ci(tm
     assert r.returncode == 0 and r.stdout.count("v1=0.375  v2=0.500") == 2, r.stdout
     r = cli(tmp_path, "eval", "show", report["id"], "--items")
     assert r.returncode == 0 and "account" in r.stdout and report["id"] in r.stdout
+    first = json.loads(cli(tmp_path, "eval", "list", "--json").stdout)[1]["id"]
+    r = cli(tmp_path, "eval", "show", report["id"], "--against", first)
+    assert r.returncode == 0 and f"since eval {first}" in r.stdout and "no item's score changed" in r.stdout
     for bad, message in [
         (["eval", "tickets"], "--flow MODULE:FLOW is required"),
         (["eval", "nope", "--flow", flow], "no dataset named 'nope'"),

@@ -5,6 +5,7 @@ podium eval tickets --flow app.py:triage --variant v3=prompt=triage@3 --variant 
     --scorer exact --scorer judge:smart --concurrency 8 --fail-under 0.8 --chart eval.svg
 podium eval list [DATASET]          # evaluations, newest first, with each variant's score
 podium eval show EVAL_ID [--items]  # one evaluation's table (and every item's result)
+podium eval show EVAL_ID --against OLDER_ID   # score changes per variant, and the items that moved
 ```
 """
 
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..client import Client
-from ..management.evals import EvalReport, get_eval, list_evals, parse_variant
+from ..management.evals import EvalReport, compare, get_eval, list_evals, parse_variant
 from ..management.scorers import as_scorer
 from . import render
 
@@ -113,6 +114,12 @@ def eval_command(
         bool, typer.Option("--fresh", help="Start anew; do not resume an unfinished evaluation")
     ] = False,
     items: Annotated[bool, typer.Option("--items", help="Also print every item's result")] = False,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against", metavar="EVAL_ID", help="With show: the items whose score moved since EVAL_ID"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     db: DbOption = None,
 ) -> None:
@@ -132,6 +139,8 @@ def eval_command(
             _fail("podium eval show EVAL_ID")
         report = _call(lambda: _with(settings, lambda c: get_eval(c, eval_ref)))
         _print(report, items, as_json, chart)
+        if against is not None:
+            _print_changes(report, _call(lambda: _with(settings, lambda c: get_eval(c, against))))
         _gate(report, fail_under)
         return
     if eval_ref is not None:
@@ -235,3 +244,25 @@ def _print_list(reports: list[EvalReport], as_json: bool) -> None:
             escape(scores),
         )
     out.print(table)
+
+
+def _print_changes(after: EvalReport, before: EvalReport) -> None:
+    from . import out
+
+    changes = compare(before, after)
+    scores = {v.name: v.score for v in before.variants}
+    table = Table("variant", "score before", "score now", "change", title=escape(f"since eval {before.id}"))
+    for v in after.variants:
+        was = scores.get(v.name)
+        delta = "" if was is None or v.score is None else f"{v.score - was:+.3f}"
+        table.add_row(escape(v.name), _score(was), _score(v.score), delta)
+    out.print(table)
+    if not changes:
+        out.print("no item's score changed")
+        return
+    moved = Table("variant", "item", "before", "now", title="items whose score moved (worst first)")
+    for c in changes:
+        worse = (c.after or 0.0) < (c.before or 0.0)
+        moved.add_row(escape(c.variant), escape(c.item_id), _score(c.before), _score(c.after),
+                      style="red" if worse else "green")  # fmt: skip
+    out.print(moved)

@@ -4,10 +4,21 @@
 from __future__ import annotations
 
 from .datasets import Dataset, DatasetItem, Datasets
-from .evals import EvalReport, ItemResult, Variant, VariantSummary, get_eval, list_evals, parse_variant
+from .evals import (
+    Change,
+    EvalReport,
+    ItemResult,
+    Variant,
+    VariantSummary,
+    compare,
+    get_eval,
+    list_evals,
+    parse_variant,
+)
 from .feedback import Feedback
 
 __all__ = [
+    "Change",
     "Dataset",
     "DatasetItem",
     "Datasets",
@@ -16,6 +27,7 @@ __all__ = [
     "ItemResult",
     "Variant",
     "VariantSummary",
+    "compare",
     "get_eval",
     "list_evals",
     "parse_variant",

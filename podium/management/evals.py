@@ -225,6 +225,45 @@ def _report(rec: EvalRecord, results: Sequence[EvalResultRecord] | None) -> Eval
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An item whose score moved between two evaluations (``before`` and ``after``: the mean of its
+    scores, 0 for a failed run; None when no scorer applied)."""
+
+    variant: str
+    item_id: str
+    before: float | None
+    after: float | None
+
+
+def _item_score(r: ItemResult) -> float | None:
+    vals = [v for v in r.scores.values() if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def compare(
+    before: EvalReport, after: EvalReport, *, variants: Mapping[str, str] | None = None
+) -> list[Change]:
+    """Items in both evaluations (loaded with their results) whose score differs, worst drop first.
+
+    Variants are matched by name, or by ``variants`` (``{after's name: before's name}``) — e.g. to compare
+    the ``v4`` of today with the ``v3`` of last week."""
+    pairs = dict(variants or {v.name: v.name for v in after.variants})
+    old = {(r.variant, r.item_id): _item_score(r) for r in before.results}
+    out = []
+    for r in after.results:
+        if r.variant not in pairs:
+            continue
+        key = (pairs[r.variant], r.item_id)
+        if key not in old:  # a new variant or a new item: nothing to compare with
+            continue
+        was, now = old[key], _item_score(r)
+        if was != now:
+            out.append(Change(r.variant, r.item_id, was, now))
+    out.sort(key=lambda c: ((c.after or 0.0) - (c.before or 0.0), c.variant, c.item_id))
+    return out
+
+
 async def get_eval(client: Client, eval_id: str) -> EvalReport:
     """An evaluation with every item's result; ``NotFoundError`` if there is none."""
     client._check_open()
