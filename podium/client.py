@@ -33,6 +33,7 @@ from .errors import (
     RunFailedError,
     RunNotFoundError,
     SignalRefusedError,
+    StoreError,
     UsageError,
 )
 from .hooks import Observer
@@ -631,7 +632,10 @@ class Client:
         if data["edited"]:  # a human correction is data: keep the proposal and the edit
             from .management.feedback import approval_feedback
 
-            await approval_feedback(self, target, data["payload"], by=by, comment=comment)
+            try:
+                await approval_feedback(self, target, data["payload"], by=by, comment=comment)
+            except StoreError as exc:  # the decision counts; only its feedback record is missing
+                log.warning("approval %s of run %s: feedback not recorded: %s", target.name, run_id, exc)
         return PendingApproval(
             run_id, rec.flow, target.name or "", target.step, (target.data or {}).get("payload"), target.at
         )
