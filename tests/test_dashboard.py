@@ -360,7 +360,7 @@ async def test_thumbs_down_with_a_comment_on_a_step_is_stored_with_its_model_and
     await box.locator(".fb-send").click()
     await expect(box.locator(".fb-status")).to_have_text("Thanks: feedback recorded.")
     await expect(box.locator(".fb-list li")).to_have_count(1)
-    await expect(box.locator(".fb-list li")).to_contain_text("👎 “too loud”")
+    await expect(box.locator(".fb-list li")).to_contain_text("▼ bad “too loud”")
     await expect(box.locator(".fb-list li")).to_contain_text("prompt shout@2")
     (fb,) = await dash.client.feedback_list(h.id)
     assert (fb.step, fb.score, fb.comment, fb.served_by) == ("0", -1, "too loud", "fast")
@@ -377,3 +377,26 @@ async def test_thumbs_down_with_a_comment_on_a_step_is_stored_with_its_model_and
     await vbox.locator(".fb-send").click()
     await expect(vbox.locator(".fb-status")).to_contain_text("may not do this")
     assert len(await dash.client.feedback_list(h.id)) == 1
+
+
+async def test_the_evals_page_lists_evaluations_and_links_items_to_their_runs(dash: Dash) -> None:
+    from playwright.async_api import expect
+
+    await dash.client.datasets.create("greetings", description="what to shout")
+    await dash.client.datasets.add("greetings", "hi", "HI", id="g1")
+    await dash.client.datasets.add("greetings", "yo", "yo", id="g2")
+    report = await dash.client.evaluate("greetings", rated, variants={"loud": {"arm": "A"}})
+    page = await dash.login("viewer", "#/evals")
+    row = page.locator(f'#evals tr[data-eval="{report.id}"]')
+    await expect(row).to_contain_text("greetings v2")
+    await expect(row.locator(".variant-scores")).to_have_text("loud 0.500")
+    await expect(page.locator('#datasets tr[data-dataset="greetings"]')).to_contain_text("what to shout")
+    await row.locator("a.eval-link").click()
+    variant = page.locator('#eval-variants tr[data-variant="loud"]')
+    await expect(variant).to_contain_text("arm=A")
+    await expect(variant.locator(".score")).to_have_text("0.500")
+    item = page.locator('#eval-items tr[data-item="loud/g2"]')
+    await expect(item).to_contain_text("YO")
+    await item.locator("a.run-link").click()
+    await expect(page.locator("#run-status")).to_have_text("completed")
+    await expect(page.locator("#run-output")).to_contain_text('"YO"')

@@ -4,8 +4,8 @@ import { api, h, clear, short, when } from "./util.js";
 
 export function feedbackBox(runId, row) {
   let score = null;
-  const up = h("button", { class: "fb-up", type: "button", title: "Thumbs up", "aria-pressed": "false" }, "👍");
-  const down = h("button", { class: "fb-down", type: "button", title: "Thumbs down", "aria-pressed": "false" }, "👎");
+  const up = h("button", { class: "fb-up", type: "button", title: "Thumbs up", "aria-pressed": "false" }, "▲ Good");
+  const down = h("button", { class: "fb-down", type: "button", title: "Thumbs down", "aria-pressed": "false" }, "▼ Bad");
   const comment = h("input", { class: "fb-comment", type: "text", placeholder: "comment (optional)", maxlength: "2000" });
   const send = h("button", { class: "fb-send primary", type: "button", disabled: true }, "Send feedback");
   const status = h("p", { class: "fb-status muted" });
@@ -26,7 +26,7 @@ export function feedbackBox(runId, row) {
       const data = await api(`/runs/${encodeURIComponent(runId)}/feedback`);
       const mine = data.feedback.filter((f) => f.step === row.position);
       clear(list, mine.map((f) => h("li", { "data-feedback": f.id },
-        f.score === 1 ? "👍 " : f.score === -1 ? "👎 " : "",
+        f.score === 1 ? "▲ good " : f.score === -1 ? "▼ bad " : "",
         f.comment ? `“${f.comment}” ` : "",
         f.correction !== null && f.correction !== undefined ? h("span", { class: "mono" }, `→ ${short(f.correction, 40)} `) : null,
         h("span", { class: "muted" }, [f.author, f.prompt ? `prompt ${f.prompt.name}@${f.prompt.version}` : null,
