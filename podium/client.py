@@ -35,6 +35,7 @@ from .errors import (
     UsageError,
 )
 from .hooks import Observer
+from .management.prompts import Prompts
 from .runtime import close_observers, make_observers, make_store
 from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
 from .triggers import cron as _cron
@@ -243,6 +244,8 @@ class Client:
         self._own_observers = observers is None  # built from the settings when the worker starts
         self.clock = clock
         self.store = store or make_store(self.settings)
+        self.prompts = Prompts(self.store, clock=clock)
+        """The prompt registry in this client's store: push, label, rollback, diff, split."""
         self._want_worker = worker
         self.worker: Worker | None = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}

@@ -47,6 +47,7 @@ from .base import (
     Transition,
     Write,
 )
+from .postgres_prompts import PostgresPrompts
 from .sqlite import _EVENT_COLS, _RUN_COLS, _SCHEDULE_COLS, _dump, _event, _load, _run, _schedule
 
 try:
@@ -163,7 +164,7 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-class PostgresStore:
+class PostgresStore(PostgresPrompts):
     """Runs and journals in PostgreSQL. ``PostgresStore("postgresql://user@host/db")``."""
 
     durable = True
