@@ -770,6 +770,10 @@ from .memory import ask_command, ingest_command  # noqa: E402 - they read this m
 app.command("ingest")(ingest_command)
 app.command("ask")(ask_command)
 
+from .prompts import prompts_app  # noqa: E402 - it reads this module's helpers when it runs
+
+app.add_typer(prompts_app, name="prompts")
+
 
 def main() -> None:
     """Entry point of the ``podium`` command."""
