@@ -17,7 +17,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -39,7 +39,7 @@ from .management.prompts import Prompts
 from .runtime import close_observers, make_observers, make_store
 from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
 from .triggers import cron as _cron
-from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
+from .types import JSON, Clock, Duration, RunStatus, check_pins, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
 
 T = TypeVar("T")
@@ -303,10 +303,15 @@ class Client:
         timeout: Duration | None = None,
         by: str | None = None,
         priority: int = 0,
+        pins: Mapping[str, str] | None = None,
     ) -> RunHandle[T]:
         """Start a run of ``flow``. With ``key``, starting again returns the same run (idempotent).
 
         Runnable runs are claimed highest ``priority`` first (then oldest first); child runs inherit it.
+
+        ``pins`` fix choices for the whole run (journaled, inherited by child runs): ``{"model:default":
+        "smart"}`` makes ``ctx.model("default")`` call the model ``smart``; ``{"prompt:triage": "3"}`` pins
+        a prompt version (or a label); other keys are the flow's own, read with ``ctx.pins``.
 
         ``timeout`` bounds the whole run (default: the flow's own ``timeout``). ``by`` (who asked) is
         journaled with the start.
@@ -317,6 +322,7 @@ class Client:
             raise UsageError("key must be a non-empty string")
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise UsageError(f"priority must be an integer, not {priority!r}")
+        pinned = check_pins(pins)
         value = fl.validate_input(input)
         data = fl.dump_input(value)
         seconds = parse_duration(timeout) if timeout is not None else fl.timeout
@@ -343,6 +349,8 @@ class Client:
         start: dict[str, Any] = {"input": data, "version": fl.version}
         if by is not None:
             start["by"] = by
+        if pinned:
+            start["pins"] = pinned
         first = Event(run.id, "start", "", fl.name, start, now)
         rec, created = await self.store.create_run(run, first)
         if not created and rec.flow != fl.name:
@@ -705,19 +713,28 @@ class Client:
         return timeline([replace(e, data=to_json(e.data)) for e in events], now=self.clock())
 
     async def start_many(
-        self, runs: Sequence[tuple[Flow[Any, Any] | str, Any, str | None]]
+        self,
+        runs: Sequence[
+            tuple[Flow[Any, Any] | str, Any, str | None]
+            | tuple[Flow[Any, Any] | str, Any, str | None, Mapping[str, str] | None]
+        ],
     ) -> builtins.list[RunHandle[Any]]:
-        """Start several runs, ``(flow, input, key)`` each, in one store transaction: ``start`` for many
-        runs at the cost of one commit. All inputs are checked first; a ``UsageError`` creates none. With
-        a worker here, as many as it has room for are created already claimed by it. A key that names a
-        run of another flow raises ``InvalidStateError`` after the other runs were started."""
+        """Start several runs, ``(flow, input, key)`` or ``(flow, input, key, pins)`` each, in one store
+        transaction: ``start`` for many runs at the cost of one commit. All inputs are checked first; a
+        ``UsageError`` creates none. With a worker here, as many as it has room for are created already
+        claimed by it. A key that names a run of another flow raises ``InvalidStateError`` after the other
+        runs were started."""
         self._check_open()
         now = self.clock()
         room = 0 if self.worker is None else self.settings.concurrency - len(self.worker.executions)
         items: builtins.list[tuple[RunRecord, Event]] = []
         flows: builtins.list[Flow[Any, Any]] = []
         leased: set[str] = set()
-        for flow, input, key in runs:
+        for item in runs:
+            if not isinstance(item, tuple) or len(item) not in (3, 4):
+                raise UsageError("start_many takes (flow, input, key) or (flow, input, key, pins) tuples")
+            flow, input, key = item[0], item[1], item[2]
+            pinned = check_pins(item[3] if len(item) == 4 else None)
             fl = resolve_flow(flow)
             if key is not None and (not isinstance(key, str) or not key):
                 raise UsageError("key must be a non-empty string")
@@ -736,7 +753,9 @@ class Client:
             if lease is not None:
                 run.status, run.lease_owner, run.lease_until, run.claims = RunStatus.RUNNING, *lease, 1
                 leased.add(run.id)
-            start = {"input": data, "version": fl.version}
+            start: dict[str, Any] = {"input": data, "version": fl.version}
+            if pinned:
+                start["pins"] = pinned
             items.append((run, Event(run.id, "start", "", fl.name, start, now)))
             flows.append(fl)
         results = await self.store.create_runs(items)

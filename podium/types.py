@@ -6,7 +6,7 @@ import enum
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeAlias
 
@@ -100,3 +100,27 @@ class RenderedPrompt(str):
 
     def __reduce__(self) -> Any:
         return (RenderedPrompt, (str(self), self.provenance, self.system))
+
+
+MAX_PINS = 64
+
+
+def check_pins(pins: Mapping[str, str] | None) -> dict[str, str]:
+    """``pins`` as a plain dict, checked: at most 64 of them, non-empty string keys (200 characters at
+    most) and string values."""
+    from .errors import UsageError
+
+    if pins is None:
+        return {}
+    if not isinstance(pins, Mapping):
+        raise UsageError(f"pins must be a mapping of strings to strings, not {type(pins).__name__}")
+    if len(pins) > MAX_PINS:
+        raise UsageError(f"a run takes at most {MAX_PINS} pins, not {len(pins)}")
+    out: dict[str, str] = {}
+    for k, v in pins.items():
+        if not isinstance(k, str) or not k.strip() or len(k) > 200:
+            raise UsageError(f"a pin's key must be a non-empty string of at most 200 characters, not {k!r}")
+        if not isinstance(v, str):
+            raise UsageError(f"pin {k!r} must be a string, not {type(v).__name__}")
+        out[k] = v
+    return out

@@ -150,7 +150,8 @@ async def test_render_is_strict_and_sandboxed() -> None:
             "{{ range(10**9) | list }}",
         ):
             evil = await client.prompts.push("evil", attack, variables=["x"])
-            with pytest.raises(podium.UsageError, match=r"sandbox refused|has no attribute|sandbox blocks ranges"):
+            refused = r"sandbox refused|has no attribute|sandbox blocks ranges"
+            with pytest.raises(podium.UsageError, match=refused):
                 evil.render(x="s")
 
 
@@ -206,6 +207,26 @@ async def test_a_split_picks_a_stable_arm_per_run(tmp_path: Path) -> None:
             assert (await client.check_replay(h.id)).ok
         await client.prompts.split("triage", None)  # back to the label
         assert await (await client.start(arm)).result(timeout=WAIT_SECONDS) is None
+    finally:
+        await close_within(client)
+
+
+async def test_run_pins_choose_the_version_over_labels_and_splits(tmp_path: Path) -> None:
+    client = podium.Client(settings_for(f"sqlite:///{tmp_path}/p.db"))
+    await client.open()
+    try:
+        await client.prompts.push("triage", TRIAGE_V1, label="production")
+        await client.prompts.push("triage", TRIAGE_V2, label="staging")
+        await client.prompts.split("triage", {"production": 50, "staging": 50})
+        by_version = await client.start(pinned, 2, pins={"prompt:triage": "1"})
+        assert await by_version.result(timeout=WAIT_SECONDS) == 1  # the pin beats version= in code
+        by_label = await client.start(triage, "x", pins={"prompt:triage": "staging", "arm": "B"})
+        await wait_status(client, by_label.id, podium.RunStatus.WAITING)
+        await client.signal(by_label.id, "go")
+        out = await by_label.result(timeout=WAIT_SECONDS)
+        assert (out["version"], out["label"], out["again"]) == (2, "staging", 2)
+        [value, *_] = [e for e in await client.journal(by_label.id) if e.kind == "value"]
+        assert value.data["arm"] is None  # pinned: no arm of the split
     finally:
         await close_within(client)
 

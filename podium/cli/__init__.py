@@ -94,15 +94,25 @@ def run_cmd(
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="Only enqueue; a `podium worker` runs it")
     ] = False,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option("--pin", help="KEY=VALUE, repeatable: e.g. model:default=smart or prompt:triage=3"),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Start a flow and (unless --no-wait) run it here until it finishes."""
     flow = load_flow(flow_ref)
     value = _json(input, "--input")
+    pins: dict[str, str] = {}
+    for p in pin or []:
+        k, sep, v = p.partition("=")
+        if not sep or not k.strip():
+            _fail(f"--pin takes KEY=VALUE, not {p!r}")
+        pins[k.strip()] = v
 
     async def go() -> None:
         async with Client(_settings(db), worker=not no_wait) as client:
-            handle = await client.start(flow, value, key=key)
+            handle = await client.start(flow, value, key=key, pins=pins or None)
             if no_wait:
                 module = flow_ref.rpartition(":")[0]
                 hint = escape(f"({flow.name}); run `podium worker {module}`")

@@ -117,6 +117,7 @@ class Execution:
         self.closed_waits: set[str] = set()  # ... and those journaled as given up (cancelled)
         self.generation = 0  # how many times the run continued as new
         self.depth = 0  # how many parents it has
+        self.pins: dict[str, str] = {}  # the run's pins (``Client.start(pins=)``), inherited by children
         for e in events:
             self._index(e)
         self.has_children = any(e.kind == "child" for e in self.positions.values())
@@ -152,6 +153,7 @@ class Execution:
             data = e.data or {}
             self.generation = data.get("generation", 0)
             self.depth = data.get("depth", 0)
+            self.pins = dict(data.get("pins") or {})
         elif kind == "cancel":
             self.cancel_requested = True
             if self.task is not None:
@@ -632,7 +634,7 @@ class Execution:
                     retryable=False,
                 )
             await self.wait_durable()
-            child = await self.worker.start_child(self.run, sid, flow, input, self.depth + 1)
+            child = await self.worker.start_child(self.run, sid, flow, input, self.depth + 1, self.pins)
             self._append("child", sid, flow.name, {"run_id": child.id})
             await self.flush()
             self.worker.poke(child.id)
@@ -926,6 +928,8 @@ class Execution:
             "depth": self.depth,
             "version": self.flow.version,
         }
+        if self.pins:
+            start["pins"] = self.pins
         self.buffer = [Event(self.run_id, "start", "", self.flow.name, start, self._now())]
         consumed = tuple(sorted(self.consumed))
         await self.flush(Write(self.run_id, transition=Transition.CONTINUE, output=data, consumed=consumed))

@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
@@ -336,10 +336,16 @@ class Worker:
             self._on_finish(run_id, outcome)
 
     async def start_child(
-        self, parent: RunRecord, sid: str, flow: Flow[Any, Any], input: Any, depth: int = 1
+        self,
+        parent: RunRecord,
+        sid: str,
+        flow: Flow[Any, Any],
+        input: Any,
+        depth: int = 1,
+        pins: Mapping[str, str] | None = None,
     ) -> RunRecord:
         """Create (idempotently) the child run of ``parent`` at position ``sid``, ``depth`` levels below
-        its root run."""
+        its root run, with the parent's ``pins``."""
         value = flow.validate_input(input)
         data = flow.dump_input(value)
         now = self.clock()
@@ -356,9 +362,10 @@ class Worker:
             deadline=None if flow.timeout is None else now + flow.timeout,
             priority=parent.priority,
         )
-        first = Event(
-            run.id, "start", "", flow.name, {"input": data, "depth": depth, "version": flow.version}, now
-        )
+        start: dict[str, Any] = {"input": data, "depth": depth, "version": flow.version}
+        if pins:
+            start["pins"] = dict(pins)
+        first = Event(run.id, "start", "", flow.name, start, now)
         rec, _ = await self.store.create_run(run, first)
         return rec
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 from ..errors import UsageError
@@ -85,6 +86,7 @@ class Driver(Protocol):
     models: Any  # podium.models.Models, created by the worker from settings
     spent: float  # dollars of model calls so far in this run
     budget: float | None  # the flow's budget per run
+    pins: dict[str, str]  # the run's pins (``Client.start(pins=)``)
     daily_budget: float | None  # the flow's budget per UTC day, over all its runs
 
     async def spent_today(self) -> float: ...
@@ -263,6 +265,16 @@ class Context:
         self.attempt = attempt
         """How many times a worker has claimed this run (1 on the first execution)."""
 
+    @property
+    def pins(self) -> Mapping[str, str]:
+        """The run's pins, read-only: choices fixed when the run started (``Client.start(pins=)``,
+        ``podium run --pin``), inherited by child runs and kept across ``continue_as_new``.
+
+        ``model:NAME`` makes ``ctx.model("NAME")`` call another configured model; ``prompt:NAME`` picks a
+        version or label for ``ctx.prompt("NAME")``; other keys are the flow's own (e.g. an experiment's arm).
+        """
+        return MappingProxyType(self._driver.pins)
+
     # -- steps --------------------------------------------------------------------------------
     async def step(
         self,
@@ -329,7 +341,7 @@ class Context:
 
         s = _here("ctx.prompt()")
         driver = self._driver
-        pins = getattr(self, "pins", None)
+        pins = self._driver.pins
 
         async def resolve() -> JSON:
             found = await registry.Prompts(driver.store, clock=driver.clock).resolve(
@@ -412,7 +424,8 @@ class Context:
 
     # -- models -------------------------------------------------------------------------------
     def model(self, name: str = "default") -> ModelHandle:
-        """A named model (see ``podium.toml``); every call on it is a journaled step.
+        """A named model (see ``podium.toml``); every call on it is a journaled step. A run pin
+        ``model:NAME`` (see ``pins``) swaps in another configured model.
 
         ```python
         label = await ctx.model("fast").classify(text, labels=["refund", "bug", "question"])
@@ -421,6 +434,7 @@ class Context:
         """
         from ..models.handle import ModelHandle
 
+        name = self._driver.pins.get(f"model:{name}", name)
         return ModelHandle(self, self._driver.models, name, self._driver.cache)
 
     async def embed(self, texts: str | list[str], *, model: str = "embed", query: bool = False) -> Any:
