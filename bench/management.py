@@ -8,7 +8,7 @@ Every figure runs on a real SQLite file (WAL, synchronous=FULL). Medians over ma
 
 | measure | target |
 |---|---|
-| ``await ctx.prompt(NAME)`` + ``render`` inside a flow run (label lookup on SQLite, journaled) | under 50 us |
+| ``await ctx.prompt(NAME)`` + ``render`` in a flow run (label lookup on SQLite, journaled) | under 50 us |
 
 A label is read from the store on every resolution (one indexed row, plus the split's row when no version or
 label is asked for); only immutable versions are cached in memory, so a label moved by another process
