@@ -41,9 +41,25 @@ async def arm(ctx: podium.Context, _: None = None) -> str | None:
     return (await ctx.prompt("triage")).arm
 
 
+@podium.flow(name="prompts.calls")
+async def calls(ctx: podium.Context, _: None = None) -> list[str]:
+    prompt = await ctx.prompt("triage", label="staging")
+    text = prompt.render(ticket="t", tone="kind")
+    model = ctx.model("t.prompts.shout")
+    await model.generate("plain text", system=text.system)  # the system text alone carries provenance
+    await model.chat([{"role": "user", "content": text}])
+    await model.generate("no prompt at all")
+    return [prompt.ref]
+
+
 @podium.flow(name="prompts.pinned")
 async def pinned(ctx: podium.Context, version: int) -> int:
     return (await ctx.prompt("triage", version=version)).version
+
+
+@podium.flow(name="prompts.label")
+async def pinned_label(ctx: podium.Context, _: None = None) -> int:
+    return (await ctx.prompt("triage")).version
 
 
 # -- the registry on every store -------------------------------------------------------------------
@@ -229,6 +245,31 @@ async def test_run_pins_choose_the_version_over_labels_and_splits(tmp_path: Path
         assert value.data["arm"] is None  # pinned: no arm of the split
     finally:
         await close_within(client)
+
+
+async def test_every_kind_of_model_call_journals_the_prompt_it_was_given(tmp_path: Path) -> None:
+    async with podium.Client(settings_for(f"sqlite:///{tmp_path}/p.db")) as client:
+        await client.prompts.push("triage", TRIAGE_V2, system="Be {{ tone }}.", label="staging")
+        h = await client.start(calls)
+        assert await h.result(timeout=WAIT_SECONDS) == ["triage@1"]
+        steps = [e for e in await client.journal(h.id) if e.kind == "step"]
+        staging = {"name": "triage", "version": 1, "label": "staging"}
+        assert [e.data["result"]["prompt"] for e in steps] == [staging, staging, None]
+
+
+async def test_a_label_moved_by_another_process_applies_to_the_next_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/p.db"
+    async with (
+        podium.Client(settings_for(url)) as worker_side,
+        podium.Client(settings_for(url), worker=False) as operator,
+    ):
+        await operator.prompts.push("triage", TRIAGE_V1, label="production")
+        await operator.prompts.push("triage", TRIAGE_V2, label="production")
+        assert await (await worker_side.start(pinned_label)).result(timeout=WAIT_SECONDS) == 2
+        await operator.prompts.rollback("triage")  # another connection, as another process would
+        assert await (await worker_side.start(pinned_label)).result(timeout=WAIT_SECONDS) == 1
+        await operator.prompts.label("triage", 2, "production")
+        assert await (await worker_side.start(pinned_label)).result(timeout=WAIT_SECONDS) == 2
 
 
 def test_arm_distribution_over_a_thousand_run_ids() -> None:
