@@ -81,6 +81,42 @@ def test_cli_push_show_diff_label_rollback_split(tmp_path: Path) -> None:
     assert "production→1, staging→2" in cli(tmp_path, "list").stdout
 
 
+def test_podium_show_prints_the_prompt_version_and_arm_a_run_used(tmp_path: Path) -> None:
+    (tmp_path / "flows.py").write_text(
+        "import podium\n\n"
+        "@podium.flow(name='cli.triage')\n"
+        "async def triage(ctx: podium.Context, ticket: str) -> str:\n"
+        "    return (await ctx.prompt('triage')).render(ticket=ticket)\n"
+    )
+    env = {**os.environ, "PODIUM_DATABASE_URL": f"sqlite:///{tmp_path}/podium.db", "COLUMNS": "200"}
+
+    def podium_cmd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "podium.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+
+    assert (
+        cli(tmp_path, "push", "--template", "A: {{ ticket }}", "triage", "--label", "production").returncode
+        == 0
+    )
+    assert (
+        cli(tmp_path, "push", "--template", "B: {{ ticket }}", "triage", "--label", "candidate").returncode
+        == 0
+    )
+    assert cli(tmp_path, "split", "triage", "production=50", "candidate=50").returncode == 0
+    r = podium_cmd("run", "flows.py:triage", "--input", '"printer"', "--key", "k1")
+    assert r.returncode == 0, r.stderr
+    arm = "production" if "A: printer" in r.stdout else "candidate"
+    version = 1 if arm == "production" else 2
+    runs = podium_cmd("runs").stdout
+    [run_id] = [w for w in runs.split() if len(w) == 24 and all(c in "0123456789abcdef" for c in w)]
+    r = podium_cmd("show", run_id)
+    assert f"triage@{version} ({arm}, arm {arm})" in r.stdout, r.stdout
+    # A pin beats the split.
+    r = podium_cmd("run", "flows.py:triage", "--input", '"x"', "--pin", "prompt:triage=2")
+    assert r.returncode == 0 and "B: x" in r.stdout, r.stderr
+
+
 # -- the REST API ----------------------------------------------------------------------------------
 
 
