@@ -47,6 +47,7 @@ def test_error_tree() -> None:
         podium.RunNotFoundError,
         podium.InvalidStateError,
         podium.ConfigError,
+        podium.PromptNotFoundError,
     ):
         assert issubclass(cls, podium.UsageError)
     for cls in (
@@ -98,7 +99,7 @@ def test_bad_durations(value: object) -> None:
         parse_duration(value)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("script", ["examples/hello.py", "examples/checkout.py"])
+@pytest.mark.parametrize("script", ["examples/hello.py", "examples/checkout.py", "examples/prompts.py"])
 def test_examples_run_as_scripts(tmp_path: Path, script: str) -> None:
     env = {"PODIUM_DATABASE_URL": f"sqlite:///{tmp_path}/p.db", "PATH": "/usr/bin:/bin"}
     r = subprocess.run(
