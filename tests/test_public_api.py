@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import subprocess
 import sys
@@ -102,6 +103,8 @@ def test_bad_durations(value: object) -> None:
 @pytest.mark.parametrize("script", ["examples/hello.py", "examples/checkout.py", "examples/prompts.py"])
 def test_examples_run_as_scripts(tmp_path: Path, script: str) -> None:
     env = {"PODIUM_DATABASE_URL": f"sqlite:///{tmp_path}/p.db", "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # the package under test, as this process imports it
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     r = subprocess.run(
         [sys.executable, str(ROOT / script)],
         env=env,
