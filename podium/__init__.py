@@ -27,6 +27,7 @@ from .errors import (
     LeaseLostError,
     NondeterminismError,
     PodiumError,
+    PromptNotFoundError,
     RunCancelledError,
     RunError,
     RunFailedError,
@@ -40,8 +41,9 @@ from .errors import (
     UsageError,
 )
 from .hooks import EngineEvent, Observer
+from .management import Prompt, Prompts
 from .tools import Tool, ToolResult, Toolset, tool
-from .types import RunStatus
+from .types import RenderedPrompt, RunStatus
 from .workflow import (
     Approval,
     CancelScope,
@@ -86,6 +88,10 @@ __all__ = [
     "Observer",
     "PendingApproval",
     "PodiumError",
+    "Prompt",
+    "PromptNotFoundError",
+    "Prompts",
+    "RenderedPrompt",
     "RetryPolicy",
     "Run",
     "RunCancelledError",

@@ -36,6 +36,7 @@ from .errors import (
     UsageError,
 )
 from .hooks import Observer
+from .management.prompts import Prompts
 from .observability.audit import Auditor
 from .runtime import close_observers, make_observers, make_store
 from .storage.audit import AuditDraft
@@ -252,6 +253,8 @@ class Client:
         """Records security-relevant events in the store's audit trail (None with ``audit=False``)."""
         if self.settings.audit:
             self.auditor = Auditor(self.store, key_path=self.settings.audit_key_path, clock=clock)
+        self.prompts = Prompts(self.store, clock=clock)
+        """The prompt registry in this client's store: push, label, rollback, diff, split."""
         self._want_worker = worker
         self.worker: Worker | None = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}

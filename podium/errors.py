@@ -7,6 +7,7 @@ PodiumError                      base of everything Podium raises
 │   ├── UnknownFlowError         no flow registered under that name
 │   ├── InvalidInputError        the input does not fit the flow's signature
 │   ├── RunNotFoundError         no run with that id
+│   ├── PromptNotFoundError      no prompt, version or label with that name in the registry
 │   └── InvalidStateError        the run cannot do that now (approve a run that is not waiting, ...)
 │       └── SignalRefusedError   a signal that needs a milestone the run is not in
 ├── RunError                     a run (or a step in it) failed; has ``type`` and ``retryable``
@@ -51,6 +52,10 @@ class InvalidInputError(UsageError):
 
 class RunNotFoundError(UsageError):
     """No run has the given id."""
+
+
+class PromptNotFoundError(UsageError):
+    """The prompt registry holds no prompt, version or label by the given name."""
 
 
 class InvalidStateError(UsageError):

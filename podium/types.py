@@ -79,6 +79,29 @@ def new_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
+class RenderedPrompt(str):
+    """Text rendered from a registry prompt (``Prompt.render``): a ``str`` that remembers where it came from.
+
+    Model calls given one (as the prompt, as ``system=`` or as a message's content) journal its
+    ``provenance`` (``{"name", "version", "label"}``) in ``Completion.prompt``. ``system`` is the prompt's
+    rendered system text, if it has one.
+    """
+
+    provenance: dict[str, Any]
+    system: RenderedPrompt | None
+
+    def __new__(
+        cls, text: str, provenance: dict[str, Any], system: RenderedPrompt | None = None
+    ) -> RenderedPrompt:
+        self = super().__new__(cls, text)
+        self.provenance = provenance
+        self.system = system
+        return self
+
+    def __reduce__(self) -> Any:
+        return (RenderedPrompt, (str(self), self.provenance, self.system))
+
+
 MAX_PINS = 64
 
 

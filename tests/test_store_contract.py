@@ -638,3 +638,73 @@ async def test_api_keys_are_found_by_hash_until_revoked(store: Store) -> None:
     assert await store.key_find("h2") is None
     keys = await store.key_list()
     assert [(k.id, k.revoked_at) for k in keys] == [("k1", None), ("k2", T0 + 2)]
+
+
+# -- prompt registry ------------------------------------------------------------------------------
+
+
+def prompt(name: str, hash: str, template: str = "t", **kw: Any) -> Any:
+    from podium.storage.base import PromptRecord
+
+    return PromptRecord(name=name, version=0, hash=hash, template=template, created_at=T0, **kw)
+
+
+async def test_prompt_versions_are_numbered_per_name_and_unique_per_hash(store: Store) -> None:
+    v1, created = await store.prompt_push(
+        prompt("triage", "h1", "Hi {{ x }}", system="S", variables=["x"], model="fast", params={"t": 0.1})
+    )
+    assert created and v1.version == 1
+    assert (v1.template, v1.system, v1.variables, v1.model, v1.params) == (
+        "Hi {{ x }}",
+        "S",
+        ["x"],
+        "fast",
+        {"t": 0.1},
+    )
+    v2, created = await store.prompt_push(prompt("triage", "h2", metadata={"by": "ann"}))
+    assert created and v2.version == 2
+    again, created = await store.prompt_push(prompt("triage", "h1", "ignored"))
+    assert not created and again.version == 1 and again.template == "Hi {{ x }}"
+    other, _ = await store.prompt_push(prompt("answer", "h1"))
+    assert other.version == 1
+    got = await store.prompt_get("triage", 2)
+    assert got is not None and got.metadata == {"by": "ann"} and got.hash == "h2"
+    assert await store.prompt_get("triage", 3) is None
+    assert [p.version for p in await store.prompt_versions("triage")] == [1, 2]
+    assert await store.prompt_versions("nope") == []
+    assert [(p.name, p.version) for p in await store.prompt_latest()] == [("answer", 1), ("triage", 2)]
+
+
+async def test_prompt_labels_move_with_a_revision_and_a_history(store: Store) -> None:
+    for h in ("a", "b", "c"):
+        await store.prompt_push(prompt("p", h))
+    assert await store.prompt_label("p", "production") is None
+    first = await store.prompt_move("p", "production", 1, now=T0)
+    assert (first.version, first.rev) == (1, 1)
+    await store.prompt_move("p", "staging", 3, now=T0 + 1)
+    moved = await store.prompt_move("p", "production", 2, now=T0 + 2)
+    assert (moved.version, moved.rev) == (2, 2)
+    back = await store.prompt_move("p", "production", 1, now=T0 + 3, rollback=True)
+    assert back.rev == 3
+    found = await store.prompt_label("p", "production")
+    assert found is not None and (found.version, found.rev, found.updated_at) == (1, 3, T0 + 3)
+    assert [(lb.label, lb.version) for lb in await store.prompt_labels("p")] == [
+        ("production", 1),
+        ("staging", 3),
+    ]
+    moves = await store.prompt_moves("p", "production")
+    assert [(m.from_version, m.to_version, m.rollback) for m in moves] == [
+        (None, 1, False),
+        (1, 2, False),
+        (2, 1, True),
+    ]
+
+
+async def test_prompt_splits_keep_their_arms_in_order(store: Store) -> None:
+    assert await store.prompt_split("p") is None
+    await store.prompt_split_put("p", {"production": 90, "3": 10}, now=T0)
+    assert list((await store.prompt_split("p") or {}).items()) == [("production", 90), ("3", 10)]
+    await store.prompt_split_put("p", {"staging": 100}, now=T0 + 1)
+    assert await store.prompt_split("p") == {"staging": 100}
+    await store.prompt_split_put("p", None, now=T0 + 2)
+    assert await store.prompt_split("p") is None

@@ -794,6 +794,10 @@ from .audit import audit_app  # noqa: E402 - it reads this module's helpers when
 
 app.add_typer(audit_app, name="audit")
 
+from .prompts import prompts_app  # noqa: E402 - it reads this module's helpers when it runs
+
+app.add_typer(prompts_app, name="prompts")
+
 
 def main() -> None:
     """Entry point of the ``podium`` command."""

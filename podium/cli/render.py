@@ -148,6 +148,14 @@ def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
     return table
 
 
+def prompt_ref(resolved: dict[str, Any]) -> str:
+    """``triage@2 (production, arm production)``: a journaled prompt resolution in one line."""
+    via = [str(resolved["label"])] if resolved.get("label") else []
+    if resolved.get("arm"):
+        via.append(f"arm {resolved['arm']}")
+    return f"{resolved.get('name')}@{resolved.get('version')}" + (f" ({', '.join(via)})" if via else "")
+
+
 def run_panel(
     run: Run, rows: list[TimelineRow], pending: list[PendingApproval], used: ModelUsage | None = None
 ) -> Group:
@@ -173,6 +181,9 @@ def run_panel(
             f"{used.calls} call(s), {used.cached} from cache, {used.input_tokens:,} tokens in, "
             f"{used.output_tokens:,} out, ${used.cost:.4f}",
         )
+    prompts = [r.detail for r in rows if r.kind == "value" and r.name.startswith("prompt:")]
+    if prompts:
+        head.add_row("prompts", ", ".join(prompt_ref(p) for p in prompts if isinstance(p, dict)))
     if run.wake_at and run.status is RunStatus.WAITING:
         head.add_row("wakes", when(run.wake_at))
     parts: list[Any] = [Panel(head, title="podium run", title_align="left"), timeline_table(run, rows)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -469,6 +469,17 @@ class Execution:
         value = produce()
         self._append("value", sid, name, value)
         self.worker.committer.request_nowait(self)  # committed before (or with) anything that needs it
+        return value
+
+    async def record_async(self, sid: str, name: str, produce: Callable[[], Awaitable[JSON]]) -> JSON:
+        self._check_halt()
+        ev = self._journaled(sid, "value", name)
+        if ev is not None:
+            return ev.data
+        value = await produce()
+        self._check_halt()
+        self._append("value", sid, name, value)
+        self.worker.committer.request_nowait(self)
         return value
 
     def patched(self, scope: Scope, name: str) -> bool:

@@ -10,6 +10,9 @@ Every route needs an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY`
 | approver | viewer + approve and reject |
 | admin | everything, API keys included |
 
+Prompts (``/api/prompts``, see ``prompts_api``): viewers read, operators and admins push, label, roll back
+and split.
+
 Mutating calls are journaled with who made them (the key's name). User mistakes are 4xx with a JSON body
 ``{"error": "..."}``; a store that is down is 503; never a 500 for a caller's mistake.
 """
@@ -30,12 +33,14 @@ from ..errors import (
     InvalidInputError,
     InvalidStateError,
     PodiumError,
+    PromptNotFoundError,
     RunNotFoundError,
     StoreError,
     UnknownFlowError,
     UsageError,
 )
 from ..workflow.flow import registered
+from .prompts_api import add_prompt_routes
 from .stats import compute_stats
 
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -302,6 +307,8 @@ def create_api(client: Client) -> APIRouter:
         )
         return Response(body, media_type=content_type)
 
+    add_prompt_routes(api, client, Reader, Operator)
+
     # -- keys -------------------------------------------------------------------------------------
     @api.get("/keys", summary="API keys (admin)")
     async def list_keys(key: Admin) -> dict[str, Any]:
@@ -370,7 +377,7 @@ def install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(PodiumError)
     async def podium_error(request: Request, exc: PodiumError) -> JSONResponse:
-        if isinstance(exc, RunNotFoundError | UnknownFlowError):
+        if isinstance(exc, RunNotFoundError | UnknownFlowError | PromptNotFoundError):
             return reply(404, str(exc))
         if isinstance(exc, InvalidStateError):
             return reply(409, str(exc))

@@ -327,6 +327,50 @@ class Store(Protocol):
         """Every checkpoint, by ``seq``."""
         ...
 
+    # -- prompt registry (podium.management.prompts gives these their meaning) --------------------
+    async def prompt_push(self, prompt: PromptRecord) -> tuple[PromptRecord, bool]:
+        """Store a new version of ``prompt.name`` numbered one past the latest (``prompt.version`` is
+        ignored), in one transaction; if a version with the same ``hash`` exists, return it instead.
+
+        Returns ``(version, created)``.
+        """
+        ...
+
+    async def prompt_get(self, name: str, version: int) -> PromptRecord | None: ...
+
+    async def prompt_versions(self, name: str) -> list[PromptRecord]:
+        """Every version of ``name``, oldest first."""
+        ...
+
+    async def prompt_latest(self) -> list[PromptRecord]:
+        """The latest version of every prompt, by name."""
+        ...
+
+    async def prompt_labels(self, name: str) -> list[PromptLabelRecord]:
+        """The labels of ``name``, by label."""
+        ...
+
+    async def prompt_label(self, name: str, label: str) -> PromptLabelRecord | None: ...
+
+    async def prompt_move(
+        self, name: str, label: str, version: int, *, now: float, rollback: bool = False
+    ) -> PromptLabelRecord:
+        """Point ``label`` at ``version`` (creating the label), bump its ``rev`` and record the move, in one
+        transaction."""
+        ...
+
+    async def prompt_moves(self, name: str, label: str) -> list[PromptMove]:
+        """The moves of one label, oldest first."""
+        ...
+
+    async def prompt_split_put(self, name: str, arms: Mapping[str, int] | None, *, now: float) -> None:
+        """Store the split of ``name``'s traffic over arms (ordered), or remove it (``None``)."""
+        ...
+
+    async def prompt_split(self, name: str) -> dict[str, int] | None:
+        """The split of ``name``'s traffic (in the order stored), or None."""
+        ...
+
 
 @dataclass(slots=True)
 class ScheduleRecord:
@@ -374,3 +418,42 @@ class KeyRecord:
 SchedulePlan = Callable[[ScheduleRecord, float], tuple[list[float], float]]
 """``plan(schedule, now) -> (occurrence times to fire, new next_at)``: the cron arithmetic and the missed-run
 policy, which live above the store (``podium.triggers.cron``)."""
+
+
+@dataclass(slots=True)
+class PromptRecord:
+    """One immutable version of a named prompt template."""
+
+    name: str
+    version: int
+    hash: str
+    template: str
+    system: str | None = None
+    variables: list[str] = field(default_factory=list)
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class PromptLabelRecord:
+    """A label of a prompt and the version it points at; ``rev`` counts its moves (1 after the first)."""
+
+    name: str
+    label: str
+    version: int
+    rev: int = 0
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class PromptMove:
+    """One move of a label (``from_version`` is None when the label was created)."""
+
+    name: str
+    label: str
+    from_version: int | None
+    to_version: int
+    rollback: bool = False
+    at: float = 0.0

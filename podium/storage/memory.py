@@ -15,6 +15,9 @@ from .base import (
     Gate,
     KeyRecord,
     Outcome,
+    PromptLabelRecord,
+    PromptMove,
+    PromptRecord,
     RunRecord,
     ScheduleFire,
     SchedulePlan,
@@ -51,6 +54,10 @@ class MemoryStore(MemoryAudit):
         self._api_keys: list[KeyRecord] = []
         self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
         self._audit_init()
+        self._prompts: dict[str, list[PromptRecord]] = {}
+        self._labels: dict[tuple[str, str], PromptLabelRecord] = {}
+        self._moves: list[PromptMove] = []
+        self._splits: dict[str, dict[str, int]] = {}
 
     async def open(self) -> None:
         return None
@@ -142,6 +149,63 @@ class MemoryStore(MemoryAudit):
                 k.revoked_at = now
                 return True
         return False
+
+    # -- prompt registry ----------------------------------------------------------------------
+    async def prompt_push(self, prompt: PromptRecord) -> tuple[PromptRecord, bool]:
+        versions = self._prompts.setdefault(prompt.name, [])
+        for p in versions:
+            if p.hash == prompt.hash:
+                return replace(p), False
+        stored = replace(
+            prompt,
+            version=len(versions) + 1,
+            variables=list(prompt.variables),
+            params=dict(prompt.params),
+            metadata=dict(prompt.metadata),
+        )
+        versions.append(stored)
+        return replace(stored), True
+
+    async def prompt_get(self, name: str, version: int) -> PromptRecord | None:
+        versions = self._prompts.get(name, [])
+        return replace(versions[version - 1]) if 1 <= version <= len(versions) else None
+
+    async def prompt_versions(self, name: str) -> list[PromptRecord]:
+        return [replace(p) for p in self._prompts.get(name, [])]
+
+    async def prompt_latest(self) -> list[PromptRecord]:
+        return [replace(self._prompts[n][-1]) for n in sorted(self._prompts)]
+
+    async def prompt_labels(self, name: str) -> list[PromptLabelRecord]:
+        return [replace(v) for (n, _), v in sorted(self._labels.items()) if n == name]
+
+    async def prompt_label(self, name: str, label: str) -> PromptLabelRecord | None:
+        found = self._labels.get((name, label))
+        return None if found is None else replace(found)
+
+    async def prompt_move(
+        self, name: str, label: str, version: int, *, now: float, rollback: bool = False
+    ) -> PromptLabelRecord:
+        old = self._labels.get((name, label))
+        rec = PromptLabelRecord(name, label, version, 1 if old is None else old.rev + 1, now)
+        self._labels[(name, label)] = rec
+        self._moves.append(
+            PromptMove(name, label, None if old is None else old.version, version, rollback, now)
+        )
+        return replace(rec)
+
+    async def prompt_moves(self, name: str, label: str) -> list[PromptMove]:
+        return [replace(m) for m in self._moves if m.name == name and m.label == label]
+
+    async def prompt_split_put(self, name: str, arms: Mapping[str, int] | None, *, now: float) -> None:
+        if arms is None:
+            self._splits.pop(name, None)
+        else:
+            self._splits[name] = dict(arms)
+
+    async def prompt_split(self, name: str) -> dict[str, int] | None:
+        found = self._splits.get(name)
+        return None if found is None else dict(found)
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         events = self._events.get(run_id, [])

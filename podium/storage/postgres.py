@@ -48,6 +48,7 @@ from .base import (
     Transition,
     Write,
 )
+from .postgres_prompts import PostgresPrompts
 from .sqlite import _EVENT_COLS, _RUN_COLS, _SCHEDULE_COLS, _dump, _event, _load, _run, _schedule
 
 try:
@@ -164,7 +165,7 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-class PostgresStore(PostgresAudit):
+class PostgresStore(PostgresAudit, PostgresPrompts):
     """Runs and journals in PostgreSQL. ``PostgresStore("postgresql://user@host/db")``."""
 
     durable = True

@@ -29,6 +29,7 @@ from .base import (
     Transition,
     Write,
 )
+from .prompt_rows import SQLitePrompts
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
@@ -94,7 +95,7 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-class SQLiteStore(SQLiteAudit):
+class SQLiteStore(SQLiteAudit, SQLitePrompts):
     """Runs and journals in one SQLite file. ``SQLiteStore("path/to/podium.db")``."""
 
     durable = True
