@@ -215,3 +215,38 @@ async def test_a_worker_killed_during_a_ray_step_resumes_elsewhere_without_repea
     assert journal["ray.prepare"]["attempts"] == journal["ray.train"]["attempts"] == 1
     assert run.status is podium.RunStatus.COMPLETED
     assert second.returncode == 0, (tmp_path / "second.log").read_text()[-2000:]
+
+
+MISSING_RAY = """
+import asyncio, sys
+sys.modules["ray"] = None  # as if Ray were not installed: `import ray` raises ImportError
+import podium
+
+@podium.step(executor="ray", retries=3)
+def remote_step() -> int:
+    return 1
+
+@podium.flow
+async def needs_ray(ctx: podium.Context) -> str:
+    try:
+        await remote_step()
+    except podium.StepError as exc:
+        return f"{exc.type} retryable={exc.retryable} attempts={exc.attempts}: {exc.message}"
+    return "ran"
+
+async def main() -> None:
+    async with podium.Client(podium.Settings(database_url="memory://")) as client:
+        print(await (await client.start(needs_ray)).result(timeout=30))
+
+asyncio.run(main())
+"""
+
+
+def test_without_ray_a_ray_step_fails_once_with_the_install_hint() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", MISSING_RAY], env=env, capture_output=True, text=True, timeout=WAIT
+    )
+    assert done.returncode == 0, done.stderr
+    hint = "steps with executor='ray' need Ray: pip install podium[ray]"
+    assert done.stdout.strip() == f"RayNotInstalled retryable=False attempts=1: {hint}"
