@@ -135,3 +135,9 @@ async def pipeline(ctx: podium.Context, params: dict[str, str]) -> str:
     await prepare(params["ledger"])
     pid = await train(params["ledger"], params["go"])
     return await publish(params["ledger"], pid)
+
+
+@podium.flow(name="ray.fanout")
+async def fanout(ctx: podium.Context, n: int) -> list[int]:
+    results = await ctx.map(double, range(n), concurrency=2)
+    return [r["value"] for r in results]

@@ -69,6 +69,16 @@ async def test_ray_steps_run_in_ray_workers_and_are_journaled(tmp_path: Path) ->
     assert journal["ray.double.again"]["result"] == out["c"]
 
 
+async def test_ray_steps_fan_out_with_ctx_map(tmp_path: Path) -> None:
+    async with podium.Client(settings_for(f"sqlite:///{tmp_path}/p.db")) as client:
+        handle = await client.start(ray_app.fanout, 6)
+        out = await handle.result(timeout=WAIT)
+        entries = await client.journal(handle.id)
+    assert out == [0, 2, 4, 6, 8, 10]
+    positions = sorted(e.position for e in entries if e.kind == "step")
+    assert positions == [f"0.{i}.0" for i in range(6)]
+
+
 async def test_a_ray_worker_dying_mid_step_is_retried(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     async with podium.Client(settings_for(f"sqlite:///{tmp_path}/p.db")) as client:
