@@ -65,24 +65,17 @@ class RayExecutor:
         self.settings = settings
         self.ray = load_ray()
         self._started = False  # True when this executor called ray.init (and so shuts Ray down)
-        self._ready: asyncio.Future[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._remote: Any = None
         self._lock = threading.Lock()
 
     async def ensure(self) -> None:
-        """Connect to (or start) Ray once; concurrent first steps wait for the same start."""
-        if self._ready is None:
-            self._ready = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.to_thread(self._init)
-            except BaseException as exc:
-                fut, self._ready = self._ready, None
-                fut.set_exception(exc)
-                fut.exception()  # retrieved: later callers get their own attempt
-                raise
-            self._ready.set_result(None)
-            return
-        await asyncio.shield(self._ready)
+        """Connect to (or start) Ray once. The start runs in a task of its own: a step whose attempt times
+        out or is cancelled meanwhile stops waiting for it, without stopping it for the others."""
+        task = self._starting
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._starting = asyncio.get_running_loop().create_task(asyncio.to_thread(self._init))
+        await asyncio.shield(task)
 
     def _init(self) -> None:
         ray = self.ray
@@ -166,7 +159,12 @@ class RayExecutor:
             ) from None
 
     async def close(self) -> None:
-        """Shut Ray down if this executor started it."""
+        """Shut Ray down if this executor started it (waiting for a start still under way)."""
+        if self._starting is not None and not self._starting.done():
+            try:
+                await self._starting
+            except Exception:  # it failed: nothing to shut down
+                pass
         if self._started:
             self._started = False
             await asyncio.to_thread(self.ray.shutdown)
