@@ -196,3 +196,16 @@ async def test_two_worker_processes_never_run_more_of_a_queue_than_its_limit(
     assert peak_in_flight(spans) == 2, spans  # never more than the limit, across both processes; reached
     for p, name in zip(procs, ("a", "b"), strict=True):
         assert p.returncode == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("queue", "message"),
+    [("video", "no loaded flow is in queue video"), ("a b", "queue name 'a b' is invalid")],
+)
+def test_podium_worker_refuses_a_queue_it_cannot_serve(tmp_path: Path, queue: str, message: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT), str(TESTS))), "COLUMNS": "200"}
+    db = f"sqlite:///{tmp_path}/p.db"
+    cmd = [sys.executable, "-m", "podium.cli", "worker", str(TESTS / "queue_app.py"), "--db", db, "-q", queue]
+    done = subprocess.run(cmd, env=env, cwd=TESTS, capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr

@@ -34,7 +34,8 @@ FinishCallback = Callable[[str, str], None]
 
 
 class Worker:
-    """Executes runs of the flows registered in this process (or of ``flows`` only).
+    """Executes runs of the flows registered in this process (or of ``flows`` only, or of the flows of
+    ``queues`` only), within the per-flow and per-queue limits (``settings.queue_limits``).
 
     ```python
     worker = Worker(store, Settings.from_env())
