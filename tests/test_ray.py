@@ -28,6 +28,10 @@ ROOT = TESTS.parent
 WAIT = 120.0
 """Upper bound for a subprocess or a wait: only there so a broken engine cannot hang the suite."""
 
+os.environ.setdefault(
+    "RAY_USAGE_STATS_ENABLED", "0"
+)  # read when ray is imported and started: nothing calls home
+os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 try:
     import ray
 except ImportError:  # pragma: no cover - CI installs podium[ray]
@@ -41,15 +45,20 @@ import ray_app  # noqa: E402 - after the skip: it declares Ray steps
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
     """One local Ray instance for the module; the workers here find it initialised and use it."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    path = os.environ.get("PYTHONPATH", "")
+    before = os.environ.get("PYTHONPATH")
+    path = before or ""
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(TESTS), path) if p)  # Ray workers
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False
+    )
     try:
         yield
     finally:
         ray.shutdown()
-        os.environ["PYTHONPATH"] = path
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 async def steps(client: podium.Client, run_id: str) -> dict[str, dict[str, Any]]:
