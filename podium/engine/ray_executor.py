@@ -92,6 +92,7 @@ class RayExecutor:
                     kwargs["address"] = s.address
                 else:  # a new local instance (never one another process started); the sizes apply
                     kwargs["address"] = "local"
+                    kwargs["_node_ip_address"] = "127.0.0.1"  # its ports listen on loopback only
                     for key in ("num_cpus", "num_gpus", "object_store_memory"):
                         value = getattr(s, key)
                         if value is not None:
