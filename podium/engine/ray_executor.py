@@ -10,7 +10,8 @@ the engine's, exactly as for a local step. Ray is imported on first use only (``
   already initialised in the process (``ray.init`` by the application) is used as it is.
 * **Failures**: an exception raised by the function is the step's error, as if it ran locally (its class
   name is the journaled ``type``). A Ray worker process that dies mid-task (killed, out of memory, its node
-  lost) is a retryable ``RayWorkerDied`` error: the step's retry policy retries it. Ray itself never
+  lost) is a retryable ``RayWorkerDied`` error, any other failure of Ray a retryable ``RayError``: the
+  step's retry policy retries them. Ray itself never
   retries (``max_retries=0``), so every attempt is the engine's and is journaled.
 * **Cancellation**: a step timeout or a cancelled run cancels the Ray task (``force=True`` kills its
   worker process, so a stuck function does not keep its CPUs).
@@ -22,6 +23,7 @@ import asyncio
 import importlib
 import logging
 import os
+import pickle
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -132,7 +134,7 @@ class RayExecutor:
             task_options["resources"] = dict(options.resources)
         try:
             ref = self._remote.options(**task_options).remote(fn, is_async, args, kwargs, info)
-        except Exception as exc:  # ray cannot pickle the function or an argument
+        except (TypeError, pickle.PicklingError) as exc:  # ray cannot pickle the function or an argument
             raise RunError(
                 f"step {info.name!r} runs on Ray, so its function and arguments must be picklable: {exc}",
                 type="UnpicklableStep",
@@ -151,11 +153,16 @@ class RayExecutor:
             if isinstance(cause, Exception):
                 raise cause from None
             raise RunError(str(exc), type="RayTaskError", retryable=True) from None
-        except ray.exceptions.RayError as exc:  # the worker process or its node died, an object was lost
-            raise RunError(
-                f"step {info.name!r}: the Ray worker running it died ({type(exc).__name__}): "
-                f"{_first_line(exc)}",
-                type="RayWorkerDied",
+        except ray.exceptions.RayError as exc:
+            errors = ray.exceptions
+            died = (errors.WorkerCrashedError, errors.NodeDiedError, errors.OutOfMemoryError)
+            if isinstance(exc, died):  # the worker process running it was killed, or its node was lost
+                message = f"step {info.name!r}: the Ray worker running it died ({type(exc).__name__})"
+                detail = _first_line(exc)
+                raise RunError(f"{message}: {detail}", type="RayWorkerDied", retryable=True) from None
+            raise RunError(  # Ray failed otherwise (an object lost, its runtime environment, ...)
+                f"step {info.name!r}: Ray failed: {type(exc).__name__}: {_first_line(exc)}",
+                type="RayError",
                 retryable=True,
             ) from None
 
