@@ -67,6 +67,10 @@ class Run:
     updated_at: float
     ended_at: float | None
     wake_at: float | None
+    queue: str = "default"
+    """The queue of the run's flow (``@podium.flow(queue=...)``)."""
+    priority: int = 0
+    """Runnable runs are claimed highest priority first."""
 
     @classmethod
     def _of(cls, r: RunRecord) -> Run:
@@ -83,6 +87,8 @@ class Run:
             r.updated_at,
             r.ended_at,
             r.wake_at,
+            r.queue,
+            r.priority,
         )
 
 
@@ -351,6 +357,7 @@ class Client:
             updated_at=now,
             deadline=None if seconds is None else now + seconds,
             priority=priority,
+            queue=fl.queue,
         )
         lease = None if self.worker is None else self.worker.lease_new(fl.name)
         if lease is not None:  # created already claimed by our worker: one transaction fewer
@@ -776,6 +783,7 @@ class Client:
                 created_at=now,
                 updated_at=now,
                 deadline=None if fl.timeout is None else now + fl.timeout,
+                queue=fl.queue,
             )
             lease = None if self.worker is None or len(leased) >= room else self.worker.lease_new(fl.name)
             if lease is not None:
