@@ -1,24 +1,32 @@
-"""Management benchmarks: the evaluation harness and replay before a deploy.
+"""Management benchmarks: the prompt registry's lookup and render, the evaluation harness, and replay.
 
 ```
-.venv/bin/python bench/management.py           # about a minute
-.venv/bin/python bench/management.py --quick    # a few seconds, noisier
+.venv/bin/python bench/management.py                   # about two minutes
+.venv/bin/python bench/management.py --quick            # a few seconds, noisier
+.venv/bin/python bench/management.py --only evals       # or: --only prompts
 ```
+Every figure runs on a real SQLite file (WAL, synchronous=FULL) unless it says otherwise.
 
 | measure | target |
 |---|---|
+| ``await ctx.prompt(NAME)`` + ``render`` in a flow run (label lookup on SQLite, journaled) | under 50 us |
 | ``client.evaluate`` overhead per item, 1,000 items on a scripted model | under 1 ms per item |
 | ``podium replay`` (``client.check_replay``) of a finished 1,000-step run | under 1 s |
 
-The replay figure is the check itself; beside it, the whole ``podium replay`` command in a new process
-(interpreter start and imports included).
+**Prompts**: medians over many calls, each timed alone. A label is read from the store on every resolution
+(one indexed row, plus the split's row when no version or label is asked for); only immutable versions are
+cached in memory, so a label moved by another process applies to the next resolution. The figures show what
+that costs.
 
 **Eval overhead** is what the harness adds to the runs themselves: the same 1,000 runs (one scripted model
-call each) are first started and awaited directly, at the same concurrency (``start`` + ``result``), then
-run through ``client.evaluate`` (a stored evaluation, one durable run per item with its idempotency key,
-cost from the journal, the exact-match scorer, a stored result per item, the summary); the overhead is the
-difference divided by the items. Both on the memory store (the harness alone) and on a SQLite file (WAL,
-``synchronous=FULL``: a stored result is one more durable commit per item).
+call each) are started and awaited directly, at the same concurrency (``start`` + ``result``), then run
+through ``client.evaluate`` (a stored evaluation, one durable run per item with its idempotency key, cost
+from the journal, the exact-match scorer, results stored in batches, the summary); the overhead is the
+difference divided by the items, the median over paired rounds. Both on the memory store (the harness alone)
+and on a SQLite file.
+
+**Replay**: the check itself; beside it, the whole ``podium replay`` command in a new process (interpreter
+start and imports included).
 """
 
 from __future__ import annotations
@@ -40,6 +48,85 @@ from rich.table import Table
 import podium
 from podium.models import register
 from podium.testing import ScriptedModel
+
+TEMPLATE = (
+    "You triage support tickets for {{ team }}.\n"
+    "{% for rule in rules %}- {{ rule }}\n{% endfor %}"
+    "Ticket:\n{{ ticket }}\nAnswer with one of: {{ labels | join(', ') }}."
+)
+VARS: dict[str, Any] = {
+    "team": "Acme",
+    "rules": ["be brief", "never promise refunds", "escalate outages"],
+    "ticket": "The printer on floor 3 is on fire and nobody answers the phone.",
+    "labels": ["bug", "refund", "question", "outage"],
+}
+TIMES: dict[str, list[float]] = {}
+
+
+@podium.flow(name="bench.prompt_lookup")
+async def lookup_flow(ctx: podium.Context, n: int) -> int:
+    """Resolve (journaled) and render the prompt ``n`` times, timing each; a split when asked."""
+    resolve, both = TIMES.setdefault(f"{ctx.run_id}:resolve", []), TIMES.setdefault(f"{ctx.run_id}:both", [])
+    total = 0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        prompt = await ctx.prompt("triage")
+        t1 = time.perf_counter()
+        total += len(prompt.render(**VARS))
+        t2 = time.perf_counter()
+        resolve.append(t1 - t0)
+        both.append(t2 - t0)
+    return total
+
+
+def us(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1e6:.1f} us"
+
+
+async def prompts_section(quick: bool) -> None:
+    n = 500 if quick else 3000
+    console = Console()
+    table = Table("measure", "median", "p90", title=f"prompt registry on SQLite ({n} calls each)")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = podium.Settings(database_url=f"sqlite:///{Path(tmp)}/bench.db", poll_seconds=0.05)
+        async with podium.Client(settings) as client:
+            await client.prompts.push("triage", TEMPLATE, label="production")
+            await client.prompts.push("triage", TEMPLATE + "\nThink first.", label="candidate")
+            p = await client.prompts.get("triage")
+
+            render = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                p.render(**VARS)
+                render.append(time.perf_counter() - t0)
+            lookup = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await client.prompts.get("triage")
+                lookup.append(time.perf_counter() - t0)
+
+            def p90(v: list[float]) -> str:
+                return f"{sorted(v)[int(len(v) * 0.9)] * 1e6:.1f} us"
+
+            table.add_row("render (Jinja2 sandbox, compiled once)", us(render), p90(render))
+            table.add_row("client.prompts.get (label row + cached version)", us(lookup), p90(lookup))
+            for split in (False, True):
+                if split:
+                    await client.prompts.split("triage", {"production": 90, "candidate": 10})
+                h = await client.start(lookup_flow, n)
+                await h.result(timeout=300)
+                resolve, both = TIMES[f"{h.id}:resolve"], TIMES[f"{h.id}:both"]
+                how = "with a 90/10 split" if split else "label production"
+                table.add_row(f"ctx.prompt in a run, {how} (journaled)", us(resolve), p90(resolve))
+                table.add_row(f"ctx.prompt + render in a run, {how}", us(both), p90(both))
+    console.print(table)
+    try:
+        import os
+
+        console.print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    except OSError:
+        pass
+
 
 register("bench.scripted", ScriptedModel(lambda r: r.messages[-1].content.upper()))
 
@@ -126,7 +213,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.3f} ms"
 
 
-async def main(quick: bool) -> None:
+async def evals_section(quick: bool) -> None:
     items, rounds = (200, 3) if quick else (1000, 5)
     console = Console()
     table = Table(
@@ -160,7 +247,16 @@ async def main(quick: bool) -> None:
         pass
 
 
+async def main(quick: bool, only: str | None) -> None:
+    if only in (None, "prompts"):
+        await prompts_section(quick)
+    if only in (None, "evals"):
+        await evals_section(quick)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer items: faster, noisier")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--quick", action="store_true", help="fewer calls and items: faster, noisier")
+    parser.add_argument("--only", choices=["prompts", "evals"], help="one section only")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.only))

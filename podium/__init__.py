@@ -28,6 +28,7 @@ from .errors import (
     NondeterminismError,
     NotFoundError,
     PodiumError,
+    PromptNotFoundError,
     RunCancelledError,
     RunError,
     RunFailedError,
@@ -41,8 +42,9 @@ from .errors import (
     UsageError,
 )
 from .hooks import EngineEvent, Observer
+from .management import Prompt, Prompts
 from .tools import Tool, ToolResult, Toolset, tool
-from .types import RunStatus
+from .types import RenderedPrompt, RunStatus
 from .workflow import (
     Approval,
     CancelScope,
@@ -88,6 +90,10 @@ __all__ = [
     "Observer",
     "PendingApproval",
     "PodiumError",
+    "Prompt",
+    "PromptNotFoundError",
+    "Prompts",
+    "RenderedPrompt",
     "RetryPolicy",
     "Run",
     "RunCancelledError",

@@ -37,6 +37,7 @@ from .errors import (
     UsageError,
 )
 from .hooks import Observer
+from .management.prompts import Prompts
 from .observability.audit import Auditor
 from .runtime import close_observers, make_observers, make_store
 from .storage.audit import AuditDraft
@@ -72,6 +73,10 @@ class Run:
     updated_at: float
     ended_at: float | None
     wake_at: float | None
+    queue: str = "default"
+    """The queue of the run's flow (``@podium.flow(queue=...)``)."""
+    priority: int = 0
+    """Runnable runs are claimed highest priority first."""
 
     @classmethod
     def _of(cls, r: RunRecord) -> Run:
@@ -88,6 +93,8 @@ class Run:
             r.updated_at,
             r.ended_at,
             r.wake_at,
+            r.queue,
+            r.priority,
         )
 
 
@@ -258,6 +265,8 @@ class Client:
         """Records security-relevant events in the store's audit trail (None with ``audit=False``)."""
         if self.settings.audit:
             self.auditor = Auditor(self.store, key_path=self.settings.audit_key_path, clock=clock)
+        self.prompts = Prompts(self.store, clock=clock)
+        """The prompt registry in this client's store: push, label, rollback, diff, split."""
         self._want_worker = worker
         self.worker: Worker | None = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -354,6 +363,7 @@ class Client:
             updated_at=now,
             deadline=None if seconds is None else now + seconds,
             priority=priority,
+            queue=fl.queue,
         )
         lease = None if self.worker is None else self.worker.lease_new(fl.name)
         if lease is not None:  # created already claimed by our worker: one transaction fewer
@@ -846,6 +856,7 @@ class Client:
                 created_at=now,
                 updated_at=now,
                 deadline=None if fl.timeout is None else now + fl.timeout,
+                queue=fl.queue,
             )
             lease = None if self.worker is None or len(leased) >= room else self.worker.lease_new(fl.name)
             if lease is not None:

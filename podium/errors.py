@@ -8,6 +8,7 @@ PodiumError                      base of everything Podium raises
 │   ├── InvalidInputError        the input does not fit the flow's signature
 │   ├── RunNotFoundError         no run with that id
 │   ├── NotFoundError            no dataset, evaluation (or other named record) with that name or id
+│   ├── PromptNotFoundError      no prompt, version or label with that name in the registry
 │   └── InvalidStateError        the run cannot do that now (approve a run that is not waiting, ...)
 │       └── SignalRefusedError   a signal that needs a milestone the run is not in
 ├── RunError                     a run (or a step in it) failed; has ``type`` and ``retryable``
@@ -56,6 +57,10 @@ class RunNotFoundError(UsageError):
 
 class NotFoundError(UsageError):
     """No dataset, evaluation (or other named record) has the given name or id."""
+
+
+class PromptNotFoundError(UsageError):
+    """The prompt registry holds no prompt, version or label by the given name."""
 
 
 class InvalidStateError(UsageError):

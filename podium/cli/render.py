@@ -148,12 +148,22 @@ def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
     return table
 
 
+def prompt_ref(resolved: dict[str, Any]) -> str:
+    """``triage@2 (production, arm production)``: a journaled prompt resolution in one line."""
+    via = [str(resolved["label"])] if resolved.get("label") else []
+    if resolved.get("arm"):
+        via.append(f"arm {resolved['arm']}")
+    return f"{resolved.get('name')}@{resolved.get('version')}" + (f" ({', '.join(via)})" if via else "")
+
+
 def run_panel(
     run: Run, rows: list[TimelineRow], pending: list[PendingApproval], used: ModelUsage | None = None
 ) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_row("run", Text(run.id, style="bold"))
     head.add_row("flow", run.flow)
+    if run.queue != "default" or run.priority:
+        head.add_row("queue", f"{run.queue}, priority {run.priority}")
     head.add_row("status", status_text(run.status))
     head.add_row("created", when(run.created_at))
     if run.ended_at:
@@ -173,6 +183,9 @@ def run_panel(
             f"{used.calls} call(s), {used.cached} from cache, {used.input_tokens:,} tokens in, "
             f"{used.output_tokens:,} out, ${used.cost:.4f}",
         )
+    prompts = [r.detail for r in rows if r.kind == "value" and r.name.startswith("prompt:")]
+    if prompts:
+        head.add_row("prompts", ", ".join(prompt_ref(p) for p in prompts if isinstance(p, dict)))
     if run.wake_at and run.status is RunStatus.WAITING:
         head.add_row("wakes", when(run.wake_at))
     parts: list[Any] = [Panel(head, title="podium run", title_align="left"), timeline_table(run, rows)]

@@ -1,5 +1,6 @@
-"""Managing what flows do: human feedback as data, datasets (``client.datasets``) and evaluations
-(``client.evaluate``, ``podium eval``). See ``docs/evals.md``."""
+"""Managing what flows use and do: the prompt registry (``client.prompts``, ``ctx.prompt``), human feedback
+as data, datasets (``client.datasets``) and evaluations (``client.evaluate``, ``podium eval``). See
+``docs/evals.md``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from .evals import (
     parse_variant,
 )
 from .feedback import Feedback
+from .prompts import DEFAULT_LABEL, LabelMove, Prompt, PromptInfo, Prompts, pick_arm
 
 __all__ = [
+    "DEFAULT_LABEL",
     "Change",
     "Dataset",
     "DatasetItem",
@@ -25,10 +28,15 @@ __all__ = [
     "EvalReport",
     "Feedback",
     "ItemResult",
+    "LabelMove",
+    "Prompt",
+    "PromptInfo",
+    "Prompts",
     "Variant",
     "VariantSummary",
     "compare",
     "get_eval",
     "list_evals",
     "parse_variant",
+    "pick_arm",
 ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import UsageError
+from ..types import RenderedPrompt
 from .breaker import breaker_for
 from .errors import BudgetExceededError, ModelError, ModelOutputError
 from .limits import limiter_for
@@ -43,6 +44,23 @@ def _messages(prompt: str | Sequence[Message | dict[str, Any]], system: str | No
     if not msgs:
         raise UsageError("a model call needs a prompt or at least one message")
     return msgs
+
+
+def _provenance(*texts: Any) -> dict[str, Any] | None:
+    """The provenance of the first text rendered from a registry prompt (``RenderedPrompt``), if any."""
+    for text in texts:
+        if isinstance(text, RenderedPrompt):
+            return dict(text.provenance)
+        if isinstance(text, Message):
+            if isinstance(text.content, RenderedPrompt):
+                return dict(text.content.provenance)
+        elif isinstance(text, Mapping) and isinstance(text.get("content"), RenderedPrompt):
+            return dict(text["content"].provenance)
+        elif isinstance(text, Sequence) and not isinstance(text, str):
+            found = _provenance(*text)
+            if found is not None:
+                return found
+    return None
 
 
 def _schema(output: Any) -> tuple[TypeAdapter[Any], dict[str, Any]]:
@@ -139,6 +157,7 @@ class ModelHandle:
         *,
         task: str | None = None,
         data_class: str | None = None,
+        prompt: dict[str, Any] | None = None,
     ) -> Completion:
         models = self._models
         tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
@@ -240,6 +259,7 @@ class ModelHandle:
                 breaker.success()
                 completion.served_by = spec.name
                 completion.failed = failed
+                completion.prompt = prompt
                 return completion
             if len(chain) == 1 and last is not None:
                 raise last
@@ -298,7 +318,9 @@ class ModelHandle:
             max_tokens=max_tokens,
             json_schema=schema,
         )
-        completion = await self._complete(request, adapter, task=task, data_class=data_class)
+        completion = await self._complete(
+            request, adapter, task=task, data_class=data_class, prompt=_provenance(prompt, system)
+        )
         if adapter is None:
             return completion.text
         return adapter.validate_json(completion.text)
@@ -321,7 +343,9 @@ class ModelHandle:
             temperature=temperature,
             max_tokens=max_tokens,
         )
-        return await self._complete(request, None, task=task, data_class=data_class)
+        return await self._complete(
+            request, None, task=task, data_class=data_class, prompt=_provenance(messages)
+        )
 
     async def classify(
         self, text: str, labels: Sequence[str] | Mapping[str, str], *, instructions: str | None = None
@@ -344,7 +368,9 @@ class ModelHandle:
                 c.text = json.dumps({"label": self._pick(c.text, options)})
                 return c
 
-            completion = await self._complete(ModelRequest(messages=_messages(text, None)), None, as_label)
+            completion = await self._complete(
+                ModelRequest(messages=_messages(text, None)), None, as_label, prompt=_provenance(text)
+            )
             return str(json.loads(completion.text)["label"])
         schema = {
             "type": "object",
@@ -360,7 +386,9 @@ class ModelHandle:
         request = ModelRequest(
             messages=_messages(text, system), temperature=0.0, max_tokens=32, json_schema=schema
         )
-        completion = await self._complete(request, _label_adapter(options), task="classify")
+        completion = await self._complete(
+            request, _label_adapter(options), task="classify", prompt=_provenance(text, instructions)
+        )
         return str(json.loads(completion.text)["label"])
 
     async def _nearest(self, text: str, described: dict[str, str]) -> str:

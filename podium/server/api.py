@@ -10,6 +10,9 @@ Every route needs an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY`
 | approver | viewer + approve and reject; give feedback |
 | admin | everything, API keys included |
 
+Prompts (``/api/prompts``, see ``prompts_api``): viewers read, operators and admins push, label, roll back
+and split.
+
 Mutating calls are journaled with who made them (the key's name). User mistakes are 4xx with a JSON body
 ``{"error": "..."}``; a store that is down is 503; never a 500 for a caller's mistake.
 """
@@ -31,6 +34,7 @@ from ..errors import (
     InvalidStateError,
     NotFoundError,
     PodiumError,
+    PromptNotFoundError,
     RunNotFoundError,
     StoreError,
     UnknownFlowError,
@@ -38,6 +42,7 @@ from ..errors import (
 )
 from ..workflow.flow import registered
 from .management_api import add_management_routes
+from .prompts_api import add_prompt_routes
 from .stats import compute_stats
 
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -304,6 +309,8 @@ def create_api(client: Client) -> APIRouter:
         )
         return Response(body, media_type=content_type)
 
+    add_prompt_routes(api, client, Reader, Operator)
+
     # -- keys -------------------------------------------------------------------------------------
     @api.get("/keys", summary="API keys (admin)")
     async def list_keys(key: Admin) -> dict[str, Any]:
@@ -373,7 +380,7 @@ def install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(PodiumError)
     async def podium_error(request: Request, exc: PodiumError) -> JSONResponse:
-        if isinstance(exc, RunNotFoundError | UnknownFlowError | NotFoundError):
+        if isinstance(exc, RunNotFoundError | UnknownFlowError | NotFoundError | PromptNotFoundError):
             return reply(404, str(exc))
         if isinstance(exc, InvalidStateError):
             return reply(409, str(exc))

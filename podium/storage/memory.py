@@ -15,6 +15,9 @@ from .base import (
     Gate,
     KeyRecord,
     Outcome,
+    PromptLabelRecord,
+    PromptMove,
+    PromptRecord,
     RunRecord,
     ScheduleFire,
     SchedulePlan,
@@ -53,6 +56,10 @@ class MemoryStore(MemoryDatasets, MemoryAudit):
         self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
         self._init_datasets()
         self._audit_init()
+        self._prompts: dict[str, list[PromptRecord]] = {}
+        self._labels: dict[tuple[str, str], PromptLabelRecord] = {}
+        self._moves: list[PromptMove] = []
+        self._splits: dict[str, dict[str, int]] = {}
 
     async def open(self) -> None:
         return None
@@ -145,6 +152,63 @@ class MemoryStore(MemoryDatasets, MemoryAudit):
                 return True
         return False
 
+    # -- prompt registry ----------------------------------------------------------------------
+    async def prompt_push(self, prompt: PromptRecord) -> tuple[PromptRecord, bool]:
+        versions = self._prompts.setdefault(prompt.name, [])
+        for p in versions:
+            if p.hash == prompt.hash:
+                return replace(p), False
+        stored = replace(
+            prompt,
+            version=len(versions) + 1,
+            variables=list(prompt.variables),
+            params=dict(prompt.params),
+            metadata=dict(prompt.metadata),
+        )
+        versions.append(stored)
+        return replace(stored), True
+
+    async def prompt_get(self, name: str, version: int) -> PromptRecord | None:
+        versions = self._prompts.get(name, [])
+        return replace(versions[version - 1]) if 1 <= version <= len(versions) else None
+
+    async def prompt_versions(self, name: str) -> list[PromptRecord]:
+        return [replace(p) for p in self._prompts.get(name, [])]
+
+    async def prompt_latest(self) -> list[PromptRecord]:
+        return [replace(self._prompts[n][-1]) for n in sorted(self._prompts)]
+
+    async def prompt_labels(self, name: str) -> list[PromptLabelRecord]:
+        return [replace(v) for (n, _), v in sorted(self._labels.items()) if n == name]
+
+    async def prompt_label(self, name: str, label: str) -> PromptLabelRecord | None:
+        found = self._labels.get((name, label))
+        return None if found is None else replace(found)
+
+    async def prompt_move(
+        self, name: str, label: str, version: int, *, now: float, rollback: bool = False
+    ) -> PromptLabelRecord:
+        old = self._labels.get((name, label))
+        rec = PromptLabelRecord(name, label, version, 1 if old is None else old.rev + 1, now)
+        self._labels[(name, label)] = rec
+        self._moves.append(
+            PromptMove(name, label, None if old is None else old.version, version, rollback, now)
+        )
+        return replace(rec)
+
+    async def prompt_moves(self, name: str, label: str) -> list[PromptMove]:
+        return [replace(m) for m in self._moves if m.name == name and m.label == label]
+
+    async def prompt_split_put(self, name: str, arms: Mapping[str, int] | None, *, now: float) -> None:
+        if arms is None:
+            self._splits.pop(name, None)
+        else:
+            self._splits[name] = dict(arms)
+
+    async def prompt_split(self, name: str) -> dict[str, int] | None:
+        found = self._splits.get(name)
+        return None if found is None else dict(found)
+
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         events = self._events.get(run_id, [])
         if after:
@@ -178,12 +242,17 @@ class MemoryStore(MemoryDatasets, MemoryAudit):
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         caps = {f: n for f, n in (limits or {}).items() if f in flows}
-        if caps:  # free slots per capped flow: its cap less its runs holding a live lease
+        qcaps = dict(queues or {})
+        if caps or qcaps:  # free slots per capped flow and queue: its cap less its runs holding a live lease
             for run in self._runs.values():
-                if run.flow in caps and run.status is RunStatus.RUNNING and (run.lease_until or 0) >= now:
-                    caps[run.flow] -= 1
+                if run.status is RunStatus.RUNNING and (run.lease_until or 0) >= now:
+                    if run.flow in caps:
+                        caps[run.flow] -= 1
+                    if run.queue in qcaps:
+                        qcaps[run.queue] -= 1
         ready = [self._runs[run_id] for run_id in self._pending if self._runs[run_id].flow in flows]
         ready += [
             run
@@ -195,10 +264,12 @@ class MemoryStore(MemoryDatasets, MemoryAudit):
         for run in ready:
             if len(out) >= limit:
                 break
+            if (run.flow in caps and caps[run.flow] <= 0) or (run.queue in qcaps and qcaps[run.queue] <= 0):
+                continue
             if run.flow in caps:
-                if caps[run.flow] <= 0:
-                    continue
                 caps[run.flow] -= 1
+            if run.queue in qcaps:
+                qcaps[run.queue] -= 1
             out.append(self._take(run, owner, now, lease_until))
         return out
 

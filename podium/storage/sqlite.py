@@ -29,11 +29,12 @@ from .base import (
     Transition,
     Write,
 )
+from .prompt_rows import SQLitePrompts
 from .sqlite_datasets import SQLiteDatasets
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
-    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority"
+    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, queue"
 )
 _EVENT_COLS = "seq, run_id, kind, step, name, data, at"
 _RUNNABLE = (
@@ -76,6 +77,7 @@ def _run(row: Sequence[Any]) -> RunRecord:
         inbox_seq=row[16],
         claims=row[17],
         priority=row[18],
+        queue=row[19],
     )
 
 
@@ -95,7 +97,7 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-class SQLiteStore(SQLiteDatasets, SQLiteAudit):
+class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
     """Runs and journals in one SQLite file. ``SQLiteStore("path/to/podium.db")``."""
 
     durable = True
@@ -191,7 +193,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit):
                 return _run(row), False
         try:
             db.execute(
-                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.id,
                     run.flow,
@@ -212,6 +214,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit):
                     run.inbox_seq,
                     run.claims,
                     run.priority,
+                    run.queue,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -308,29 +311,45 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit):
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         if not flows:
             return []
         names = {f"f{i}": f for i, f in enumerate(flows)}
         among = f"flow IN ({','.join(':' + k for k in names)}) AND {_RUNNABLE}"
         caps = {f: n for f, n in (limits or {}).items() if f in flows}
-        if not caps:
+        qcaps = dict(queues or {})
+        if not caps and not qcaps:
             pick = f"SELECT id FROM runs WHERE {among} ORDER BY priority DESC, created_at LIMIT :limit"
-        else:  # per capped flow: no more than its cap less the runs of it that hold a live lease
+        else:
+            # Per capped flow, then per capped queue among the runs its flow lets through: no more than the
+            # cap less the runs of that flow (queue) holding a live lease.
             pick = (
-                "SELECT c.id FROM (SELECT id, flow, priority, created_at, row_number() OVER "
-                f"(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs WHERE {among}) c "
-                "LEFT JOIN (SELECT key AS flow, value AS cap FROM json_each(:caps)) l ON l.flow = c.flow "
-                "WHERE l.cap IS NULL OR c.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = c.flow "
+                "SELECT q.id FROM (SELECT f.id, f.queue, f.priority, f.created_at, row_number() OVER "
+                "(PARTITION BY f.queue ORDER BY f.priority DESC, f.created_at) AS qn FROM "
+                "(SELECT id, flow, queue, priority, created_at, row_number() OVER "
+                f"(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs WHERE {among}) f "
+                "LEFT JOIN (SELECT key AS flow, value AS cap FROM json_each(:caps)) l ON l.flow = f.flow "
+                "WHERE l.cap IS NULL OR f.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = f.flow "
+                "AND b.status = 'running' AND b.lease_until >= :now)) q "
+                "LEFT JOIN (SELECT key AS queue, value AS cap FROM json_each(:qcaps)) m ON m.queue = q.queue "
+                "WHERE m.cap IS NULL OR q.qn <= m.cap - (SELECT count(*) FROM runs b WHERE b.queue = q.queue "
                 "AND b.status = 'running' AND b.lease_until >= :now) "
-                "ORDER BY c.priority DESC, c.created_at LIMIT :limit"
+                "ORDER BY q.priority DESC, q.created_at LIMIT :limit"
             )
         sql = (
             "UPDATE runs SET status = 'running', lease_owner = :owner, lease_until = :until, "
             f"wake_at = NULL, updated_at = :now, claims = claims + 1 WHERE id IN ({pick}) "
             f"RETURNING {_RUN_COLS}"
         )
-        params = {"owner": owner, "until": lease_until, "now": now, "limit": limit, "caps": _dump(caps)}
+        params = {
+            "owner": owner,
+            "until": lease_until,
+            "now": now,
+            "limit": limit,
+            "caps": _dump(caps),
+            "qcaps": _dump(qcaps),
+        }
         with self._tx() as db:
             rows = db.execute(sql, {**params, **names})
             runs = [_run(r) for r in rows.fetchall()]

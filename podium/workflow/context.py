@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - other interpreters
     _current_task = asyncio.current_task
 
 if TYPE_CHECKING:
+    from ..management.prompts import Prompt
     from ..models.handle import ModelHandle
     from .flow import Flow
 
@@ -91,6 +92,7 @@ class Driver(Protocol):
     async def spent_today(self) -> float: ...
 
     cache: Any  # podium.models.cache.ResponseCache on the worker's store
+    store: Any  # the worker's store (registries that live in it: prompts)
 
     async def step(
         self,
@@ -104,6 +106,10 @@ class Driver(Protocol):
     ) -> Any: ...
 
     def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON: ...
+
+    async def record_async(self, sid: str, name: str, produce: Callable[[], Awaitable[JSON]]) -> JSON:
+        """``record`` for a value that takes I/O to produce (a registry lookup)."""
+        ...
 
     async def sleep(self, scope: Scope, sid: str, seconds: float) -> None: ...
 
@@ -289,6 +295,7 @@ class Context:
                 name,
                 base.retry if retries is None else retries,
                 base.timeout if timeout is None else timeout,
+                ray=base.ray,
             )
             is_async = fn.is_async
             fn = fn.fn
@@ -317,6 +324,33 @@ class Context:
 
         s = _here("ctx.random()")
         return float(self._driver.record(s.next(), "random", random.random))
+
+    async def prompt(self, name: str, *, label: str | None = None, version: int | None = None) -> Prompt:
+        """A prompt of the registry (``client.prompts``), resolved once and journaled: replay and resumed
+        runs use the same version even if its label moved meanwhile.
+
+        ```python
+        prompt = await ctx.prompt("triage")                  # the "production" label (or the run's A/B arm)
+        text = await ctx.model("fast").generate(prompt.render(ticket=ticket), system=prompt.render().system)
+        ```
+        Resolution order: the run's pin ``prompt:NAME`` (a version number or a label), then ``version=`` or
+        ``label=``, then the prompt's A/B split (an arm picked from the run id), then ``production``.
+        """
+        if not isinstance(name, str) or not name:
+            raise UsageError("ctx.prompt needs a prompt name")
+        from ..management import prompts as registry
+
+        s = _here("ctx.prompt()")
+        driver = self._driver
+        pins = self._driver.pins
+
+        async def resolve() -> JSON:
+            found = await registry.Prompts(driver.store, clock=driver.clock).resolve(
+                name, run_id=self.run_id, label=label, version=version, pins=pins
+            )
+            return found.to_json()
+
+        return registry.Prompt.from_json(await driver.record_async(s.next(), f"prompt:{name}", resolve))
 
     # -- waiting ------------------------------------------------------------------------------
     async def sleep(self, duration: Duration) -> None:

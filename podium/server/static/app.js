@@ -1,10 +1,11 @@
 // The Podium dashboard: a single page with hash routes.
-//   #/login  #/runs  #/runs/<id>  #/inbox  #/charts  #/evals  #/evals/<id>
+//   #/login  #/runs  #/runs/<id>  #/inbox  #/charts  #/prompts  #/prompts/<name>  #/evals  #/evals/<id>
 import { api, clear, getKey, h, setKey } from "./util.js";
 import { runsPage } from "./runs.js";
 import { runPage } from "./run.js";
 import { inboxPage, refreshInboxCount } from "./inbox.js";
 import { chartsPage } from "./charts.js";
+import { promptPage, promptsPage } from "./prompts.js";
 import { evalsPage } from "./evals.js";
 
 const main = document.getElementById("main");
@@ -114,6 +115,8 @@ async function route() {
       cleanup = inboxPage(ctx);
     } else if (parts[0] === "charts") {
       cleanup = chartsPage(ctx);
+    } else if (parts[0] === "prompts") {
+      cleanup = parts[1] ? promptPage(ctx, parts[1]) : promptsPage(ctx);
     } else if (parts[0] === "evals") {
       cleanup = evalsPage(ctx, parts[1]);
     } else {
