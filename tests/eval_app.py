@@ -63,3 +63,20 @@ async def slow(ctx: podium.Context, item: dict[str, Any]) -> str:
 def shout(output: Any, expected: Any) -> float:
     """A custom scorer: 1.0 when the output is upper case."""
     return 1.0 if isinstance(output, str) and output.isupper() else 0.0
+
+
+def _prompted(request: ModelRequest) -> str:
+    text = request.messages[-1].content.lower()
+    rules = RULES_V2 if "passwords belong to account" in text else RULES
+    ticket = text.rsplit("ticket:", 1)[-1]
+    return next((team for word, team in rules.items() if word in ticket), "other")
+
+
+register("prompt_triager", ScriptedModel(_prompted, price_input=1000.0))
+
+
+@podium.flow
+async def prompted_triage(ctx: podium.Context, ticket: dict[str, Any]) -> str:
+    """``triage`` with its prompt from the registry (``ctx.prompt("triage")``): variants pin its versions."""
+    prompt = await ctx.prompt("triage")
+    return await ctx.model("prompt_triager").generate(prompt.render(text=ticket["text"]))

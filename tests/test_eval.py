@@ -92,6 +92,33 @@ async def test_variants_pin_models_and_score_exactly_on_every_store(client: podi
     assert listed.id == report.id and listed.variant("v2").score == 1.0 and listed.results == []
 
 
+async def test_variants_pin_prompt_versions_and_feedback_names_the_version(client: podium.Client) -> None:
+    await client.prompts.push("triage", "Which team? Ticket: {{ text }}", label="production")
+    await client.prompts.push(
+        "triage", "Which team? Passwords belong to account. Ticket: {{ text }}", label="staging"
+    )
+    await tickets(client)
+    report = await client.evaluate(
+        "tickets",
+        eval_app.prompted_triage,
+        variants=["v1=prompt=triage@1", "v2=prompt=triage@2", "staging=prompt=triage@staging", "default"],
+    )
+    scores = {v.name: v.scores["exact"] for v in report.variants}
+    assert scores == {"v1": 0.75, "v2": 1.0, "staging": 1.0, "default": 0.75}  # default: production (v1)
+    assert report.variant("v2").pins == {"prompt:triage": "2"}
+    wrong = next(r for r in report.results if (r.variant, r.item_id) == ("v1", "c"))
+    assert wrong.output == "other"
+    positions = {e.name: e.position for e in await client.journal(wrong.run_id or "") if e.kind == "step"}
+    fb = await client.feedback(
+        wrong.run_id or "", "model:prompt_triager", score=-1, correction="account", dataset="triage-fixes"
+    )
+    assert fb.step == positions["model:prompt_triager"]
+    assert fb.prompt is not None and (fb.prompt["name"], fb.prompt["version"]) == ("triage", 1)
+    (item,) = await client.datasets.items("triage-fixes")
+    assert item.input == {"text": "I forgot my password"} and item.expected == "account"
+    assert item.source is not None and item.source["prompt"]["version"] == 1
+
+
 async def test_a_finished_evaluation_runs_nothing_again_and_a_new_one_resumes_only_unfinished_ones(
     client: podium.Client,
 ) -> None:
@@ -174,7 +201,8 @@ def test_variants_and_pins_parse_as_documented() -> None:
     )
     assert parse_variant("model:fast=x") == Variant("model:fast=x", {"model:fast": "x"})
     assert parse_variant("arm=B") == Variant("arm=B", {"arm": "B"})
-    for bad in ("", "v=prompt=triage", "v=model=", "prompt=@3", "x"):
+    assert parse_variant("baseline") == Variant("baseline", {})
+    for bad in ("", "v=prompt=triage", "v=model=", "prompt=@3", "v=x=1,y"):
         with pytest.raises(podium.UsageError):
             parse_variant(bad)
     assert percentile([], 50) == 0.0 and percentile([3, 1, 2], 50) == 2 and percentile([1, 2, 3, 4], 90) == 4

@@ -75,10 +75,13 @@ def _pin(text: str) -> tuple[str, str]:
 
 
 def parse_variant(text: str) -> Variant:
-    """``NAME=PIN,PIN`` or just ``PIN,PIN`` (then the text names the variant). A pin is ``prompt=NAME@V``
-    (pin ``prompt:NAME`` to version or label V), ``model=X`` (``model:default``), or any ``KEY=VALUE``."""
+    """``NAME=PIN,PIN``, just ``PIN,PIN`` (then the text names the variant), or just ``NAME`` (no pins: the
+    baseline). A pin is ``prompt=NAME@V`` (pin ``prompt:NAME`` to version or label V), ``model=X``
+    (``model:default``), or any ``KEY=VALUE``."""
     if not isinstance(text, str) or not text.strip():
         raise UsageError("a variant is NAME=PIN,PIN (e.g. v3=prompt=triage@3) or PIN,PIN")
+    if "=" not in text:  # just a name: a variant without pins (the baseline)
+        return Variant(text.strip())
     head, eq, rest = text.partition("=")
     if eq and rest and head and head not in ("prompt", "model") and ":" not in head and "=" in rest:
         name, pins = head.strip(), rest
