@@ -22,8 +22,9 @@ that costs.
 call each) are started and awaited directly, at the same concurrency (``start`` + ``result``), then run
 through ``client.evaluate`` (a stored evaluation, one durable run per item with its idempotency key, cost
 from the journal, the exact-match scorer, results stored in batches, the summary); the overhead is the
-difference divided by the items, the median over paired rounds. Both on the memory store (the harness alone)
-and on a SQLite file.
+difference divided by the items, the median over paired rounds. On the memory store this is the harness's
+own CPU; on a SQLite file the evaluation starts the runs of the slots that came free together in one
+transaction (``start_many``), so it commits less than the one-by-one baseline and the difference is negative.
 
 **Replay**: the check itself; beside it, the whole ``podium replay`` command in a new process (interpreter
 start and imports included).

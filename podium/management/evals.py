@@ -22,6 +22,7 @@ scorers' means.
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -285,7 +286,8 @@ async def list_evals(client: Client, *, dataset: str | None = None, limit: int =
 
 
 class _Runner:
-    """One evaluation's work: an item under a variant at a time, at most ``concurrency`` at once."""
+    """One evaluation's work: items under variants, at most ``concurrency`` at once, their runs started in
+    batches (one transaction for the runs of the slots that came free together)."""
 
     def __init__(
         self,
@@ -315,19 +317,35 @@ class _Runner:
         if batch:
             await self.client.store.eval_results_put(batch)
 
-    async def item(self, variant: Variant, item: DatasetItem) -> None:
+    async def start(self, batch: list[tuple[Variant, DatasetItem]]) -> list[asyncio.Task[None]]:
+        """Start the batch's runs in one transaction (``start_many``: one commit for all); a task per item
+        that waits for its run and scores it. An input that does not fit the flow fails its item only."""
+        ok: list[tuple[Variant, DatasetItem]] = []
+        tasks = []
+        for variant, item in batch:
+            try:
+                self.flow.validate_input(item.input)
+            except UsageError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                tasks.append(asyncio.ensure_future(self.finish(variant, item, None, error)))
+            else:
+                ok.append((variant, item))
+        if ok:
+            handles = await self.client.start_many(
+                [(self.flow, i.input, f"eval:{self.rec.id}:{v.name}:{i.id}", v.pins or None) for v, i in ok]
+            )
+            for (v, i), h in zip(ok, handles, strict=True):
+                tasks.append(asyncio.ensure_future(self.finish(v, i, h.id, None)))
+        return tasks
+
+    async def finish(
+        self, variant: Variant, item: DatasetItem, run_id: str | None, error: str | None
+    ) -> None:
+        """Wait for the item's run, score its output, keep the result (stored with the next batch)."""
         client = self.client
-        key = f"eval:{self.rec.id}:{variant.name}:{item.id}"
         output: JSON = None
-        error: str | None = None
-        run_id: str | None = None
         cost = latency = 0.0
-        try:
-            handle = await client.start(self.flow, item.input, key=key, pins=variant.pins or None)
-        except UsageError as exc:  # e.g. the item's input does not fit the flow: that item fails
-            error = f"{type(exc).__name__}: {exc}"
-        else:
-            run_id = handle.id
+        if run_id is not None:
             try:
                 await client.result(run_id)
             except RunError:
@@ -449,15 +467,20 @@ async def evaluate(
     runner.done = runner.total - len(todo)
     if progress is not None:
         progress(runner.done, runner.total)
-    queue = iter(todo)
-
-    async def lane() -> None:
-        for v, i in queue:  # lanes share one iterator: at most `concurrency` items in flight
-            await runner.item(v, i)
-
+    waiting = collections.deque(todo)
+    in_flight: set[asyncio.Task[None]] = set()
     try:
-        await asyncio.gather(*(lane() for _ in range(min(concurrency, len(todo)))))
+        while waiting or in_flight:  # keep `concurrency` items in flight; start the free slots' runs at once
+            room = min(concurrency - len(in_flight), len(waiting))
+            if room > 0:
+                in_flight.update(await runner.start([waiting.popleft() for _ in range(room)]))
+            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a scorer's UsageError ends the evaluation
     finally:
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
         await runner.flush()
     results = await client.store.eval_results(rec.id)
     report = _report(rec, results)
