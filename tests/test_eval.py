@@ -183,6 +183,10 @@ async def test_bad_arguments_are_clear_errors(client: podium.Client) -> None:
         await client.evaluate("empty", eval_app.triage)
     with pytest.raises(podium.UsageError, match="unknown scorer 'exactly'"):
         await client.evaluate("empty", eval_app.triage, scorers=["exactly"])
+    with pytest.raises(podium.UsageError, match="unknown model 'nope'"):
+        await client.evaluate("empty", eval_app.triage, scorers=["judge:nope"])
+    with pytest.raises(podium.UsageError, match="'triager' is not an embedding model"):
+        await client.evaluate("empty", eval_app.triage, scorers=["embedding:triager"])
     with pytest.raises(podium.UsageError, match="concurrency"):
         await client.evaluate("empty", eval_app.triage, concurrency=0)
     with pytest.raises(podium.UsageError, match="given twice"):

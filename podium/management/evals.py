@@ -36,7 +36,7 @@ from ..storage.base import EvalRecord, EvalResultRecord
 from ..types import JSON, new_id
 from ..workflow.flow import Flow, resolve_flow
 from .datasets import DatasetItem
-from .scorers import Scorer, as_scorer
+from .scorers import EmbeddingSimilarity, Scorer, as_scorer
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -298,13 +298,7 @@ class _Runner:
         progress: Progress | None,
     ) -> None:
         self.client, self.rec, self.flow, self.scorers, self.progress = client, rec, fl, scorers, progress
-        worker = client.worker
-        if worker is not None:
-            self.models = worker.models
-        else:
-            from ..models.registry import Models
-
-            self.models = Models.from_config(client.settings.config)
+        self.models = _models(client)
         self.done = 0
         self.total = 0
         self.pending: list[EvalResultRecord] = []
@@ -392,6 +386,25 @@ class _Runner:
             self.progress(self.done, self.total)
 
 
+def _models(client: Client) -> Any:
+    """The models scorers may call: the worker's, or those the settings configure."""
+    if client.worker is not None:
+        return client.worker.models
+    from ..models.registry import Models
+
+    return Models.from_config(client.settings.config)
+
+
+def _check_models(scorers: list[Scorer], models: Any) -> None:
+    """Judges and embedding scorers name models that exist (before any run starts)."""
+    for s in scorers:
+        model = getattr(s, "model", None)
+        if isinstance(model, str):
+            spec = models.spec(model)  # UnknownModelError names the configured ones
+            if isinstance(s, EmbeddingSimilarity) and spec.kind != "embedding":
+                raise UsageError(f"scorer {s.name}: model {model!r} is not an embedding model")
+
+
 async def _find(
     client: Client, dataset: str, version: int, flow: str, variants: list[Variant], scorers: list[str]
 ) -> EvalRecord | None:
@@ -434,6 +447,7 @@ async def evaluate(
     objs = [as_scorer(s, load=load) for s in scorers]
     if not objs:
         raise UsageError("an evaluation needs at least one scorer (e.g. exact)")
+    _check_models(objs, _models(client))
     names = [s.name for s in objs]
     if len(set(names)) != len(names):
         raise UsageError(f"scorer names must differ: {', '.join(names)}")
