@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -423,6 +424,16 @@ async def test_a_killed_evaluation_resumes_without_running_finished_items_again(
     await proc.wait()
     done_before = {line.split()[1] for line in ledger.read_text().splitlines() if line.startswith("done")}
     assert 4 <= len(done_before) < n  # killed halfway
+    db = sqlite3.connect(tmp_path / "podium.db")
+    journaled = {  # the items whose step's result was committed before the kill
+        str(json.loads(row[0])["n"])
+        for row in db.execute(
+            "SELECT r.input FROM runs r JOIN events e ON e.run_id = r.id "
+            "WHERE e.kind = 'step' AND e.name = 'work'"
+        )
+    }
+    db.close()
+    assert journaled and journaled <= done_before
 
     again = await asyncio.create_subprocess_exec(
         *cmd, "--json", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -434,8 +445,9 @@ async def test_a_killed_evaluation_resumes_without_running_finished_items_again(
     assert report["variants"]["base"]["items"] == n and report["variants"]["base"]["scores"] == {"exact": 1.0}
     done = [line.split()[1] for line in ledger.read_text().splitlines() if line.startswith("done")]
     assert sorted(set(done), key=int) == [str(k) for k in range(n)]
-    for k in done_before:  # a step finished before the kill never ran again
+    for k in journaled:  # a step whose result was journaled before the kill never ran again
         assert done.count(k) == 1, k
+    assert len(done) - n <= 2  # at most the steps in flight at the kill (concurrency 2) ran twice
     listed = cli(tmp_path, "eval", "list", "--json")
     assert [e["id"] for e in json.loads(listed.stdout)] == [report["id"]]  # resumed, not a second eval
 

@@ -315,21 +315,24 @@ class _Runner:
         """Start the batch's runs in one transaction (``start_many``: one commit for all); a task per item
         that waits for its run and scores it. An input that does not fit the flow fails its item only."""
         ok: list[tuple[Variant, DatasetItem]] = []
-        tasks = []
+        bad: list[tuple[Variant, DatasetItem, str]] = []
         for variant, item in batch:
             try:
                 self.flow.validate_input(item.input)
             except UsageError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                tasks.append(asyncio.ensure_future(self.finish(variant, item, None, error)))
+                bad.append((variant, item, f"{type(exc).__name__}: {exc}"))
             else:
                 ok.append((variant, item))
+        handles = []
         if ok:
             handles = await self.client.start_many(
                 [(self.flow, i.input, f"eval:{self.rec.id}:{v.name}:{i.id}", v.pins or None) for v, i in ok]
             )
-            for (v, i), h in zip(ok, handles, strict=True):
-                tasks.append(asyncio.ensure_future(self.finish(v, i, h.id, None)))
+        tasks = [
+            asyncio.ensure_future(self.finish(v, i, h.id, None))
+            for (v, i), h in zip(ok, handles, strict=True)
+        ]
+        tasks.extend(asyncio.ensure_future(self.finish(v, i, None, error)) for v, i, error in bad)
         return tasks
 
     async def finish(
@@ -489,8 +492,9 @@ async def evaluate(
             if room > 0:
                 in_flight.update(await runner.start([waiting.popleft() for _ in range(room)]))
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # a scorer's UsageError ends the evaluation
+            failed = [exc for task in done if (exc := task.exception()) is not None]  # each one retrieved
+            if failed:
+                raise failed[0]  # a scorer's UsageError ends the evaluation
     finally:
         for task in in_flight:
             task.cancel()
