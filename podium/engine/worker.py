@@ -361,6 +361,7 @@ class Worker:
             updated_at=now,
             deadline=None if flow.timeout is None else now + flow.timeout,
             priority=parent.priority,
+            tenant=parent.tenant,
         )
         start: dict[str, Any] = {"input": data, "depth": depth, "version": flow.version}
         if pins:
