@@ -40,16 +40,17 @@ from .workflow.flow import Flow, resolve_flow
 class ActingClient:
     """``client``'s control plane as ``principal`` may use it (see the module's docstring)."""
 
-    def __init__(self, client: Client, principal: Principal) -> None:
+    def __init__(self, client: Client, principal: Principal, *, by: str | None = None) -> None:
         self.client = client
         self.principal = principal
+        self._by = by
         self.settings = client.settings
         self.observers = client.observers
 
     @property
     def who(self) -> str:
-        """How the principal is journaled (``by``): ``name (role)``."""
-        return f"{self.principal.name} ({self.principal.role})"
+        """How the principal is journaled (``by``): ``name (role)``, unless the binding named it."""
+        return self._by or f"{self.principal.name} ({self.principal.role})"
 
     def can(self, action: str, *, flow: str | None = None, tenant: str | None = None) -> bool:
         """True if the principal may do ``action`` (on ``flow``, in ``tenant``)."""

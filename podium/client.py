@@ -744,14 +744,15 @@ class Client:
             return None
         return ApiKey._of(rec)
 
-    def acting_as(self, principal: Principal | ApiKey) -> ActingClient:
+    def acting_as(self, principal: Principal | ApiKey, *, by: str | None = None) -> ActingClient:
         """This client bound to ``principal`` (or an API key's): its methods check, with
         ``podium.policies.access.authorize``, that the principal may act before acting, and see only the
-        principal's tenant. The REST API, the MCP server and the CLI all act through one."""
+        principal's tenant. The REST API, the MCP server and the CLI all act through one. What it does is
+        journaled as done by ``by`` (default: ``"NAME (ROLE)"`` of the principal)."""
         from .acting import ActingClient
 
         who = principal.principal if isinstance(principal, ApiKey) else principal
-        return ActingClient(self, who)
+        return ActingClient(self, who, by=by)
 
     async def check_replay(self, run_id: str) -> ReplayReport:
         """Replay the run's journal against the flow code loaded in this process, running nothing: does
