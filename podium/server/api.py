@@ -1,20 +1,36 @@
 """The REST API under ``/api``: runs, signals, approvals, journals, live event streams, flows, models, keys.
 
 Every route needs an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; event streams also take
-``?key=KEY`` because browsers' EventSource cannot set headers) whose role allows it:
+``?key=KEY`` because browsers' EventSource cannot set headers) that is not revoked or expired (else 401),
+whose role allows the route's action (else 403):
 
 | role | may |
 |---|---|
-| viewer | read runs, journals, timelines, the inbox, flows, models, costs, streams |
-| operator | viewer + start, cancel and signal runs |
-| approver | viewer + approve and reject |
-| admin | everything, API keys included |
+| viewer | view runs, journals, timelines, the inbox, flows, models, costs, streams (``view``) |
+| operator | viewer + ``start``, ``cancel`` and ``signal`` runs, ``edit`` prompts |
+| approver | viewer + ``approve`` (and reject) |
+| admin | everything, API keys included (``admin``) |
 
-Prompts (``/api/prompts``, see ``prompts_api``): viewers read, operators and admins push, label, roll back
-and split.
+A key of one tenant sees and acts on that tenant's runs, approvals, journals, streams, keys only: another
+tenant's run answers 404, as if it did not exist. ``[[permissions]]`` rules in ``podium.toml`` narrow roles to
+flows (403). Prompts (``/api/prompts``, see ``prompts_api``) are shared: every viewer reads them, platform
+operators and admins (keys of no one tenant) change them. ``/api/metrics`` is for platform keys.
 
-Mutating calls are journaled with who made them (the key's name). User mistakes are 4xx with a JSON body
-``{"error": "..."}``; a store that is down is 503; never a 500 for a caller's mistake.
+**Adding routes** (any router module): declare the action and take the caller, and check nothing else by
+hand; ``check_routes`` refuses a route under ``/api`` without an action, and tests/test_authz_matrix.py runs
+every declared route for every role and tenant::
+
+    Caller = Annotated[ActingClient, Depends(caller_dependency(client))]
+
+    @api.get("/datasets/{name}", summary="...", openapi_extra=needs("view"))
+    async def dataset(name: str, me: Caller) -> dict[str, Any]:
+        run = await me.get(run_id)            # me: podium.acting.ActingClient, the key's principal
+
+Read runs through ``me`` (``me.get``, ``me.list``, ...: tenant and rules checked, another tenant's run is a
+``RunNotFoundError``), or check a run's flow and tenant with ``me.authorize(action, flow=, tenant=)``.
+
+Mutating calls are journaled with who made them (the key's name and role). User mistakes are 4xx with a JSON
+body ``{"error": "..."}``; a store that is down is 503; never a 500 for a caller's mistake.
 """
 
 import asyncio
