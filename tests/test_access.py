@@ -142,6 +142,10 @@ async def test_a_tenant_sees_only_its_own_runs(client: podium.Client) -> None:
     platform = client.acting_as(Principal.local())
     assert {r.id for r in await platform.list()} == {mine.id, theirs.id}
     assert [r.id for r in await platform.list(tenant="globex")] == [theirs.id]
+    placed = await platform.start(payroll, "june", tenant="globex")  # a platform principal picks the tenant
+    assert (await globex.get(placed.id)).tenant == "globex"
+    with pytest.raises(PermissionDeniedError, match="tenant 'globex'"):
+        await acme.start(payroll, "june", tenant="globex")
     assert await acme.list(tenant="globex") == []
     # an idempotency key taken in another tenant does not reveal that tenant's run
     await globex.start(payroll, "may", key="k-1")

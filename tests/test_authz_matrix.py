@@ -238,6 +238,9 @@ async def test_permission_rules_through_the_api(tmp_path: Path) -> None:
             r = await http.post(url + "/runs", json={"flow": "matrix.echo", "input": "yes"})
             assert r.status_code == 201, r.text
             mine = r.json()["run"]["id"]
+            assert r.json()["run"]["tenant"] == OWN
+            r = await http.post(url + "/runs", json={"flow": "matrix.echo", "input": "x", "tenant": OTHER})
+            assert r.status_code == 403 and "tenant 'globex'" in r.json()["error"]
             assert [x["id"] for x in (await http.get(url + "/runs")).json()["runs"]] == [mine]
             assert (await http.get(f"{url}/runs/{hidden.id}")).status_code == 404
             assert [f["name"] for f in (await http.get(url + "/flows")).json()["flows"]] == ["matrix.echo"]

@@ -72,6 +72,7 @@ class StartRun(BaseModel):
     input: Any = None
     key: str | None = Field(None, description="Idempotency key: starting again returns the same run")
     timeout: float | None = Field(None, gt=0, description="Seconds the whole run may take")
+    tenant: str | None = Field(None, description="The run's tenant (default: the key's, else 'default')")
 
 
 class SendSignal(BaseModel):
@@ -135,7 +136,9 @@ def create_api(client: Client) -> APIRouter:
         "/runs", status_code=201, summary="Start a run (idempotent with a key)", openapi_extra=needs("start")
     )
     async def start_run(body: StartRun, me: Caller) -> JSONResponse:
-        h: RunHandle[Any] = await me.start(body.flow, body.input, key=body.key, timeout=body.timeout)
+        h: RunHandle[Any] = await me.start(
+            body.flow, body.input, key=body.key, timeout=body.timeout, tenant=body.tenant
+        )
         run = await me.get(h.id)
         return JSONResponse({"run": _run(run), "created": h.created}, status_code=201 if h.created else 200)
 
