@@ -24,12 +24,13 @@ async def refund(ctx: podium.Context, amount: int) -> bool:
 
 @podium.flow(name="billing.child")
 async def child(ctx: podium.Context, n: int) -> int:
+    assert ctx.tenant == "acme"
     return n * 2
 
 
 @podium.flow(name="billing.parent")
 async def parent(ctx: podium.Context, n: int) -> int:
-    return await ctx.child(child, n) + 1
+    return await ctx.child(child, n) + (1 if ctx.tenant == "acme" else 100)
 
 
 @podium.flow(name="hr.payroll")
