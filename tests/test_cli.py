@@ -171,4 +171,5 @@ def test_keys_with_a_tenant_and_an_expiry_and_tenant_narrowed_commands(tmp_path:
     globex_id = next(x["id"] for x in every if x["tenant"] == "globex")
     hidden = podium(tmp_path, "show", globex_id, "--tenant", "acme")
     assert hidden.returncode == 1 and f"no run with id '{globex_id}'" in hidden.stderr
-    assert podium(tmp_path, "show", globex_id).returncode == 0
+    shown = podium(tmp_path, "show", globex_id)
+    assert shown.returncode == 0 and "tenant" in shown.stdout and "globex" in shown.stdout

@@ -162,6 +162,8 @@ def run_panel(
     head = Table.grid(padding=(0, 2))
     head.add_row("run", Text(run.id, style="bold"))
     head.add_row("flow", run.flow)
+    if run.tenant != "default":
+        head.add_row("tenant", run.tenant)
     head.add_row("status", status_text(run.status))
     head.add_row("created", when(run.created_at))
     if run.ended_at:
