@@ -150,25 +150,27 @@ class ActingClient:
             run_id, name, payload, key=key, transient=transient, milestone=milestone, by=self.who
         )
 
-    async def _approval(self, run_id: str, name: str | None) -> None:
+    async def _approval(self, run_id: str, name: str | None) -> str | None:
+        """Authorize deciding ``name`` (or the one pending approval) of the run; the name decided."""
         rec = await self._visible(run_id, "approve")
         if self.client.permissions.rules and name is None:
             pending = [a.name for a in await self.client.pending_approvals(run_id)]
             if len(pending) == 1:
-                name = pending[0]
+                name = pending[0]  # decide exactly the approval that was authorized
         self.authorize("approve", flow=rec.flow, tenant=rec.tenant, approval=name)
+        return name
 
     async def approve(
         self, run_id: str, name: str | None = None, *, payload: JSON = _UNSET, comment: str | None = None
     ) -> PendingApproval:
-        await self._approval(run_id, name)
-        return await self.client.approve(run_id, name, payload=payload, by=self.who, comment=comment)
+        which = await self._approval(run_id, name)
+        return await self.client.approve(run_id, which, payload=payload, by=self.who, comment=comment)
 
     async def reject(
         self, run_id: str, name: str | None = None, *, comment: str | None = None
     ) -> PendingApproval:
-        await self._approval(run_id, name)
-        return await self.client.reject(run_id, name, by=self.who, comment=comment)
+        which = await self._approval(run_id, name)
+        return await self.client.reject(run_id, which, by=self.who, comment=comment)
 
     async def journal(self, run_id: str) -> builtins.list[JournalEntry]:
         await self._visible(run_id)
