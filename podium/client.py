@@ -71,6 +71,10 @@ class Run:
     updated_at: float
     ended_at: float | None
     wake_at: float | None
+    queue: str = "default"
+    """The queue of the run's flow (``@podium.flow(queue=...)``)."""
+    priority: int = 0
+    """Runnable runs are claimed highest priority first."""
     tenant: str = DEFAULT_TENANT
 
     @classmethod
@@ -88,6 +92,8 @@ class Run:
             r.updated_at,
             r.ended_at,
             r.wake_at,
+            r.queue,
+            r.priority,
             r.tenant,
         )
 
@@ -365,6 +371,7 @@ class Client:
             updated_at=now,
             deadline=None if seconds is None else now + seconds,
             priority=priority,
+            queue=fl.queue,
             tenant=tenant,
         )
         lease = None if self.worker is None else self.worker.lease_new(fl.name)
@@ -830,6 +837,7 @@ class Client:
                 created_at=now,
                 updated_at=now,
                 deadline=None if fl.timeout is None else now + fl.timeout,
+                queue=fl.queue,
             )
             lease = None if self.worker is None or len(leased) >= room else self.worker.lease_new(fl.name)
             if lease is not None:

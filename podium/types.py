@@ -74,6 +74,20 @@ def parse_duration(value: Duration) -> float:
     return seconds
 
 
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
+
+
+def check_queue_name(name: object) -> str:
+    """``name`` if it is a valid queue name (letters, digits, ``_ . : -``; up to 64), else ``UsageError``."""
+    from .errors import UsageError
+
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
+        raise UsageError(
+            f"queue name {name!r} is invalid: use letters, digits, '_', '.', ':' or '-' (up to 64 characters)"
+        )
+    return name
+
+
 def new_id() -> str:
     """A new run id: 24 hex characters, sortable by creation time."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"

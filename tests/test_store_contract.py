@@ -43,6 +43,8 @@ async def create(
     at: float = T0,
     parent: tuple[str, str] | None = None,
     input: Any = None,
+    queue: str = "default",
+    priority: int = 0,
 ) -> RunRecord:
     rec = RunRecord(
         id=run_id,
@@ -54,6 +56,8 @@ async def create(
         parent_step=parent[1] if parent else None,
         created_at=at,
         updated_at=at,
+        queue=queue,
+        priority=priority,
     )
     run, created = await store.create_run(rec, Event(run_id, "start", "", flow, {"input": input}, at))
     assert created
@@ -140,6 +144,10 @@ async def test_get_run_roundtrips_fields(store: Store) -> None:
         {"items": ["x", 2, None]},
     )
     assert (run.parent_id, run.parent_step, run.created_at, run.inbox_seq) == ("p", "3", T0, 0)
+    assert (run.queue, run.priority) == ("default", 0)
+    await create(store, "r2", queue="gpu", priority=-3)
+    again = await store.get_run("r2")
+    assert again is not None and (again.queue, again.priority) == ("gpu", -3)
     assert await store.get_run("nope") is None
 
 
@@ -218,6 +226,55 @@ async def test_claim_respects_limit(store: Store) -> None:
     second = await store.claim("w2", ["f"], now=T0 + 10, lease_until=T0 + 40, limit=10)
     assert len(first) == 2 and len(second) == 3
     assert not {r.id for r in first} & {r.id for r in second}
+
+
+async def test_claim_caps_a_queue_across_its_flows_and_all_holders(store: Store) -> None:
+    await create(store, "z", flow="Z", queue="gpu", at=T0)  # a flow this claimer does not run, same queue
+    await held(store, "z", "other")  # lease until T0 + 1 + LEASE: it takes one of gpu's 2 slots
+    await create(store, "a1", flow="A", queue="gpu", at=T0 + 1)
+    await create(store, "b1", flow="B", queue="gpu", at=T0 + 2)
+    await create(store, "a2", flow="A", queue="gpu", at=T0 + 3)
+    await create(store, "c1", flow="C", at=T0 + 4)
+    await create(store, "c2", flow="C", at=T0 + 5)
+    flows, caps = ["A", "B", "C"], {"gpu": 2}
+    now = T0 + 10
+    got = await store.claim("w1", flows, now=now, lease_until=now + LEASE, limit=10, queues=caps)
+    assert sorted(r.id for r in got) == ["a1", "c1", "c2"]  # the default queue is not capped
+    assert await store.claim("w2", flows, now=now, lease_until=now + LEASE, limit=10, queues=caps) == []
+    # a run that ends frees its slot; the oldest run of the queue takes it, whatever its flow
+    end = Event("a1", "end", "", None, {"status": "completed", "output": None})
+    w = Write("a1", [end], transition=Transition.COMPLETE)
+    assert await commit1(store, "w1", w, now=now + 1) is Outcome.OK
+    got = await store.claim("w2", flows, now=now + 1, lease_until=now + LEASE, limit=10, queues=caps)
+    assert [r.id for r in got] == ["b1"]
+    # an expired lease holds no slot: "z"'s worker died, so "a2" may run (and "z" is not ours to take)
+    later = T0 + 2 + LEASE
+    got = await store.claim("w3", flows, now=later, lease_until=later + LEASE, limit=10, queues=caps)
+    assert [r.id for r in got] == ["a2"]
+    z = await store.get_run("z")
+    assert z is not None and z.lease_owner == "other"
+
+
+async def test_flow_and_queue_limits_hold_together(store: Store) -> None:
+    for i in range(3):
+        await create(store, f"a{i}", flow="A", queue="gpu", at=T0 + i)
+    for i in range(3):
+        await create(store, f"b{i}", flow="B", queue="gpu", at=T0 + 10 + i)
+    await create(store, "urgent", flow="B", queue="gpu", at=T0 + 20, priority=5)
+    now = T0 + 30
+    got = await store.claim(
+        "w1", ["A", "B"], now=now, lease_until=now + LEASE, limit=10, limits={"A": 1}, queues={"gpu": 3}
+    )
+    # highest priority first; then A's one slot; runs held back by A's cap leave the queue's slots to B
+    assert sorted(r.id for r in got) == ["a0", "b0", "urgent"]
+    again = await store.claim(
+        "w2", ["A", "B"], now=now, lease_until=now + LEASE, limit=10, limits={"A": 1}, queues={"gpu": 3}
+    )
+    assert again == []
+    more = await store.claim(
+        "w2", ["A", "B"], now=now, lease_until=now + LEASE, limit=10, limits={"A": 1}, queues={"gpu": 5}
+    )
+    assert sorted(r.id for r in more) == ["b1", "b2"]  # A stays at its cap of 1
 
 
 async def test_claim_run_only_if_runnable(store: Store) -> None:

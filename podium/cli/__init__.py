@@ -19,7 +19,7 @@ from ..client import Client, Run
 from ..config import Settings
 from ..engine.worker import Worker
 from ..errors import PodiumError, RunCancelledError, RunFailedError
-from ..types import RunStatus
+from ..types import RunStatus, check_queue_name
 from . import render
 from .access import DbOption, TenantOption, acting
 from .loader import load_flow, load_module
@@ -181,6 +181,10 @@ def worker(
         int | None,
         typer.Option(help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: any free port)"),
     ] = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Serve only the flows of this queue (repeat for several)"),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run a worker: claim runnable runs of the loaded flows and execute them until stopped."""
@@ -197,6 +201,14 @@ def worker(
     names = sorted(registered())
     if not names:
         _fail("no flows loaded: pass the modules that define them, e.g. `podium worker examples/hello.py`")
+    if queue:
+        try:
+            queues = {check_queue_name(q) for q in queue}
+        except PodiumError as exc:
+            _fail(str(exc))
+        names = [n for n in names if registered()[n].queue in queues]
+        if not names:
+            _fail(f"no loaded flow is in queue {', '.join(sorted(queues))}")
 
     say = _narrator(settings)
 
@@ -216,7 +228,7 @@ def worker(
                 observers.append(metrics)
             server = serve_metrics(metrics.registry, metrics_port)
             say(f"metrics on http://127.0.0.1:{server.server_port}/metrics")
-        w = Worker(client.store, settings, observers=observers)
+        w = Worker(client.store, settings, observers=observers, queues=queue or None)
         say(f"worker {w.owner} on {settings.database_url}: flows {', '.join(names)} (Ctrl-C stops)")
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -279,6 +291,8 @@ def _run_json(r: Run) -> dict[str, Any]:
         "error": r.error,
         "key": r.key,
         "parent_id": r.parent_id,
+        "queue": r.queue,
+        "priority": r.priority,
         "tenant": r.tenant,
         "created_at": r.created_at,
         "ended_at": r.ended_at,

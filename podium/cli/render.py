@@ -162,6 +162,8 @@ def run_panel(
     head = Table.grid(padding=(0, 2))
     head.add_row("run", Text(run.id, style="bold"))
     head.add_row("flow", run.flow)
+    if run.queue != "default" or run.priority:
+        head.add_row("queue", f"{run.queue}, priority {run.priority}")
     if run.tenant != "default":
         head.add_row("tenant", run.tenant)
     head.add_row("status", status_text(run.status))

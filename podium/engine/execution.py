@@ -32,7 +32,7 @@ from ..types import JSON
 from ..workflow.branches import Branch, Join, Region, Undo, is_doomed, reap, wait_join
 from ..workflow.context import Approval, Context, ContinueAsNew, Scope, enter_scope
 from ..workflow.flow import Flow
-from ..workflow.step import StepOptions, _scope
+from ..workflow.step import StepInfo, StepOptions, _scope
 from .codec import PydanticSerializationError, describe_error, from_json, to_json
 
 _enter = _scope.set
@@ -334,7 +334,15 @@ class Execution:
             scope.in_step = scope.fresh = True  # fresh: this branch can only finish later than now
             scope.attempt = attempt
             try:
-                if is_async:
+                if options.ray is not None:  # a Ray task (podium.engine.ray_executor)
+                    info = StepInfo(self.run_id, sid, name, attempt)
+                    remote = self.worker.ray.run(options.ray, fn, is_async, args, kwargs, info)
+                    if options.timeout is None:
+                        result = await remote
+                    else:
+                        async with asyncio.timeout(options.timeout):
+                            result = await remote
+                elif is_async:
                     if options.timeout is None:
                         result = await fn(*args, **kwargs)
                     else:

@@ -48,6 +48,8 @@ class RunRecord:
     claims: int = 0
     priority: int = 0
     """Runnable runs are claimed highest priority first, then oldest first."""
+    queue: str = "default"
+    """The queue of the run's flow when it was created; a queue's runs at once may be capped."""
     tenant: str = "default"
     """The tenant the run belongs to (child runs inherit it); principals of other tenants never see it."""
 
@@ -158,10 +160,13 @@ class Store(Protocol):
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         """Take up to ``limit`` runnable runs of the given flows: pending ones, waiting ones whose
         ``wake_at`` has passed, and running ones whose lease expired; highest ``priority`` first, then
-        oldest. ``limits`` caps, per flow, the runs running at once (live leases) across all workers."""
+        oldest. ``limits`` caps, per flow, the runs running at once (live leases) across all workers;
+        ``queues`` caps, per queue (``RunRecord.queue``), the runs running at once across all workers and
+        all flows. A run is taken only if both its flow and its queue have a free slot."""
         ...
 
     async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:

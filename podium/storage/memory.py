@@ -242,12 +242,17 @@ class MemoryStore(MemoryAudit):
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         caps = {f: n for f, n in (limits or {}).items() if f in flows}
-        if caps:  # free slots per capped flow: its cap less its runs holding a live lease
+        qcaps = dict(queues or {})
+        if caps or qcaps:  # free slots per capped flow and queue: its cap less its runs holding a live lease
             for run in self._runs.values():
-                if run.flow in caps and run.status is RunStatus.RUNNING and (run.lease_until or 0) >= now:
-                    caps[run.flow] -= 1
+                if run.status is RunStatus.RUNNING and (run.lease_until or 0) >= now:
+                    if run.flow in caps:
+                        caps[run.flow] -= 1
+                    if run.queue in qcaps:
+                        qcaps[run.queue] -= 1
         ready = [self._runs[run_id] for run_id in self._pending if self._runs[run_id].flow in flows]
         ready += [
             run
@@ -259,10 +264,12 @@ class MemoryStore(MemoryAudit):
         for run in ready:
             if len(out) >= limit:
                 break
+            if (run.flow in caps and caps[run.flow] <= 0) or (run.queue in qcaps and qcaps[run.queue] <= 0):
+                continue
             if run.flow in caps:
-                if caps[run.flow] <= 0:
-                    continue
                 caps[run.flow] -= 1
+            if run.queue in qcaps:
+                qcaps[run.queue] -= 1
             out.append(self._take(run, owner, now, lease_until))
         return out
 

@@ -99,7 +99,7 @@ _FINISH = (
 )
 _CREATE = (
     f"WITH r AS (INSERT INTO runs ({_RUN_COLS}) VALUES "
-    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
+    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
     "INSERT INTO events (run_id, kind, step, name, data, at) SELECT %s, %s, %s, %s, %s, %s FROM r "
     "ON CONFLICT DO NOTHING RETURNING run_id"
 )
@@ -141,6 +141,7 @@ def _run_params(run: RunRecord) -> tuple[Any, ...]:
         run.inbox_seq,
         run.claims,
         run.priority,
+        run.queue,
         run.tenant,
     )
 
@@ -445,10 +446,12 @@ class PostgresStore(PostgresAudit, PostgresPrompts):
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         if not flows:
             return []
         caps = {f: n for f, n in (limits or {}).items() if f in flows}
+        qcaps = dict(queues or {})
         params = {
             "owner": owner,
             "until": lease_until,
@@ -457,12 +460,14 @@ class PostgresStore(PostgresAudit, PostgresPrompts):
             "flows": list(flows),
             "cap_flows": list(caps),
             "caps": list(caps.values()),
+            "cap_queues": list(qcaps),
+            "qcaps": list(qcaps.values()),
         }
         update = (
             "UPDATE runs SET status = 'running', lease_owner = %(owner)s, lease_until = %(until)s, "
             "wake_at = NULL, updated_at = %(now)s, claims = claims + 1 WHERE id IN ("
         )
-        if not caps:
+        if not caps and not qcaps:
             rows = await self._all(
                 f"{update}SELECT id FROM runs WHERE flow = ANY(%(flows)s) AND {_RUNNABLE} "
                 "ORDER BY priority DESC, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
@@ -470,17 +475,24 @@ class PostgresStore(PostgresAudit, PostgresPrompts):
                 params,
             )
         else:
-            # Capped flows: claimers take turns (one advisory lock per schema), so each counts the live
-            # leases of the others' committed claims; a row locked by someone else is skipped (fewer taken).
+            # Capped flows and queues: claimers take turns (one advisory lock per schema), so each counts the
+            # live leases of the others' committed claims; a row locked by someone else is skipped (fewer
+            # taken). Per capped flow, then per capped queue among the runs its flow lets through.
             sql = (
                 f"{update}SELECT id FROM runs WHERE id = ANY(ARRAY("
-                "SELECT c.id FROM (SELECT id, flow, priority, created_at, row_number() OVER "
+                "SELECT q.id FROM (SELECT f.id, f.queue, f.priority, f.created_at, row_number() OVER "
+                "(PARTITION BY f.queue ORDER BY f.priority DESC, f.created_at) AS qn FROM "
+                "(SELECT id, flow, queue, priority, created_at, row_number() OVER "
                 "(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs "
-                f"WHERE flow = ANY(%(flows)s) AND {_RUNNABLE}) c "
-                "LEFT JOIN unnest(%(cap_flows)s::text[], %(caps)s::int[]) AS l(flow, cap) ON l.flow = c.flow "
-                "WHERE l.cap IS NULL OR c.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = c.flow "
+                f"WHERE flow = ANY(%(flows)s) AND {_RUNNABLE}) f "
+                "LEFT JOIN unnest(%(cap_flows)s::text[], %(caps)s::int[]) AS l(flow, cap) ON l.flow = f.flow "
+                "WHERE l.cap IS NULL OR f.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = f.flow "
+                "AND b.status = 'running' AND b.lease_until >= %(now)s)) q "
+                "LEFT JOIN unnest(%(cap_queues)s::text[], %(qcaps)s::int[]) AS m(queue, cap) "
+                "ON m.queue = q.queue "
+                "WHERE m.cap IS NULL OR q.qn <= m.cap - (SELECT count(*) FROM runs b WHERE b.queue = q.queue "
                 "AND b.status = 'running' AND b.lease_until >= %(now)s) "
-                "ORDER BY c.priority DESC, c.created_at LIMIT %(limit)s)) FOR UPDATE SKIP LOCKED) "
+                "ORDER BY q.priority DESC, q.created_at LIMIT %(limit)s)) FOR UPDATE SKIP LOCKED) "
                 f"RETURNING {_RUN_COLS}"
             )
 

@@ -33,7 +33,7 @@ from .prompt_rows import SQLitePrompts
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
-    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, tenant"
+    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, queue, tenant"
 )
 _EVENT_COLS = "seq, run_id, kind, step, name, data, at"
 _KEY_COLS = "id, name, role, hash, created_at, revoked_at, tenant, expires_at"
@@ -77,7 +77,8 @@ def _run(row: Sequence[Any]) -> RunRecord:
         inbox_seq=row[16],
         claims=row[17],
         priority=row[18],
-        tenant=row[19],
+        queue=row[19],
+        tenant=row[20],
     )
 
 
@@ -193,7 +194,7 @@ class SQLiteStore(SQLiteAudit, SQLitePrompts):
                 return _run(row), False
         try:
             db.execute(
-                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.id,
                     run.flow,
@@ -214,6 +215,7 @@ class SQLiteStore(SQLiteAudit, SQLitePrompts):
                     run.inbox_seq,
                     run.claims,
                     run.priority,
+                    run.queue,
                     run.tenant,
                 ),
             )
@@ -321,29 +323,45 @@ class SQLiteStore(SQLiteAudit, SQLitePrompts):
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         if not flows:
             return []
         names = {f"f{i}": f for i, f in enumerate(flows)}
         among = f"flow IN ({','.join(':' + k for k in names)}) AND {_RUNNABLE}"
         caps = {f: n for f, n in (limits or {}).items() if f in flows}
-        if not caps:
+        qcaps = dict(queues or {})
+        if not caps and not qcaps:
             pick = f"SELECT id FROM runs WHERE {among} ORDER BY priority DESC, created_at LIMIT :limit"
-        else:  # per capped flow: no more than its cap less the runs of it that hold a live lease
+        else:
+            # Per capped flow, then per capped queue among the runs its flow lets through: no more than the
+            # cap less the runs of that flow (queue) holding a live lease.
             pick = (
-                "SELECT c.id FROM (SELECT id, flow, priority, created_at, row_number() OVER "
-                f"(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs WHERE {among}) c "
-                "LEFT JOIN (SELECT key AS flow, value AS cap FROM json_each(:caps)) l ON l.flow = c.flow "
-                "WHERE l.cap IS NULL OR c.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = c.flow "
+                "SELECT q.id FROM (SELECT f.id, f.queue, f.priority, f.created_at, row_number() OVER "
+                "(PARTITION BY f.queue ORDER BY f.priority DESC, f.created_at) AS qn FROM "
+                "(SELECT id, flow, queue, priority, created_at, row_number() OVER "
+                f"(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs WHERE {among}) f "
+                "LEFT JOIN (SELECT key AS flow, value AS cap FROM json_each(:caps)) l ON l.flow = f.flow "
+                "WHERE l.cap IS NULL OR f.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = f.flow "
+                "AND b.status = 'running' AND b.lease_until >= :now)) q "
+                "LEFT JOIN (SELECT key AS queue, value AS cap FROM json_each(:qcaps)) m ON m.queue = q.queue "
+                "WHERE m.cap IS NULL OR q.qn <= m.cap - (SELECT count(*) FROM runs b WHERE b.queue = q.queue "
                 "AND b.status = 'running' AND b.lease_until >= :now) "
-                "ORDER BY c.priority DESC, c.created_at LIMIT :limit"
+                "ORDER BY q.priority DESC, q.created_at LIMIT :limit"
             )
         sql = (
             "UPDATE runs SET status = 'running', lease_owner = :owner, lease_until = :until, "
             f"wake_at = NULL, updated_at = :now, claims = claims + 1 WHERE id IN ({pick}) "
             f"RETURNING {_RUN_COLS}"
         )
-        params = {"owner": owner, "until": lease_until, "now": now, "limit": limit, "caps": _dump(caps)}
+        params = {
+            "owner": owner,
+            "until": lease_until,
+            "now": now,
+            "limit": limit,
+            "caps": _dump(caps),
+            "qcaps": _dump(qcaps),
+        }
         with self._tx() as db:
             rows = db.execute(sql, {**params, **names})
             runs = [_run(r) for r in rows.fetchall()]

@@ -301,6 +301,7 @@ class Context:
                 name,
                 base.retry if retries is None else retries,
                 base.timeout if timeout is None else timeout,
+                ray=base.ray,
             )
             is_async = fn.is_async
             fn = fn.fn

@@ -14,7 +14,7 @@ from ..errors import InvalidInputError, UnknownFlowError, UsageError
 
 if TYPE_CHECKING:  # pydantic itself loads on first use: `import podium` stays quick
     from pydantic import TypeAdapter
-from ..types import Duration, parse_duration
+from ..types import Duration, check_queue_name, parse_duration
 
 I = TypeVar("I")
 O = TypeVar("O")
@@ -34,6 +34,7 @@ class Flow(Generic[I, O]):
         budget: float | None = None,
         daily_budget: float | None = None,
         concurrency: int | None = None,
+        queue: str = "default",
     ) -> None:
         self.fn = fn
         self.name = name
@@ -42,6 +43,9 @@ class Flow(Generic[I, O]):
         self.daily_budget = daily_budget
         self.concurrency = concurrency
         """At most this many runs of the flow execute at once, across all workers (None: no limit)."""
+        self.queue = queue
+        """The queue its runs belong to: workers may serve only some queues, and a queue may be capped
+        (``[queues]`` in ``podium.toml``)."""
         params = list(inspect.signature(fn).parameters.values())
         if (
             not params
@@ -161,6 +165,7 @@ def flow(
     budget: float | None = None,
     daily_budget: float | None = None,
     concurrency: int | None = None,
+    queue: str = "default",
 ) -> Callable[[Callable[..., Awaitable[O]]], Flow[Any, O]]: ...
 
 
@@ -173,6 +178,7 @@ def flow(
     budget: float | None = None,
     daily_budget: float | None = None,
     concurrency: int | None = None,
+    queue: str = "default",
 ) -> Any:
     """Register an async function as a durable flow.
 
@@ -183,6 +189,7 @@ def flow(
     @podium.flow(name="checkout.v2", timeout="1h")     # run-level timeout
     @podium.flow(budget=2.0, daily_budget=100.0)       # $2 per run, $100 a day for this flow
     @podium.flow(concurrency=3)                        # at most 3 runs at once, across all workers
+    @podium.flow(queue="gpu")                          # its runs go to queue "gpu" (default: "default")
     async def checkout(ctx: podium.Context, order: Order) -> Receipt: ...
     ```
     The input and output may be pydantic models or any JSON values; both are validated.
@@ -201,6 +208,7 @@ def flow(
             isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
         ):
             raise UsageError(f"concurrency must be a positive integer, not {concurrency!r}")
+        check_queue_name(queue)
         fl: Flow[Any, Any] = Flow(
             f,
             name=name or f.__name__,
@@ -208,6 +216,7 @@ def flow(
             budget=budget,
             daily_budget=daily_budget,
             concurrency=concurrency,
+            queue=queue,
         )
         register(fl)
         return fl
