@@ -10,6 +10,10 @@ Prints, each beside its target:
   numbers as the labelled corpus (a value every ~60 characters).
 * ``podium audit verify`` over 1,000,000 entries in a SQLite file (target: under 10 s), and the cost of
   appending an entry.
+* The authorization check (``podium.policies.access.authorize``) with 20 ``[[permissions]]`` rules, for a
+  tenant principal: median per check (target: under 20 us).
+
+    python bench/governance.py --only authz      # just one part (pii, audit or authz)
 """
 
 from __future__ import annotations
@@ -87,15 +91,80 @@ async def audit(entries: int) -> None:
     print(f"  verify: {took:.2f} s ({report.entries / took:,.0f} entries/s), intact: {report.ok}")
 
 
+def authorization(rounds: int = 50, per_round: int = 10_000) -> None:
+    from podium.errors import PermissionDeniedError
+    from podium.policies.access import Permissions, Principal, authorize
+
+    rules = Permissions.from_config(
+        {
+            "permissions": [
+                *(
+                    {"role": role, "flows": [f"team{i}.*", f"shared.flow{i}"], "actions": ["start", "cancel"]}
+                    for i, role in enumerate(["operator", "approver", "viewer", "admin"] * 3)
+                ),
+                *(
+                    {"key": f"bot-{i}", "flows": [f"svc{i}.*"], "actions": ["view", "signal"]}
+                    for i in range(6)
+                ),
+                {
+                    "role": "approver",
+                    "flows": ["billing.*"],
+                    "actions": ["approve"],
+                    "approvals": ["refund*"],
+                },
+                {"role": "viewer", "flows": ["*"], "actions": ["view"]},
+            ]
+        }
+    )
+    assert len(rules.rules) == 20
+    ops = Principal("ci", "operator", "acme")
+    approver = Principal("ann", "approver", "acme")
+    cases = [
+        ("allowed start", lambda: authorize(ops, "start", flow="team8.deploy", tenant="acme", rules=rules)),
+        (
+            "allowed view (no rule)",
+            lambda: authorize(ops, "view", flow="anything", tenant="acme", rules=rules),
+        ),
+        (
+            "approval by name",
+            lambda: authorize(
+                approver, "approve", flow="billing.refund", tenant="acme", approval="refund-big", rules=rules
+            ),
+        ),
+    ]
+
+    def denied() -> None:
+        try:
+            authorize(ops, "start", flow="hr.payroll", tenant="acme", rules=rules)
+        except PermissionDeniedError:
+            pass
+
+    cases.append(("denied (raises)", denied))
+    print("Authorization check, 20 rules, a tenant principal (target: median under 20 us)")
+    for name, fn in cases:
+        medians = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            medians.append((time.perf_counter() - t) / per_round)
+        print(f"  {name:24} median {statistics.median(medians) * 1e6:6.2f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--docs", type=int, default=3000, help="labelled documents for PII detection")
     parser.add_argument("--audit", type=int, default=1_000_000, help="audit entries to verify")
+    parser.add_argument("--only", choices=["pii", "audit", "authz"], help="run one part only")
     args = parser.parse_args()
-    pii(args.docs)
-    asyncio.run(audit(args.audit))
+    if args.only in (None, "pii"):
+        pii(args.docs)
+    if args.only in (None, "audit"):
+        asyncio.run(audit(args.audit))
+    if args.only in (None, "authz"):
+        authorization()
 
 
 if __name__ == "__main__":

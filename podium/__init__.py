@@ -26,6 +26,7 @@ from .errors import (
     InvalidStateError,
     LeaseLostError,
     NondeterminismError,
+    PermissionDeniedError,
     PodiumError,
     PromptNotFoundError,
     RunCancelledError,
@@ -42,6 +43,7 @@ from .errors import (
 )
 from .hooks import EngineEvent, Observer
 from .management import Prompt, Prompts
+from .policies.access import Principal
 from .tools import Tool, ToolResult, Toolset, tool
 from .types import RenderedPrompt, RunStatus
 from .workflow import (
@@ -87,7 +89,9 @@ __all__ = [
     "NondeterminismError",
     "Observer",
     "PendingApproval",
+    "PermissionDeniedError",
     "PodiumError",
+    "Principal",
     "Prompt",
     "PromptNotFoundError",
     "Prompts",

@@ -8,6 +8,7 @@ PodiumError                      base of everything Podium raises
 │   ├── InvalidInputError        the input does not fit the flow's signature
 │   ├── RunNotFoundError         no run with that id
 │   ├── PromptNotFoundError      no prompt, version or label with that name in the registry
+│   ├── PermissionDeniedError    the principal may not do that (its role, or a ``[[permissions]]`` rule)
 │   └── InvalidStateError        the run cannot do that now (approve a run that is not waiting, ...)
 │       └── SignalRefusedError   a signal that needs a milestone the run is not in
 ├── RunError                     a run (or a step in it) failed; has ``type`` and ``retryable``
@@ -56,6 +57,14 @@ class RunNotFoundError(UsageError):
 
 class PromptNotFoundError(UsageError):
     """The prompt registry holds no prompt, version or label by the given name."""
+
+
+class PermissionDeniedError(UsageError):
+    """The principal acting (an API key, the MCP server's key, a ``--tenant`` CLI) may not do this: its
+    role lacks the action, or a ``[[permissions]]`` rule keeps it off the flow. Nothing was changed.
+
+    Another tenant's run is not "forbidden" but absent: it raises ``RunNotFoundError`` (no existence leak).
+    """
 
 
 class InvalidStateError(UsageError):

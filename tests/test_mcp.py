@@ -444,3 +444,29 @@ async def _read_url(proc: asyncio.subprocess.Process) -> str:
         if "MCP at " in line:
             return line.split("MCP at ", 1)[1].strip()
     raise AssertionError("podium mcp --http exited: " + "".join(lines))
+
+
+@SLOW
+async def test_podium_mcp_acts_as_its_api_key_tenant_and_role(tmp_path: Path) -> None:
+    """``podium mcp --key`` acts as the key: its tenant's runs only, its role's actions only, checked at
+    every call (a revoked key stops at once)."""
+    import mcp_flows_app  # noqa: F401 - registers mcp.greet here too
+
+    from podium.policies.access import Principal
+
+    db = f"sqlite:///{tmp_path}/podium.db"
+    async with podium.Client(podium.Settings(database_url=db), worker=False) as client:
+        _, viewer = await client.create_key("acme-viewer", "viewer", tenant="acme")
+        ops, operator = await client.create_key("acme-ops", "operator", tenant="acme")
+        theirs = await client.acting_as(Principal.local("globex")).start("mcp.greet", "globex-secret")
+    async with podium_mcp(tmp_path, "--key", viewer, "--no-worker") as mcp:
+        assert "may not start" in error_text(await mcp.call_tool("start_mcp_greet", {"input": "x"}))
+        assert "may not start" in error_text(await mcp.call_tool("shout", {"text": "hi"}))
+        assert "no run with id" in error_text(await mcp.call_tool("get_run", {"run_id": theirs.id}))
+        assert data(await mcp.call_tool("list_approvals", {}))["approvals"] == []
+    async with podium_mcp(tmp_path, "--key", operator, "--no-worker") as mcp:
+        started = data(await mcp.call_tool("start_mcp_greet", {"input": "ann"}))
+        async with podium.Client(podium.Settings(database_url=db), worker=False) as client:
+            assert (await client.get(started["run_id"])).tenant == "acme"
+            await client.revoke_key(ops.id)
+        assert "revoked" in error_text(await mcp.call_tool("get_run", {"run_id": started["run_id"]}))

@@ -19,7 +19,8 @@ EXPECTED = [
     "Agent", "AgentError", "AgentResult", "ApiKey", "ApplicationError", "Approval", "CancelScope", "Client",
     "ConfigError", "Context", "EngineEvent", "FeedEntry", "Finished", "Flow", "Group", "InvalidInputError",
     "InvalidStateError", "JournalEntry", "LeaseLostError", "Milestone", "NondeterminismError", "Observer",
-    "PendingApproval", "PodiumError", "Prompt", "PromptNotFoundError", "Prompts", "RenderedPrompt",
+    "PendingApproval", "PermissionDeniedError", "PodiumError", "Principal", "Prompt", "PromptNotFoundError",
+    "Prompts", "RenderedPrompt",
     "RetryPolicy", "Run", "RunCancelledError", "RunError",
     "RunFailedError", "RunHandle", "RunNotFoundError", "RunStatus", "RunTimeoutError", "Settings",
     "SignalRefusedError", "StepError", "StepFunction", "StepInfo", "StepTimeoutError", "StoreError",
@@ -49,6 +50,7 @@ def test_error_tree() -> None:
         podium.InvalidStateError,
         podium.ConfigError,
         podium.PromptNotFoundError,
+        podium.PermissionDeniedError,
     ):
         assert issubclass(cls, podium.UsageError)
     for cls in (

@@ -164,6 +164,8 @@ def run_panel(
     head.add_row("flow", run.flow)
     if run.queue != "default" or run.priority:
         head.add_row("queue", f"{run.queue}, priority {run.priority}")
+    if run.tenant != "default":
+        head.add_row("tenant", run.tenant)
     head.add_row("status", status_text(run.status))
     head.add_row("created", when(run.created_at))
     if run.ended_at:

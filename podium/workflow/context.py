@@ -256,10 +256,16 @@ class Context:
     ```
     """
 
-    def __init__(self, driver: Driver, *, run_id: str, flow: str, attempt: int) -> None:
+    def __init__(
+        self, driver: Driver, *, run_id: str, flow: str, attempt: int, tenant: str = "default"
+    ) -> None:
         self._driver = driver
         self.run_id = run_id
         """This run's id."""
+        self.tenant = tenant
+        """The tenant the run belongs to (``Client.start(tenant=)``, inherited by child runs). Memories and
+        collections are not isolated per tenant yet: a flow that keeps tenants' data apart names them with
+        it, such as ``ctx.retrieve(q, collection=f"{ctx.tenant}/docs")``."""
         self.flow = flow
         """The flow's registered name."""
         self.attempt = attempt
