@@ -32,6 +32,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import ApplicationError, UsageError
 from ..models.types import Completion, Message, ToolCall
+from ..policies.taint import fence
 from ..tools.tool import Tool
 from ..tools.toolset import ToolResult, Toolset
 
@@ -207,8 +208,15 @@ class Agent:
                     continue
                 results = await agent._call_tools(ctx, completion.tool_calls)
                 calls += len(results)
-                history.extend(
-                    Message(role="tool", tool_call_id=r.call_id, content=r.for_model()) for r in results
+                history.extend(  # what a tool returned is untrusted: fenced, never instructions
+                    Message(
+                        role="tool",
+                        tool_call_id=r.call_id,
+                        content=r.for_model()
+                        if agent._trusted(r)
+                        else fence(r.for_model(), f"tool:{r.tool}"),
+                    )
+                    for r in results
                 )
                 continue
             text = completion.text
@@ -232,6 +240,11 @@ class Agent:
                     )
                     continue
             return AgentResult(output, agent.name, turns, calls, tin, tout, cost, history, handoffs)
+
+    def _trusted(self, r: ToolResult) -> bool:
+        """A refusal written by Podium, or the answer of a sub-agent (which fenced its own tools' output)."""
+        t = self.tools.get(r.tool)
+        return r.refused or (t is not None and t.meta.get("agent") is not None)
 
     def _handoff(self, calls: Sequence[ToolCall]) -> Agent | None:
         for c in calls:

@@ -264,6 +264,7 @@ class Context:
         """The flow's registered name."""
         self.attempt = attempt
         """How many times a worker has claimed this run (1 on the first execution)."""
+        self._untrusted = False  # untrusted text reached a model in this run (podium.policies.untrusted)
 
     @property
     def pins(self) -> Mapping[str, str]:
@@ -350,6 +351,14 @@ class Context:
             return found.to_json()
 
         return registry.Prompt.from_json(await driver.record_async(s.next(), f"prompt:{name}", resolve))
+
+    async def _record_policy(self, name: str, produce: Callable[[], Awaitable[JSON]]) -> JSON:
+        """A policy verdict, journaled as a value (replay returns the recorded one); evaluated without a
+        record where the flow cannot journal (inside a step's body)."""
+        s = _scope.get()
+        if s is None or s.in_step or _current_task() is not s.task:
+            return await produce()
+        return await self._driver.record_async(s.next(), name, produce)
 
     # -- waiting ------------------------------------------------------------------------------
     async def sleep(self, duration: Duration) -> None:
@@ -459,10 +468,14 @@ class Context:
         result (chunk ids, scores, sources) is the audit trail. ``rerank``: a ``(query, texts) -> scores``
         callable or an embedding model's name, run as a second step. Returns ``podium.memory.Hit``s."""
         from ..memory.retrieval import retrieve
+        from ..policies.taint import untrusted
 
-        return await retrieve(
+        hits = await retrieve(
             self, query, collection=collection, k=k, filters=filters, mode=mode, rerank=rerank
         )
+        for h in hits:  # retrieved text is untrusted: a model call fences it (podium.policies.untrusted)
+            h.text = untrusted(h.text, source=f"retrieval:{h.id}")
+        return hits
 
     # -- composition --------------------------------------------------------------------------
     async def gather(self, *aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
