@@ -56,8 +56,9 @@ async def _audit(store: Any, verdict: Verdict, point: str, subject: str | None, 
 async def guard(ctx: Any, points: tuple[str, ...], facts: Facts) -> Verdict:
     """The verdict at ``points`` for a call inside a run (journaled) or outside one (``ctx`` None)."""
     pairs = active().applicable(points, facts)
-    if not pairs:
-        return ALLOW
+    recorder = getattr(ctx, "_record_policy", None)
+    if not pairs:  # a journaled verdict still counts on replay, even if its policy is gone
+        return ALLOW if recorder is None else Verdict.from_json(await recorder(f"policy:{points[0]}", None))
     needs = active().needs(pairs)
     driver = getattr(ctx, "_driver", None)
     store = getattr(driver, "store", None)
@@ -70,7 +71,6 @@ async def guard(ctx: Any, points: tuple[str, ...], facts: Facts) -> Verdict:
             await _audit(store, verdict, points[0], getattr(ctx, "run_id", None), "policy")
         return verdict.to_json()
 
-    recorder = getattr(ctx, "_record_policy", None)
     if recorder is None:
         return Verdict.from_json(await produce())
     return Verdict.from_json(await recorder(f"policy:{points[0]}", produce))
@@ -202,8 +202,6 @@ async def charge(ctx: Any, completion: Completion) -> None:
 # -- tools -------------------------------------------------------------------------------------------
 async def before_tool(ctx: Any, tool: Any, arguments: dict[str, Any]) -> Verdict:
     """The verdict at ``tool.before`` (and ``egress`` for an MCP or external tool)."""
-    if not len(active()):
-        return ALLOW
     meta = getattr(tool, "meta", {}) or {}
     external = bool(meta.get("external") or meta.get("mcp") or meta.get("server"))
     pins = dict(getattr(getattr(ctx, "_driver", None), "pins", {}) or {})

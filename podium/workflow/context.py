@@ -154,6 +154,10 @@ class Driver(Protocol):
         """Journal entering (or leaving) milestone ``name`` at ``sid``; durable before returning."""
         ...
 
+    def held(self, sid: str) -> tuple[str, str] | None:
+        """The kind and name of the journal's event at ``sid``; None past the journal's end."""
+        ...
+
     def patched(self, scope: Scope, name: str) -> bool:
         """Whether this run takes the code path of change ``name`` (see ``Context.patched``)."""
         ...
@@ -240,6 +244,10 @@ async def _step(
 
 
 _step_module._dispatch = _step  # steps call straight into the flow's driver
+
+
+async def _nothing() -> JSON:
+    return None
 
 
 class Context:
@@ -352,13 +360,22 @@ class Context:
 
         return registry.Prompt.from_json(await driver.record_async(s.next(), f"prompt:{name}", resolve))
 
-    async def _record_policy(self, name: str, produce: Callable[[], Awaitable[JSON]]) -> JSON:
-        """A policy verdict, journaled as a value (replay returns the recorded one); evaluated without a
-        record where the flow cannot journal (inside a step's body)."""
+    async def _record_policy(self, name: str, produce: Callable[[], Awaitable[JSON]] | None) -> JSON:
+        """A policy verdict (``podium.policies``), journaled as a value like ``patched`` journals a marker:
+        replay returns the recorded verdict even if the policies changed since; a position the run passed
+        before any policy applied there stays an allow (None), taking no position; ``produce`` None: no
+        policy applies now. Evaluated without a record inside a step's body."""
         s = _scope.get()
         if s is None or s.in_step or _current_task() is not s.task:
-            return await produce()
-        return await self._driver.record_async(s.next(), name, produce)
+            return None if produce is None else await produce()
+        sid = s.prefix + str(s.n)
+        held = self._driver.held(sid)
+        if held is not None and held != ("value", name):
+            return None  # the run passed this point before a policy applied to it: as then, allow
+        if held is None and produce is None:
+            return None
+        s.n += 1
+        return await self._driver.record_async(sid, name, produce or _nothing)
 
     # -- waiting ------------------------------------------------------------------------------
     async def sleep(self, duration: Duration) -> None:
