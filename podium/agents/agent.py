@@ -32,7 +32,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import ApplicationError, UsageError
 from ..models.types import Completion, Message, ToolCall
-from ..policies.taint import fence
+from ..policies.taint import Untrusted, fence
 from ..tools.tool import Tool
 from ..tools.toolset import ToolResult, Toolset
 
@@ -156,6 +156,8 @@ class Agent:
             if not task.strip():
                 raise UsageError("an agent needs a task")
             user = task if context is None else f"{task}\n\nContext: {json.dumps(context, default=str)}"
+            if isinstance(task, Untrusted):  # a document handed over as the task: fenced, as data
+                user = fence(task) if context is None else f"{fence(task)}\n\nContext: {json.dumps(context)}"
             history = [Message(role="user", content=user)]
         else:
             history = [m if isinstance(m, Message) else Message.model_validate(m) for m in task]

@@ -61,8 +61,8 @@ _INVISIBLE = re.compile(
 _FORGERY = re.compile(
     r"<\|[^|<>\n]{1,40}\|>"  # chat-template tokens: <|im_start|>, <|system|>, <|eot_id|> ...
     r"|\[/?INST\]|<</?SYS>>|</?s>"  # Llama 2
-    r"|</?\s*untrusted\b[^>]*>"  # our own fence: untrusted text must never close it
-    r"|</?\s*(?:system|assistant|user|developer|human|tool|tool_result|tool_call|function_results?"
+    r"|<\s*/?\s*untrusted\b[^>]*>"  # our own fence: untrusted text must never close it
+    r"|<\s*/?\s*(?:system|assistant|user|developer|human|tool|tool_result|tool_call|function_results?"
     r"|function_call|instructions?|im_start|im_end|start_of_turn|end_of_turn)\b[^>]*>"  # role tags
     r"|<start_of_turn>|<end_of_turn>",
     re.I,
