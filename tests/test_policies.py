@@ -464,3 +464,19 @@ def test_evaluation_is_cheap_enough_to_run_at_every_call() -> None:
     assert (
         active().evaluate("tool.before", Facts({"tool": "t7", "arguments": {"amount": 8}})).action == "deny"
     )
+
+
+@podium.flow(name="policies.stream")
+async def streamed(ctx: podium.Context, q: str) -> dict[str, Any]:
+    pieces: list[str] = []
+    text = await ctx.model("vendor").stream(q, on_token=pieces.append)
+    return {"text": text, "streamed": "".join(pieces)}
+
+
+async def test_a_streamed_call_is_masked_too(client: podium.Client, server: FakeOpenAIServer) -> None:
+    register(example("no-pii-to-external-models"))
+    h = await client.start(streamed, "Write to jane@example.org")
+    out = await h.result(timeout=WAIT_SECONDS)
+    assert "jane@example.org" not in json.dumps(server.requests[0]["body"]["messages"])
+    assert "[EMAIL_1]" in out["streamed"]  # what the provider sent, token by token
+    assert out["text"].strip() == "Sent the receipt to jane@example.org, card [CARD_1]."  # restored

@@ -477,6 +477,15 @@ class ModelHandle:
         request = ModelRequest(
             messages=_messages(prompt, system), temperature=temperature, max_tokens=max_tokens
         )
+        # policies, as for every model call; the tokens streamed out of a redacted call hold placeholders
+        ctx = self._ctx
+        request, tainted = _policies.shield(request)
+        if tainted:
+            ctx._untrusted = True
+        pfacts = _policies.model_facts(ctx, self.name, spec, request, task=None, data_class=None)
+        request, masked, switch = await _policies.before_model(ctx, pfacts, request)
+        if switch is not None:
+            spec = models.spec(switch)
 
         async def call() -> Completion:
             import time
@@ -507,8 +516,13 @@ class ModelHandle:
                 latency=time.perf_counter() - started,
             )
 
-        completion: Completion = await self._ctx.step(f"model:{self.name}", call)
-        return completion.text
+        async def charged() -> Completion:
+            done = await call()
+            await _policies.charge(ctx, done)
+            return done
+
+        completion: Completion = await ctx.step(f"model:{self.name}", charged)
+        return (await _policies.after_model(ctx, pfacts, completion, masked)).text
 
 
 def _label_adapter(labels: list[str]) -> TypeAdapter[Any]:
