@@ -19,7 +19,7 @@ import podium
 from podium.models import register as register_model
 from podium.models.types import ModelRequest
 from podium.policies import active, load, untrusted
-from podium.policies.taint import FENCE_CLOSE, FENCE_OPEN, fence, is_untrusted, sanitize
+from podium.policies.taint import FENCE_CLOSE, FENCE_OPEN, fence, is_untrusted, sanitize, unfence
 from podium.testing import ScriptedModel, call
 from podium.testing.injections import INJECTIONS
 
@@ -129,6 +129,7 @@ def test_the_fence_strips_role_forging_and_cannot_be_closed_early(attempt: Any) 
     assert _MARKERS.search(body) is None, body
     assert fenced.count(FENCE_OPEN) == 1 and fenced.count(FENCE_CLOSE) == 1
     assert is_untrusted(fenced) and fence(fenced) == fenced  # fencing twice changes nothing
+    assert unfence(fenced) == sanitize(attempt.text) and unfence("plain") == "plain"
 
 
 def test_sanitize_keeps_ordinary_text() -> None:

@@ -29,7 +29,16 @@ import re
 import unicodedata
 from typing import Any
 
-__all__ = ["FENCE_CLOSE", "FENCE_OPEN", "Untrusted", "fence", "is_untrusted", "sanitize", "untrusted"]
+__all__ = [
+    "FENCE_CLOSE",
+    "FENCE_OPEN",
+    "Untrusted",
+    "fence",
+    "is_untrusted",
+    "sanitize",
+    "unfence",
+    "untrusted",
+]
 
 FENCE_OPEN = '<untrusted source="'
 FENCE_CLOSE = "</untrusted>"
@@ -100,6 +109,15 @@ def fence(text: str, source: str | None = None) -> Untrusted:
 
 def _is_fenced(text: str) -> bool:
     return text.startswith(FENCE_OPEN) and text.endswith(FENCE_CLOSE)
+
+
+def unfence(text: str) -> str:
+    """The text inside a fence (what a tool returned, sanitized); ``text`` itself if it is not fenced. For
+    code that reads tool messages back (a scripted model, a test)."""
+    if not _is_fenced(text):
+        return text
+    start = text.find(">\n")
+    return text[start + 2 : -len(FENCE_CLOSE) - 1] if start >= 0 else text
 
 
 def is_untrusted(text: Any) -> bool:
