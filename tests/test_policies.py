@@ -480,3 +480,44 @@ async def test_a_streamed_call_is_masked_too(client: podium.Client, server: Fake
     assert "jane@example.org" not in json.dumps(server.requests[0]["body"]["messages"])
     assert "[EMAIL_1]" in out["streamed"]  # what the provider sent, token by token
     assert out["text"].strip() == "Sent the receipt to jane@example.org, card [CARD_1]."  # restored
+
+
+async def test_the_rest_api_answers_403_when_a_policy_refuses_a_start(tmp_path: Path) -> None:
+    import asyncio
+    import socket
+
+    import httpx
+    import uvicorn
+    from conftest import eventually, settings_for
+
+    from podium.server import create_app
+
+    @policy(points=["run.start"])
+    def no_leaks(point: str, facts: Facts) -> Decision | None:
+        return (
+            Decision.deny("flow policies.leak is switched off") if facts["flow"] == "policies.leak" else None
+        )
+
+    register(no_leaks)
+    client = podium.Client(settings_for(f"sqlite:///{tmp_path}/api.db"))
+    await client.open()
+    _, key = await client.create_key("ops", "operator")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(client, {}), ws="none", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: asyncio.sleep(0.01, server.started), bool, what="the server to start")
+        async with httpx.AsyncClient(timeout=WAIT_SECONDS) as http:
+            r = await http.post(
+                f"http://127.0.0.1:{sock.getsockname()[1]}/api/runs",
+                json={"flow": "policies.leak", "input": "hi"},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        assert r.status_code == 403 and "switched off" in r.json()["error"]
+        assert await client.list() == []
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+        await close_within(client)

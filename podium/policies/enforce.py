@@ -62,13 +62,15 @@ async def guard(ctx: Any, points: tuple[str, ...], facts: Facts) -> Verdict:
     needs = active().needs(pairs)
     driver = getattr(ctx, "_driver", None)
     store = getattr(driver, "store", None)
+    settings = getattr(getattr(driver, "worker", None), "settings", None)
+    audit = store if getattr(settings, "audit", True) else None  # PODIUM_AUDIT=0 records nothing
 
     async def produce() -> Any:
         now = driver.clock() if driver is not None else time.time()
         await _fetch(store, facts, needs, now)
         verdict = decide(pairs, facts)
         if verdict.hits:
-            await _audit(store, verdict, points[0], getattr(ctx, "run_id", None), "policy")
+            await _audit(audit, verdict, points[0], getattr(ctx, "run_id", None), "policy")
         return verdict.to_json()
 
     if recorder is None:

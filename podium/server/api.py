@@ -33,6 +33,7 @@ from ..errors import (
     InvalidInputError,
     InvalidStateError,
     PodiumError,
+    PolicyViolationError,
     PromptNotFoundError,
     RunNotFoundError,
     StoreError,
@@ -379,6 +380,8 @@ def install_errors(app: FastAPI) -> None:
     async def podium_error(request: Request, exc: PodiumError) -> JSONResponse:
         if isinstance(exc, RunNotFoundError | UnknownFlowError | PromptNotFoundError):
             return reply(404, str(exc))
+        if isinstance(exc, PolicyViolationError):  # podium.policies refused the start or the decision
+            return reply(403, str(exc))
         if isinstance(exc, InvalidStateError):
             return reply(409, str(exc))
         if isinstance(exc, InvalidInputError):
