@@ -167,7 +167,8 @@ def server() -> Iterator[FakeOpenAIServer]:
 @pytest.fixture
 async def client(store_url: str, server: FakeOpenAIServer) -> AsyncIterator[podium.Client]:
     remote = {"provider": "openai", "model": "m1", "base_url": server.url, "max_retries": 0, "cache": False}
-    config = {"models": {"vendor": remote}}
+    embed = {**remote, "kind": "embedding", "model": "e1"}
+    config = {"models": {"vendor": remote, "vendor-embed": embed}}
     c = podium.Client(
         podium.Settings(database_url=store_url, poll_seconds=0.05, lease_seconds=2, config=config)
     )
@@ -521,3 +522,20 @@ async def test_the_rest_api_answers_403_when_a_policy_refuses_a_start(tmp_path: 
         await task
         sock.close()
         await close_within(client)
+
+
+@podium.flow(name="policies.embed")
+async def embed_text(ctx: podium.Context, text: str) -> int:
+    return len(await ctx.embed(text, model="vendor-embed"))
+
+
+async def test_texts_for_an_external_embedding_model_are_masked(
+    client: podium.Client, server: FakeOpenAIServer
+) -> None:
+    register(example("no-pii-to-external-models"))
+    h = await client.start(embed_text, "Customer jane@example.org called about order 4411")
+    assert await h.result(timeout=WAIT_SECONDS) > 0
+    sent = json.dumps(server.requests[-1]["body"])
+    assert "jane@example.org" not in sent and "[EMAIL_1]" in sent and "order 4411" in sent
+    (row,) = await policy_rows(client, h.id)
+    assert row["action"] == "redact"

@@ -546,6 +546,7 @@ async def embed(ctx: Context, models: Models, texts: str | Sequence[str], *, mod
         raise UsageError(f'model {model!r} is a chat model; configure kind = "embedding" to embed with it')
 
     limiter = limiter_for(spec)
+    items = await _policies.before_embed(ctx, spec, items)  # egress to an external embedding model
 
     async def call() -> Embedding:
         if limiter is not None:

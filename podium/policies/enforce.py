@@ -161,6 +161,31 @@ async def before_model(
     return request, masked, verdict.model if verdict.action == "switch" else None
 
 
+async def before_embed(ctx: Any, spec: ModelSpec, texts: list[str]) -> list[str]:
+    """``egress`` for texts sent to an external embedding model: deny raises, redact masks each text (the
+    vectors are of the masked texts); approval and switch mean nothing here and are refused."""
+    external = bool(spec.extra.get("external", spec.provider not in LOCAL_PROVIDERS))
+    if not external:
+        return texts
+    facts = Facts(
+        {
+            "run_id": getattr(ctx, "run_id", None),
+            "flow": getattr(ctx, "flow", None),
+            "model": spec.name,
+            "provider": spec.provider,
+            "external": True,
+            "destination": f"embed:{spec.name}",
+            "untrusted": bool(getattr(ctx, "_untrusted", False)),
+        },
+        text=lambda f: "\n".join(texts),
+        pii=_pii_kinds,
+    )
+    verdict = await guard(ctx, ("egress",), facts)
+    if verdict.action in ("deny", "require_approval", "switch"):
+        raise PolicyDeniedError(f"embedding with {spec.name!r} refused by policy: {verdict.reasons()}")
+    return [mask(t).text for t in texts] if verdict.redacts else texts
+
+
 async def after_model(ctx: Any, facts: Facts, completion: Completion, masked: Masked | None) -> Completion:
     """Apply the verdict at ``model.after`` to the answer (as the provider gave it), then restore what
     ``before_model`` masked."""
