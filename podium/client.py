@@ -38,7 +38,11 @@ from .errors import (
 from .hooks import Observer
 from .management.prompts import Prompts
 from .observability.audit import Auditor
+from .policies import configure as configure_policies
+from .policies import enforce as _policies
 from .policies.access import DEFAULT_TENANT, ROLES, Permissions, Principal, check_tenant
+from .policies.engine import Facts
+from .policies.engine import active as active_policies
 from .runtime import close_observers, make_observers, make_store
 from .storage.audit import AuditDraft
 from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
@@ -270,6 +274,7 @@ class Client:
             self.auditor = Auditor(self.store, key_path=self.settings.audit_key_path, clock=clock)
         self.permissions = Permissions.from_config(self.settings.config)
         """The ``[[permissions]]`` rules of ``podium.toml`` that bound clients (``acting_as``) enforce."""
+        configure_policies(self.settings.config.get("policies"))
         self.prompts = Prompts(self.store, clock=clock)
         """The prompt registry in this client's store: push, label, rollback, diff, split."""
         self._want_worker = worker
@@ -388,6 +393,10 @@ class Client:
         if pinned:
             start["pins"] = pinned
         first = Event(run.id, "start", "", fl.name, start, now)
+        if len(active_policies()):  # podium.policies at run.start: a deny changes nothing
+            facts = {"flow": fl.name, "input": data, "pins": pinned or {}, "by": by, "key": key}
+            facts["tenant"] = (pinned or {}).get("tenant") if tenant == DEFAULT_TENANT else tenant
+            await _policies.control(self._audit_store, "run.start", Facts(facts), subject=run.id, actor=by)
         rec, created = await self.store.create_run(run, first)
         if not created and rec.tenant != tenant:
             raise InvalidStateError(f"key {key!r} is in use; choose another")
@@ -401,6 +410,10 @@ class Client:
             elif not await self.worker.take(rec.id):
                 self.worker.poke(rec.id)
         return RunHandle(self, rec.id, fl, created=created)
+
+    @property
+    def _audit_store(self) -> Store | None:
+        return self.store if self.auditor is not None else None
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """A handle for an existing run."""
@@ -641,6 +654,11 @@ class Client:
             except Exception as exc:
                 raise UsageError(f"edited payload is not JSON-serializable: {exc}") from None
             data["edited"] = True
+        if len(active_policies()):  # podium.policies at approval: a deny changes nothing
+            facts = {"run_id": run_id, "flow": rec.flow, "approval": target.name, "approved": approved}
+            facts.update(by=by, comment=comment, payload=(target.data or {}).get("payload"))
+            facts["edited"] = data["edited"]
+            await _policies.control(self._audit_store, "approval", Facts(facts), subject=run_id, actor=by)
         gate = Gate("approval", ("decision", "withdrawn"), target.name or "")
         try:
             stored = await self._deliver(

@@ -108,11 +108,11 @@ async def test_a_stdio_mcp_servers_tools_are_podium_tools_journaled_and_never_re
     steps = [(e.name, "error" in e.data) for e in journal if e.kind == "step" and e.name.startswith("tool:")]
     assert steps == [("tool:add", False), ("tool:fail", True), ("tool:add", True), ("tool:echo", False)]
     told = [m.content for m in model_of("t.mcp.calc").requests[-1].messages if m.role == "tool"]
-    assert told[0] == '{"result": 5}'
-    assert told[1].startswith("ERROR: MCPToolError:") and "fail was asked to fail: testing" in told[1]
-    assert told[2].startswith("ERROR: ToolArgumentsError: invalid arguments for add")
+    assert told[0].startswith('<untrusted source="tool:add"') and '{"result": 5}' in told[0]  # fenced data
+    assert "ERROR: MCPToolError:" in told[1] and "fail was asked to fail: testing" in told[1]
+    assert "ERROR: ToolArgumentsError: invalid arguments for add" in told[2]
     assert "'two' is not of type 'integer'" in told[2]
-    assert told[3] == '{"result": "hi 7.0"}'
+    assert '{"result": "hi 7.0"}' in told[3]
 
     # Replaying the journal gives the same answer without the server (it is not even running now).
     assert await replay(calc_flow, journal) == out

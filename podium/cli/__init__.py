@@ -768,6 +768,10 @@ from .prompts import prompts_app  # noqa: E402 - it reads this module's helpers 
 
 app.add_typer(prompts_app, name="prompts")
 
+from .policy import policy_app  # noqa: E402 - it reads this module's helpers when it runs
+
+app.add_typer(policy_app, name="policy")
+
 
 def main() -> None:
     """Entry point of the ``podium`` command."""

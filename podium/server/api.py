@@ -51,6 +51,7 @@ from ..errors import (
     InvalidStateError,
     PermissionDeniedError,
     PodiumError,
+    PolicyViolationError,
     PromptNotFoundError,
     RunNotFoundError,
     StoreError,
@@ -396,6 +397,8 @@ def install_errors(app: FastAPI) -> None:
             return reply(403, str(exc))
         if isinstance(exc, RunNotFoundError | UnknownFlowError | PromptNotFoundError):
             return reply(404, str(exc))
+        if isinstance(exc, PolicyViolationError):  # podium.policies refused the start or the decision
+            return reply(403, str(exc))
         if isinstance(exc, InvalidStateError):
             return reply(409, str(exc))
         if isinstance(exc, InvalidInputError):
