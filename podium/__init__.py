@@ -27,7 +27,10 @@ from .errors import (
     LeaseLostError,
     NondeterminismError,
     NotFoundError,
+    PermissionDeniedError,
     PodiumError,
+    PolicyDeniedError,
+    PolicyViolationError,
     PromptNotFoundError,
     RunCancelledError,
     RunError,
@@ -43,6 +46,7 @@ from .errors import (
 )
 from .hooks import EngineEvent, Observer
 from .management import Prompt, Prompts
+from .policies.access import Principal
 from .tools import Tool, ToolResult, Toolset, tool
 from .types import RenderedPrompt, RunStatus
 from .workflow import (
@@ -89,7 +93,11 @@ __all__ = [
     "NotFoundError",
     "Observer",
     "PendingApproval",
+    "PermissionDeniedError",
     "PodiumError",
+    "PolicyDeniedError",
+    "PolicyViolationError",
+    "Principal",
     "Prompt",
     "PromptNotFoundError",
     "Prompts",

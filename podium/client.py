@@ -39,12 +39,20 @@ from .errors import (
 from .hooks import Observer
 from .management.prompts import Prompts
 from .observability.audit import Auditor
+from .policies import configure as configure_policies
+from .policies import enforce as _policies
+from .policies.access import DEFAULT_TENANT, ROLES, Permissions, Principal, check_tenant
+from .policies.engine import Facts
+from .policies.engine import active as active_policies
 from .runtime import close_observers, make_observers, make_store
 from .storage.audit import AuditDraft
 from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
 from .triggers import cron as _cron
 from .types import JSON, Clock, Duration, RunStatus, check_pins, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
+
+if TYPE_CHECKING:
+    from .acting import ActingClient
 
 log = logging.getLogger("podium.client")
 
@@ -77,6 +85,7 @@ class Run:
     """The queue of the run's flow (``@podium.flow(queue=...)``)."""
     priority: int = 0
     """Runnable runs are claimed highest priority first."""
+    tenant: str = DEFAULT_TENANT
 
     @classmethod
     def _of(cls, r: RunRecord) -> Run:
@@ -95,6 +104,7 @@ class Run:
             r.wake_at,
             r.queue,
             r.priority,
+            r.tenant,
         )
 
 
@@ -139,24 +149,27 @@ class FeedEntry:
     at: float
 
 
-ROLES = ("viewer", "operator", "approver", "admin")
-"""Roles of API keys: viewers read; operators also start, cancel and signal runs; approvers also decide
-approvals; admins do everything, API keys included."""
-
-
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """An API key of the HTTP API (its secret is never stored, only a hash)."""
+    """An API key of the HTTP API (its secret is never stored, only a hash). ``tenant`` is the tenant it
+    acts in (None: every tenant); after ``expires_at`` it no longer authenticates."""
 
     id: str
     name: str
     role: str
     created_at: float
     revoked_at: float | None
+    tenant: str | None = None
+    expires_at: float | None = None
 
     @classmethod
     def _of(cls, k: KeyRecord) -> ApiKey:
-        return cls(k.id, k.name, k.role, k.created_at, k.revoked_at)
+        return cls(k.id, k.name, k.role, k.created_at, k.revoked_at, k.tenant, k.expires_at)
+
+    @property
+    def principal(self) -> Principal:
+        """Who acts with this key."""
+        return Principal(self.name, self.role, self.tenant, self.id)
 
 
 def _hash_key(secret: str) -> str:
@@ -265,6 +278,9 @@ class Client:
         """Records security-relevant events in the store's audit trail (None with ``audit=False``)."""
         if self.settings.audit:
             self.auditor = Auditor(self.store, key_path=self.settings.audit_key_path, clock=clock)
+        self.permissions = Permissions.from_config(self.settings.config)
+        """The ``[[permissions]]`` rules of ``podium.toml`` that bound clients (``acting_as``) enforce."""
+        configure_policies(self.settings.config.get("policies"))
         self.prompts = Prompts(self.store, clock=clock)
         """The prompt registry in this client's store: push, label, rollback, diff, split."""
         self._want_worker = worker
@@ -330,6 +346,7 @@ class Client:
         by: str | None = None,
         priority: int = 0,
         pins: Mapping[str, str] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> RunHandle[T]:
         """Start a run of ``flow``. With ``key``, starting again returns the same run (idempotent).
 
@@ -340,9 +357,11 @@ class Client:
         a prompt version (or a label); other keys are the flow's own, read with ``ctx.pins``.
 
         ``timeout`` bounds the whole run (default: the flow's own ``timeout``). ``by`` (who asked) is
-        journaled with the start.
+        journaled with the start. The run belongs to ``tenant`` (its child runs too); a ``key`` taken by a run
+        of another tenant is refused with ``InvalidStateError``.
         """
         self._check_open()
+        check_tenant(tenant)
         fl = resolve_flow(flow)
         if key is not None and (not isinstance(key, str) or not key):
             raise UsageError("key must be a non-empty string")
@@ -364,6 +383,7 @@ class Client:
             deadline=None if seconds is None else now + seconds,
             priority=priority,
             queue=fl.queue,
+            tenant=tenant,
         )
         lease = None if self.worker is None else self.worker.lease_new(fl.name)
         if lease is not None:  # created already claimed by our worker: one transaction fewer
@@ -379,7 +399,13 @@ class Client:
         if pinned:
             start["pins"] = pinned
         first = Event(run.id, "start", "", fl.name, start, now)
+        if len(active_policies()):  # podium.policies at run.start: a deny changes nothing
+            facts = {"flow": fl.name, "input": data, "pins": pinned or {}, "by": by, "key": key}
+            facts["tenant"] = (pinned or {}).get("tenant") if tenant == DEFAULT_TENANT else tenant
+            await _policies.control(self._audit_store, "run.start", Facts(facts), subject=run.id, actor=by)
         rec, created = await self.store.create_run(run, first)
+        if not created and rec.tenant != tenant:
+            raise InvalidStateError(f"key {key!r} is in use; choose another")
         if not created and rec.flow != fl.name:
             raise InvalidStateError(f"key {key!r} belongs to run {rec.id} of flow {rec.flow!r}")
         if created and self.auditor is not None:
@@ -390,6 +416,10 @@ class Client:
             elif not await self.worker.take(rec.id):
                 self.worker.poke(rec.id)
         return RunHandle(self, rec.id, fl, created=created)
+
+    @property
+    def _audit_store(self) -> Store | None:
+        return self.store if self.auditor is not None else None
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """A handle for an existing run."""
@@ -415,8 +445,10 @@ class Client:
         flow: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> builtins.list[Run]:
-        """Runs, newest first. ``before`` is the last id of the previous page."""
+        """Runs, newest first. ``before`` is the last id of the previous page; ``tenant`` keeps that
+        tenant's runs only."""
         self._check_open()
         if not 1 <= limit <= 1000:
             raise UsageError("limit must be between 1 and 1000")
@@ -428,7 +460,9 @@ class Client:
             except ValueError:
                 valid = ", ".join(s.value for s in RunStatus)
                 raise UsageError(f"unknown status in {items!r}; use one of {valid}") from None
-        rows = await self.store.list_runs(status=statuses, flow=flow, limit=limit, before=before)
+        rows = await self.store.list_runs(
+            status=statuses, flow=flow, limit=limit, before=before, tenant=tenant
+        )
         return [Run._of(r) for r in rows]
 
     async def result(self, run_id: str, *, timeout: Duration | None = None) -> Any:
@@ -626,6 +660,11 @@ class Client:
             except Exception as exc:
                 raise UsageError(f"edited payload is not JSON-serializable: {exc}") from None
             data["edited"] = True
+        if len(active_policies()):  # podium.policies at approval: a deny changes nothing
+            facts = {"run_id": run_id, "flow": rec.flow, "approval": target.name, "approved": approved}
+            facts.update(by=by, comment=comment, payload=(target.data or {}).get("payload"))
+            facts["edited"] = data["edited"]
+            await _policies.control(self._audit_store, "approval", Facts(facts), subject=run_id, actor=by)
         gate = Gate("approval", ("decision", "withdrawn"), target.name or "")
         try:
             stored = await self._deliver(
@@ -742,21 +781,42 @@ class Client:
         ]
 
     # -- API keys -----------------------------------------------------------------------------
-    async def create_key(self, name: str, role: str, *, by: str | None = None) -> tuple[ApiKey, str]:
+    async def create_key(
+        self,
+        name: str,
+        role: str,
+        *,
+        tenant: str | None = None,
+        expires: Duration | None = None,
+        by: str | None = None,
+    ) -> tuple[ApiKey, str]:
         """Create an API key for the HTTP API; returns it and its secret. Only a hash of the secret is
-        stored: show the secret to its owner now, it cannot be read back."""
+        stored: show the secret to its owner now, it cannot be read back.
+
+        The key acts in ``tenant`` only (None: in every tenant, a platform key) and, with ``expires``
+        (seconds or ``"30d"``), stops authenticating that long from now."""
         self._check_open()
         if not isinstance(name, str) or not name.strip():
             raise UsageError("an API key needs a name (who or what uses it)")
         if role not in ROLES:
             raise UsageError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        if tenant is not None:
+            check_tenant(tenant)
+        now = self.clock()
+        expires_at = None
+        if expires is not None:
+            seconds = parse_duration(expires)
+            if seconds <= 0:
+                raise UsageError(f"expires must be a positive duration, not {expires!r}")
+            expires_at = now + seconds
         secret = "pdm_" + secrets.token_urlsafe(32)
-        rec = KeyRecord(new_id(), name.strip(), role, _hash_key(secret), self.clock())
+        rec = KeyRecord(new_id(), name.strip(), role, _hash_key(secret), now, None, tenant, expires_at)
         await self.store.key_add(rec)
         if self.auditor is not None:
-            await self.auditor.record(
-                "key.created", subject=rec.id, actor=by, payload={"name": rec.name, "role": role}
-            )
+            payload: dict[str, Any] = {"name": rec.name, "role": role, "tenant": tenant}
+            if expires_at is not None:
+                payload["expires_at"] = expires_at
+            await self.auditor.record("key.created", subject=rec.id, actor=by, payload=payload)
         return ApiKey._of(rec), secret
 
     async def keys(self) -> builtins.list[ApiKey]:
@@ -773,12 +833,24 @@ class Client:
             await self.auditor.record("key.revoked", subject=key_id, actor=by)
 
     async def authenticate(self, secret: str) -> ApiKey | None:
-        """The active key whose secret this is, or None."""
+        """The active key whose secret this is, or None (unknown, revoked or expired)."""
         self._check_open()
         if not isinstance(secret, str) or not secret:
             return None
         rec = await self.store.key_find(_hash_key(secret))
-        return None if rec is None else ApiKey._of(rec)
+        if rec is None or (rec.expires_at is not None and rec.expires_at <= self.clock()):
+            return None
+        return ApiKey._of(rec)
+
+    def acting_as(self, principal: Principal | ApiKey, *, by: str | None = None) -> ActingClient:
+        """This client bound to ``principal`` (or an API key's): its methods check, with
+        ``podium.policies.access.authorize``, that the principal may act before acting, and see only the
+        principal's tenant. The REST API, the MCP server and the CLI all act through one. What it does is
+        journaled as done by ``by`` (default: ``"NAME (ROLE)"`` of the principal)."""
+        from .acting import ActingClient
+
+        who = principal.principal if isinstance(principal, ApiKey) else principal
+        return ActingClient(self, who, by=by)
 
     async def check_replay(self, run_id: str) -> ReplayReport:
         """Replay the run's journal against the flow code loaded in this process, running nothing: does
@@ -1038,7 +1110,7 @@ def run(
 
 
 def _started(rec: RunRecord, by: str | None, key: str | None, pins: Mapping[str, str]) -> AuditDraft:
-    payload: dict[str, Any] = {"flow": rec.flow}
+    payload: dict[str, Any] = {"flow": rec.flow, "tenant": rec.tenant}
     if key is not None:
         payload["key"] = key
     if pins:

@@ -280,6 +280,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
+_SECRETS: set[str] = set()
+
+
 def secret(name: str) -> str | None:
-    """The value of environment variable ``name`` (API keys are read here, when a call needs them)."""
-    return os.environ.get(name)
+    """The value of environment variable ``name`` (API keys are read here, when a call needs them). The
+    value is remembered, so that ``redact_secrets`` takes it out of anything journaled, logged or traced."""
+    value = os.environ.get(name)
+    if value and len(value) >= 8:
+        _SECRETS.add(value)
+    return value
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every secret this process has read (``secret``) replaced by ``[REDACTED]``: a provider
+    that echoes a key in an error message does not put it in the journal, the logs or a trace."""
+    if not _SECRETS or not text:
+        return text
+    for value in _SECRETS:
+        if value in text:
+            text = text.replace(value, "[REDACTED]")
+    return text

@@ -19,8 +19,10 @@ EXPECTED = [
     "Agent", "AgentError", "AgentResult", "ApiKey", "ApplicationError", "Approval", "CancelScope", "Client",
     "ConfigError", "Context", "EngineEvent", "FeedEntry", "Finished", "Flow", "Group", "InvalidInputError",
     "InvalidStateError", "JournalEntry", "LeaseLostError", "Milestone", "NondeterminismError",
-    "NotFoundError", "Observer", "PendingApproval", "PodiumError", "Prompt", "PromptNotFoundError", "Prompts",
-    "RenderedPrompt", "RetryPolicy", "Run", "RunCancelledError", "RunError",
+    "NotFoundError", "Observer", "PendingApproval", "PermissionDeniedError", "PodiumError",
+    "PolicyDeniedError", "PolicyViolationError", "Principal", "Prompt", "PromptNotFoundError", "Prompts",
+    "RenderedPrompt",
+    "RetryPolicy", "Run", "RunCancelledError", "RunError",
     "RunFailedError", "RunHandle", "RunNotFoundError", "RunStatus", "RunTimeoutError", "Settings",
     "SignalRefusedError", "StepError", "StepFunction", "StepInfo", "StepTimeoutError", "StoreError",
     "TaskHandle", "TimelineRow", "Tool", "ToolResult", "Toolset", "UnknownFlowError", "UsageError",
@@ -49,6 +51,7 @@ def test_error_tree() -> None:
         podium.InvalidStateError,
         podium.ConfigError,
         podium.PromptNotFoundError,
+        podium.PermissionDeniedError,
     ):
         assert issubclass(cls, podium.UsageError)
     for cls in (

@@ -785,6 +785,35 @@ async def test_evaluations_and_their_results_are_stored_and_replaced(store: Stor
     assert await store.eval_results("none") == []
 
 
+async def test_runs_keep_their_tenant_and_list_by_tenant(store: Store) -> None:
+    for i, tenant in enumerate(["acme", "globex", "acme", "default"]):
+        rec = RunRecord(
+            f"t{i}", "f", RunStatus.PENDING, None, created_at=T0 + i, updated_at=T0 + i, tenant=tenant
+        )
+        await store.create_run(rec, Event(rec.id, "start", "", "f", None, T0 + i))
+    got = await store.get_run("t1")
+    assert got is not None and got.tenant == "globex"
+    assert [r.id for r in await store.list_runs(tenant="acme")] == ["t2", "t0"]
+    assert [r.id for r in await store.list_runs(tenant="acme", limit=1, before="t2")] == ["t0"]
+    assert [r.id for r in await store.list_runs(tenant="nobody")] == []
+    assert len(await store.list_runs()) == 4
+    await create(store, "plain", at=T0 + 9)
+    plain = await store.get_run("plain")
+    assert plain is not None and plain.tenant == "default"
+
+
+async def test_api_keys_keep_their_tenant_and_expiry(store: Store) -> None:
+    from podium.storage.base import KeyRecord
+
+    await store.key_add(KeyRecord("k1", "acme-ops", "operator", "h1", T0, None, "acme", T0 + 60))
+    await store.key_add(KeyRecord("k2", "root", "admin", "h2", T0 + 1))
+    one = await store.key_find("h1")
+    assert one is not None and (one.tenant, one.expires_at) == ("acme", T0 + 60)
+    two = await store.key_find("h2")
+    assert two is not None and (two.tenant, two.expires_at) == (None, None)
+    assert [(k.id, k.tenant) for k in await store.key_list()] == [("k1", "acme"), ("k2", None)]
+
+
 # -- prompt registry ------------------------------------------------------------------------------
 
 

@@ -93,6 +93,15 @@ def _bar(row: TimelineRow, start: float, span: float, width: int = 16) -> Text:
     return Text(" " * a + "█" * (b - a), style=ROW_STYLE.get(row.status, "white"))
 
 
+def policy_ref(d: Any) -> str:
+    """``deny by card-block@3f2a…/cards: a card number in the answer`` for one journaled decision."""
+    if not isinstance(d, dict):
+        return str(d)
+    rule = f"/{d['rule']}" if d.get("rule") else ""
+    why = f": {d['reason']}" if d.get("reason") else ""
+    return f"{d.get('action')} by {d.get('policy')}@{str(d.get('version', ''))[:8]}{rule}{why}"
+
+
 def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
     """Positions with status, tries, duration, a Gantt-like bar (on wide terminals) and the result."""
     start = run.created_at
@@ -122,6 +131,9 @@ def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
                 f"{answer}  ({d.get('served_by') or d.get('model')}{', cached' if d.get('cached') else ''})",
                 48,
             )
+        if row.name.startswith("policy:") and isinstance(row.detail, dict):
+            d = row.detail  # a policy verdict: the action, and which policy (version) decided
+            detail = short(", ".join(policy_ref(x) for x in d.get("decisions", ())) or "allow", 48)
         if row.status == "failed" and isinstance(row.detail, dict):
             detail = short(f"{row.detail.get('type')}: {row.detail.get('message')}", 48)
         add(
@@ -164,6 +176,8 @@ def run_panel(
     head.add_row("flow", run.flow)
     if run.queue != "default" or run.priority:
         head.add_row("queue", f"{run.queue}, priority {run.priority}")
+    if run.tenant != "default":
+        head.add_row("tenant", run.tenant)
     head.add_row("status", status_text(run.status))
     head.add_row("created", when(run.created_at))
     if run.ended_at:
@@ -183,6 +197,14 @@ def run_panel(
             f"{used.calls} call(s), {used.cached} from cache, {used.input_tokens:,} tokens in, "
             f"{used.output_tokens:,} out, ${used.cost:.4f}",
         )
+    decided = [
+        d
+        for r in rows
+        if r.kind == "value" and r.name.startswith("policy:") and isinstance(r.detail, dict)
+        for d in r.detail.get("decisions", ())
+    ]
+    if decided:
+        head.add_row("policies", "; ".join(policy_ref(d) for d in decided))
     prompts = [r.detail for r in rows if r.kind == "value" and r.name.startswith("prompt:")]
     if prompts:
         head.add_row("prompts", ", ".join(prompt_ref(p) for p in prompts if isinstance(p, dict)))

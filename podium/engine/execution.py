@@ -490,6 +490,11 @@ class Execution:
         self.worker.committer.request_nowait(self)
         return value
 
+    def held(self, sid: str) -> tuple[str, str] | None:
+        """The kind and name of what the journal holds at ``sid`` (None past its end)."""
+        ev = self.positions.get(sid)
+        return None if ev is None else (ev.kind, ev.name or "")
+
     def patched(self, scope: Scope, name: str) -> bool:
         """``ctx.patched``: True (and a ``patch`` marker journaled) where the run meets the change for the
         first time; False, taking no position, where the journal holds what older code did here."""
@@ -843,7 +848,7 @@ class Execution:
                 value = self.flow.validate_input(run.input)
             except InvalidInputError as exc:
                 return await self._end(Transition.FAIL, error={**describe_error(exc), "retryable": False})
-            ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims)
+            ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims, tenant=run.tenant)
             if self.observers:
                 self._tell("run.claimed", attempt=run.claims, started=run.created_at)
             # The flow runs in this very task (one task per run); stop() cancels it while flow code runs.

@@ -405,6 +405,7 @@ class Worker:
             deadline=None if flow.timeout is None else now + flow.timeout,
             priority=parent.priority,
             queue=flow.queue,
+            tenant=parent.tenant,
         )
         start: dict[str, Any] = {"input": data, "depth": depth, "version": flow.version}
         if pins:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import UsageError
+from ..policies import enforce as _policies
+from ..policies.taint import Untrusted, fence
 from ..types import RenderedPrompt
 from .breaker import breaker_for
 from .errors import BudgetExceededError, ModelError, ModelOutputError
@@ -34,13 +36,24 @@ REPAIRS = 2
 """How often a structured answer that does not validate is sent back to the model for repair."""
 
 
+def _labelled(m: dict[str, Any]) -> dict[str, Any]:
+    """A message dict whose untrusted content is fenced (and never in the system role)."""
+    if isinstance(m.get("content"), Untrusted):
+        role = "user" if m.get("role") == "system" else m.get("role")
+        return {**m, "role": role, "content": fence(m["content"])}
+    return m
+
+
 def _messages(prompt: str | Sequence[Message | dict[str, Any]], system: str | None) -> list[Message]:
     if isinstance(prompt, str):
-        msgs = [Message(role="user", content=prompt)]
+        msgs = [Message(role="user", content=fence(prompt) if isinstance(prompt, Untrusted) else prompt)]
     else:
-        msgs = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+        msgs = [m if isinstance(m, Message) else Message.model_validate(_labelled(m)) for m in prompt]
     if system:
-        msgs.insert(0, Message(role="system", content=system))
+        if isinstance(system, Untrusted):  # untrusted text never becomes system instructions
+            msgs.insert(0, Message(role="user", content=fence(system)))
+        else:
+            msgs.insert(0, Message(role="system", content=system))
     if not msgs:
         raise UsageError("a model call needs a prompt or at least one message")
     return msgs
@@ -158,6 +171,7 @@ class ModelHandle:
         task: str | None = None,
         data_class: str | None = None,
         prompt: dict[str, Any] | None = None,
+        hops: int = 0,
     ) -> Completion:
         models = self._models
         tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
@@ -269,8 +283,28 @@ class ModelHandle:
                 retryable=last.retryable if last is not None else True,
             )
 
-        result: Completion = await self._ctx.step(f"model:{self.name}", call)
-        return result
+        # -- policies (podium.policies): untrusted text out of the system role, then model.before --
+        ctx = self._ctx
+        request, tainted = _policies.shield(request)
+        if tainted:
+            ctx._untrusted = True
+        pfacts = _policies.model_facts(ctx, self.name, self.spec, request, task=task, data_class=data_class)
+        request, masked, switch = await _policies.before_model(ctx, pfacts, request)
+        if switch is not None and switch != self.name:
+            if hops >= 3:
+                raise UsageError(f"policies switch models in a loop (at {self.name!r} -> {switch!r})")
+            other = ModelHandle(ctx, models, switch, self._cache)
+            return await other._complete(
+                request, adapter, post, task=task, data_class=data_class, prompt=prompt, hops=hops + 1
+            )
+
+        async def charged() -> Completion:
+            completion = await call()
+            await _policies.charge(ctx, completion)  # the run pin `tenant`'s spending today
+            return completion
+
+        result: Completion = await ctx.step(f"model:{self.name}", charged)
+        return await _policies.after_model(ctx, pfacts, result, masked)
 
     @overload
     async def generate(
@@ -443,6 +477,15 @@ class ModelHandle:
         request = ModelRequest(
             messages=_messages(prompt, system), temperature=temperature, max_tokens=max_tokens
         )
+        # policies, as for every model call; the tokens streamed out of a redacted call hold placeholders
+        ctx = self._ctx
+        request, tainted = _policies.shield(request)
+        if tainted:
+            ctx._untrusted = True
+        pfacts = _policies.model_facts(ctx, self.name, spec, request, task=None, data_class=None)
+        request, masked, switch = await _policies.before_model(ctx, pfacts, request)
+        if switch is not None:
+            spec = models.spec(switch)
 
         async def call() -> Completion:
             import time
@@ -473,8 +516,13 @@ class ModelHandle:
                 latency=time.perf_counter() - started,
             )
 
-        completion: Completion = await self._ctx.step(f"model:{self.name}", call)
-        return completion.text
+        async def charged() -> Completion:
+            done = await call()
+            await _policies.charge(ctx, done)
+            return done
+
+        completion: Completion = await ctx.step(f"model:{self.name}", charged)
+        return (await _policies.after_model(ctx, pfacts, completion, masked)).text
 
 
 def _label_adapter(labels: list[str]) -> TypeAdapter[Any]:
@@ -498,6 +546,7 @@ async def embed(ctx: Context, models: Models, texts: str | Sequence[str], *, mod
         raise UsageError(f'model {model!r} is a chat model; configure kind = "embedding" to embed with it')
 
     limiter = limiter_for(spec)
+    items = await _policies.before_embed(ctx, spec, items)  # egress to an external embedding model
 
     async def call() -> Embedding:
         if limiter is not None:

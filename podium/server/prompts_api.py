@@ -17,15 +17,17 @@ split.
 # No ``from __future__ import annotations``: FastAPI reads the dependency annotations at definition time.
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from ..acting import ActingClient
 from ..client import Client
 from ..errors import PromptNotFoundError
 from ..management.prompts import Prompt
+from .authz import caller_dependency, needs
 
 
 class PushPrompt(BaseModel):
@@ -50,16 +52,26 @@ def _prompt(p: Prompt) -> dict[str, Any]:
     return p.to_json()
 
 
-def add_prompt_routes(api: APIRouter, client: Client, reader: Any, writer: Any) -> None:
-    """Add the routes to ``api``; ``reader`` and ``writer`` are the annotated key dependencies."""
-    prompts = client.prompts
+def add_prompt_routes(api: APIRouter, client: Client) -> None:
+    """Add the routes to ``api``, each declaring its action (see ``podium.server.authz``).
 
-    @api.get("/prompts", summary="Prompts: latest version, labels and split of each")
-    async def list_prompts(key: reader) -> dict[str, Any]:
+    Prompts are shared by every tenant: any viewer reads them; only platform operators and admins (keys of
+    no one tenant) change them."""
+    prompts = client.prompts
+    Me = Annotated[ActingClient, Depends(caller_dependency(client))]
+
+    @api.get(
+        "/prompts", summary="Prompts: latest version, labels and split of each", openapi_extra=needs("view")
+    )
+    async def list_prompts(me: Me) -> dict[str, Any]:
         return {"prompts": [asdict(i) for i in await prompts.list()]}
 
-    @api.get("/prompts/{name}", summary="A prompt's versions, labels, split and label history")
-    async def get_prompt(name: str, key: reader) -> dict[str, Any]:
+    @api.get(
+        "/prompts/{name}",
+        summary="A prompt's versions, labels, split and label history",
+        openapi_extra=needs("view"),
+    )
+    async def get_prompt(name: str, me: Me) -> dict[str, Any]:
         versions = await prompts.versions(name)
         labels = await prompts.labels(name)
         history = {label: [asdict(m) for m in await prompts.history(name, label)] for label in labels}
@@ -71,8 +83,14 @@ def add_prompt_routes(api: APIRouter, client: Client, reader: Any, writer: Any) 
             "history": history,
         }
 
-    @api.post("/prompts/{name}/versions", status_code=201, summary="Push a version (idempotent on content)")
-    async def push(name: str, body: PushPrompt, key: writer) -> JSONResponse:
+    @api.post(
+        "/prompts/{name}/versions",
+        status_code=201,
+        summary="Push a version (idempotent on content)",
+        openapi_extra=needs("edit"),
+    )
+    async def push(name: str, body: PushPrompt, me: Me) -> JSONResponse:
+        me.require_platform("change prompts, which every tenant shares")
         try:
             before = len(await prompts.versions(name))
         except PromptNotFoundError:
@@ -81,28 +99,54 @@ def add_prompt_routes(api: APIRouter, client: Client, reader: Any, writer: Any) 
         created = p.version > before
         return JSONResponse({"prompt": _prompt(p), "created": created}, status_code=201 if created else 200)
 
-    @api.get("/prompts/{name}/versions/{ref}", summary="One version, by number or label")
-    async def get_version(name: str, ref: str, key: reader) -> dict[str, Any]:
+    @api.get(
+        "/prompts/{name}/versions/{ref}",
+        summary="One version, by number or label",
+        openapi_extra=needs("view"),
+    )
+    async def get_version(name: str, ref: str, me: Me) -> dict[str, Any]:
         return _prompt(await prompts.get_ref(name, ref))
 
-    @api.get("/prompts/{name}/diff", summary="A unified diff of two versions (numbers or labels)")
-    async def diff(name: str, a: str, b: str, key: reader) -> dict[str, Any]:
+    @api.get(
+        "/prompts/{name}/diff",
+        summary="A unified diff of two versions (numbers or labels)",
+        openapi_extra=needs("view"),
+    )
+    async def diff(name: str, a: str, b: str, me: Me) -> dict[str, Any]:
         return {"a": a, "b": b, "diff": await prompts.diff(name, a, b)}
 
-    @api.put("/prompts/{name}/labels/{label}", summary="Point a label at a version")
-    async def move(name: str, label: str, body: MoveLabel, key: writer) -> dict[str, Any]:
+    @api.put(
+        "/prompts/{name}/labels/{label}", summary="Point a label at a version", openapi_extra=needs("edit")
+    )
+    async def move(name: str, label: str, body: MoveLabel, me: Me) -> dict[str, Any]:
+        me.require_platform("change prompts, which every tenant shares")
         p = await prompts.label(name, body.version, label)
         return {"label": label, "version": p.version}
 
-    @api.post("/prompts/{name}/labels/{label}/rollback", summary="Move a label back to its previous version")
-    async def rollback(name: str, label: str, key: writer) -> dict[str, Any]:
+    @api.post(
+        "/prompts/{name}/labels/{label}/rollback",
+        summary="Move a label back to its previous version",
+        openapi_extra=needs("edit"),
+    )
+    async def rollback(name: str, label: str, me: Me) -> dict[str, Any]:
+        me.require_platform("change prompts, which every tenant shares")
         p = await prompts.rollback(name, label)
         return {"label": label, "version": p.version}
 
-    @api.put("/prompts/{name}/split", summary="Split live traffic over labels or versions by percentage")
-    async def put_split(name: str, body: SetSplit, key: writer) -> dict[str, Any]:
+    @api.put(
+        "/prompts/{name}/split",
+        summary="Split live traffic over labels or versions by percentage",
+        openapi_extra=needs("edit"),
+    )
+    async def put_split(name: str, body: SetSplit, me: Me) -> dict[str, Any]:
+        me.require_platform("change prompts, which every tenant shares")
         return {"split": await prompts.split(name, body.arms)}
 
-    @api.delete("/prompts/{name}/split", summary="Remove the split: runs resolve the label again")
-    async def delete_split(name: str, key: writer) -> dict[str, Any]:
+    @api.delete(
+        "/prompts/{name}/split",
+        summary="Remove the split: runs resolve the label again",
+        openapi_extra=needs("edit"),
+    )
+    async def delete_split(name: str, me: Me) -> dict[str, Any]:
+        me.require_platform("change prompts, which every tenant shares")
         return {"split": await prompts.split(name, None)}

@@ -50,6 +50,8 @@ class RunRecord:
     """Runnable runs are claimed highest priority first, then oldest first."""
     queue: str = "default"
     """The queue of the run's flow when it was created; a queue's runs at once may be capped."""
+    tenant: str = "default"
+    """The tenant the run belongs to (child runs inherit it); principals of other tenants never see it."""
 
 
 @dataclass(slots=True)
@@ -140,8 +142,9 @@ class Store(Protocol):
         parent_id: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first; ``before`` is a run id to page from (exclusive)."""
+        """Newest first; ``before`` is a run id to page from (exclusive); ``tenant`` keeps that tenant's."""
         ...
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
@@ -460,7 +463,10 @@ class ScheduleFire:
 
 @dataclass(slots=True)
 class KeyRecord:
-    """An API key of the HTTP API: its ``role`` and a hash of the secret (never the secret itself)."""
+    """An API key of the HTTP API: its ``role`` and a hash of the secret (never the secret itself).
+
+    ``tenant`` is the one tenant it acts in (None: every tenant, a platform key); after ``expires_at`` (if
+    set) it no longer authenticates."""
 
     id: str
     name: str
@@ -468,6 +474,8 @@ class KeyRecord:
     hash: str
     created_at: float = 0.0
     revoked_at: float | None = None
+    tenant: str | None = None
+    expires_at: float | None = None
 
 
 @dataclass(slots=True)

@@ -112,6 +112,7 @@ class MemoryStore(MemoryDatasets, MemoryAudit):
         parent_id: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> list[RunRecord]:
         rows = sorted(self._runs.values(), key=lambda r: (r.created_at, r.id), reverse=True)
         if before is not None and before in self._runs:
@@ -123,6 +124,7 @@ class MemoryStore(MemoryDatasets, MemoryAudit):
             if (status is None or r.status in status)
             and (flow is None or r.flow == flow)
             and (parent_id is None or r.parent_id == parent_id)
+            and (tenant is None or r.tenant == tenant)
         ]
         return out[:limit]
 

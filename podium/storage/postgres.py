@@ -75,7 +75,7 @@ _TERMINAL_STATUS = {
     Transition.CANCEL: RunStatus.CANCELLED,
 }
 _LIVE = "('pending', 'running', 'waiting')"
-_KEY_COLS = "id, name, role, hash, created_at, revoked_at"
+_KEY_COLS = "id, name, role, hash, created_at, revoked_at, tenant, expires_at"
 
 _INSERT_EVENTS = (
     "INSERT INTO events (run_id, kind, step, name, data, at) "
@@ -100,7 +100,7 @@ _FINISH = (
 )
 _CREATE = (
     f"WITH r AS (INSERT INTO runs ({_RUN_COLS}) VALUES "
-    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
+    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
     "INSERT INTO events (run_id, kind, step, name, data, at) SELECT %s, %s, %s, %s, %s, %s FROM r "
     "ON CONFLICT DO NOTHING RETURNING run_id"
 )
@@ -143,6 +143,7 @@ def _run_params(run: RunRecord) -> tuple[Any, ...]:
         run.claims,
         run.priority,
         run.queue,
+        run.tenant,
     )
 
 
@@ -390,9 +391,13 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
         parent_id: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> list[RunRecord]:
         where: list[str] = []
         args: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = %s")
+            args.append(tenant)
         if status is not None:
             where.append("status = ANY(%s)")
             args.append([s.value for s in status])
@@ -930,8 +935,17 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
     async def key_add(self, key: KeyRecord) -> None:
         try:
             await self._one(
-                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (%s,%s,%s,%s,%s,%s) RETURNING 1",
-                (key.id, key.name, key.role, key.hash, key.created_at, key.revoked_at),
+                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) RETURNING 1",
+                (
+                    key.id,
+                    key.name,
+                    key.role,
+                    key.hash,
+                    key.created_at,
+                    key.revoked_at,
+                    key.tenant,
+                    key.expires_at,
+                ),
             )
         except StoreError as exc:
             if isinstance(exc.__cause__, pg_errors.UniqueViolation):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
+if TYPE_CHECKING:  # psycopg is imported by the store itself, with the install hint if it is missing
+    import psycopg
 
 from .base import PromptLabelRecord, PromptMove, PromptRecord
 from .prompt_rows import LABEL_COLS, MOVE_COLS, PROMPT_COLS, move_row, prompt_params, prompt_row

@@ -34,9 +34,10 @@ from .sqlite_datasets import SQLiteDatasets
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
-    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, queue"
+    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, queue, tenant"
 )
 _EVENT_COLS = "seq, run_id, kind, step, name, data, at"
+_KEY_COLS = "id, name, role, hash, created_at, revoked_at, tenant, expires_at"
 _RUNNABLE = (
     "status IN ('pending', 'waiting', 'running') AND (status = 'pending' "
     "OR (status = 'waiting' AND wake_at <= :now) OR (status = 'running' AND lease_until < :now))"
@@ -78,6 +79,7 @@ def _run(row: Sequence[Any]) -> RunRecord:
         claims=row[17],
         priority=row[18],
         queue=row[19],
+        tenant=row[20],
     )
 
 
@@ -193,7 +195,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
                 return _run(row), False
         try:
             db.execute(
-                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.id,
                     run.flow,
@@ -215,6 +217,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
                     run.claims,
                     run.priority,
                     run.queue,
+                    run.tenant,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -238,9 +241,13 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
         parent_id: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> list[RunRecord]:
         where: list[str] = []
         args: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
         if status is not None:
             where.append(f"status IN ({','.join('?' * len(status))})")
             args.extend(s.value for s in status)
@@ -269,22 +276,28 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
     async def key_add(self, key: KeyRecord) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at) VALUES (?,?,?,?,?,?)",
-                (key.id, key.name, key.role, key.hash, key.created_at, key.revoked_at),
+                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    key.id,
+                    key.name,
+                    key.role,
+                    key.hash,
+                    key.created_at,
+                    key.revoked_at,
+                    key.tenant,
+                    key.expires_at,
+                ),
             )
 
     async def key_find(self, hash: str) -> KeyRecord | None:
         row = self.db.execute(
-            "SELECT id, name, role, hash, created_at, revoked_at FROM api_keys "
-            "WHERE hash = ? AND revoked_at IS NULL",
+            f"SELECT {_KEY_COLS} FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
             (hash,),
         ).fetchone()
         return None if row is None else KeyRecord(*row)
 
     async def key_list(self) -> list[KeyRecord]:
-        rows = self.db.execute(
-            "SELECT id, name, role, hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
-        )
+        rows = self.db.execute(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_at, id")
         return [KeyRecord(*r) for r in rows]
 
     async def key_revoke(self, key_id: str, *, now: float) -> bool:

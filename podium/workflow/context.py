@@ -154,6 +154,10 @@ class Driver(Protocol):
         """Journal entering (or leaving) milestone ``name`` at ``sid``; durable before returning."""
         ...
 
+    def held(self, sid: str) -> tuple[str, str] | None:
+        """The kind and name of the journal's event at ``sid``; None past the journal's end."""
+        ...
+
     def patched(self, scope: Scope, name: str) -> bool:
         """Whether this run takes the code path of change ``name`` (see ``Context.patched``)."""
         ...
@@ -242,6 +246,10 @@ async def _step(
 _step_module._dispatch = _step  # steps call straight into the flow's driver
 
 
+async def _nothing() -> JSON:
+    return None
+
+
 class Context:
     """Passed to every flow as its first argument. All effects go through it (or through steps).
 
@@ -256,14 +264,21 @@ class Context:
     ```
     """
 
-    def __init__(self, driver: Driver, *, run_id: str, flow: str, attempt: int) -> None:
+    def __init__(
+        self, driver: Driver, *, run_id: str, flow: str, attempt: int, tenant: str = "default"
+    ) -> None:
         self._driver = driver
         self.run_id = run_id
         """This run's id."""
+        self.tenant = tenant
+        """The tenant the run belongs to (``Client.start(tenant=)``, inherited by child runs). Memories and
+        collections are not isolated per tenant yet: a flow that keeps tenants' data apart names them with
+        it, such as ``ctx.retrieve(q, collection=f"{ctx.tenant}/docs")``."""
         self.flow = flow
         """The flow's registered name."""
         self.attempt = attempt
         """How many times a worker has claimed this run (1 on the first execution)."""
+        self._untrusted = False  # untrusted text reached a model in this run (podium.policies.untrusted)
 
     @property
     def pins(self) -> Mapping[str, str]:
@@ -351,6 +366,23 @@ class Context:
             return found.to_json()
 
         return registry.Prompt.from_json(await driver.record_async(s.next(), f"prompt:{name}", resolve))
+
+    async def _record_policy(self, name: str, produce: Callable[[], Awaitable[JSON]] | None) -> JSON:
+        """A policy verdict (``podium.policies``), journaled as a value like ``patched`` journals a marker:
+        replay returns the recorded verdict even if the policies changed since; a position the run passed
+        before any policy applied there stays an allow (None), taking no position; ``produce`` None: no
+        policy applies now. Evaluated without a record inside a step's body."""
+        s = _scope.get()
+        if s is None or s.in_step or _current_task() is not s.task:
+            return None if produce is None else await produce()
+        sid = s.prefix + str(s.n)
+        held = self._driver.held(sid)
+        if held is not None and held != ("value", name):
+            return None  # the run passed this point before a policy applied to it: as then, allow
+        if held is None and produce is None:
+            return None
+        s.n += 1
+        return await self._driver.record_async(sid, name, produce or _nothing)
 
     # -- waiting ------------------------------------------------------------------------------
     async def sleep(self, duration: Duration) -> None:
@@ -460,10 +492,14 @@ class Context:
         result (chunk ids, scores, sources) is the audit trail. ``rerank``: a ``(query, texts) -> scores``
         callable or an embedding model's name, run as a second step. Returns ``podium.memory.Hit``s."""
         from ..memory.retrieval import retrieve
+        from ..policies.taint import untrusted
 
-        return await retrieve(
+        hits = await retrieve(
             self, query, collection=collection, k=k, filters=filters, mode=mode, rerank=rerank
         )
+        for h in hits:  # retrieved text is untrusted: a model call fences it (podium.policies.untrusted)
+            h.text = untrusted(h.text, source=f"retrieval:{h.id}")
+        return hits
 
     # -- composition --------------------------------------------------------------------------
     async def gather(self, *aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
