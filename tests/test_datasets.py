@@ -342,6 +342,24 @@ async def test_the_rest_api_gives_feedback_and_manages_datasets_by_role(
     assert sorted(d["name"] for d in r.json()["datasets"]) == ["fixes", "t"]
     assert (await http.get(f"{url}/datasets/missing", headers=auth("viewer"))).status_code == 404
 
+    # A key of one tenant: feedback on its tenant's runs only, and no copying of run data into shared datasets
+    _, acme = await client.create_key("acme-ops", "operator", tenant="acme")
+    theirs = await client.start(prompted, "acme text", tenant="acme")
+    await theirs.result()
+    hdr = {"Authorization": f"Bearer {acme}"}
+    r = await http.post(
+        f"{url}/runs/{theirs.id}/feedback", json={"step": "0", "score": 1, "dataset": "t"}, headers=hdr
+    )
+    assert r.status_code == 403 and "shared by every tenant" in r.json()["error"]
+    r = await http.post(f"{url}/runs/{theirs.id}/feedback", json={"step": "0", "comment": "ok"}, headers=hdr)
+    assert r.status_code == 201 and r.json()["author"] == "acme-ops (operator)"
+    r = await http.post(f"{url}/runs/{h.id}/feedback", json={"step": "0", "score": 1}, headers=hdr)
+    assert r.status_code == 404  # a run of another tenant does not exist for this key
+    assert [f["run_id"] for f in (await http.get(f"{url}/feedback", headers=hdr)).json()["feedback"]] == [
+        theirs.id
+    ]
+    assert (await http.post(f"{url}/datasets", json={"name": "mine"}, headers=hdr)).status_code == 403
+
     report = await client.evaluate("fixes", prompted, scorers=["exact"])
     r = await http.get(f"{url}/evals", headers=auth("viewer"))
     assert [e["id"] for e in r.json()["evals"]] == [report.id]
