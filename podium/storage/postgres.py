@@ -319,9 +319,9 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
         files = migration_files()
         latest = files[-1][0] if files else 0
         try:
-            cur = await conn.execute("SELECT max(version) FROM podium_migrations")
+            cur = await conn.execute("SELECT max(version), count(*) FROM podium_migrations")
             row = await cur.fetchone()
-            if row is not None and row[0] is not None and row[0] >= latest:
+            if row is not None and row[0] is not None and row[0] >= latest and row[1] >= len(files):
                 return int(row[0])
         except pg_errors.UndefinedTable:
             pass
@@ -333,16 +333,18 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                 "CREATE TABLE IF NOT EXISTS podium_migrations (version INTEGER PRIMARY KEY, "
                 "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
-            cur = await conn.execute("SELECT coalesce(max(version), 0) FROM podium_migrations")
-            row = await cur.fetchone()
-            version = int(row[0]) if row is not None else 0
+            # A migration missing from the table runs, whatever its number: branches developed side by
+            # side may land numbers out of order.
+            cur = await conn.execute("SELECT version FROM podium_migrations")
+            applied = {int(r[0]) for r in await cur.fetchall()}
+            version = max(applied, default=0)
             for number, name, sql in files:
-                if number > version:
+                if number not in applied:
                     await conn.execute(sql.encode())  # several statements: no parameters allowed
                     await conn.execute(
                         "INSERT INTO podium_migrations (version, name) VALUES (%s, %s)", (number, name)
                     )
-                    version = number
+                    version = max(version, number)
         return version
 
     # -- runs ---------------------------------------------------------------------------------

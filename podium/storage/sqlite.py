@@ -169,18 +169,29 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
             key=lambda f: f.name,
         )
         with self._tx() as db:
+            # Which migrations ran: the table podium_migrations (a database from before it existed ran every
+            # one up to PRAGMA user_version). A migration missing from it runs, whatever its number: branches
+            # developed side by side may land numbers out of order.
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute("CREATE TABLE IF NOT EXISTS podium_migrations (version INTEGER PRIMARY KEY)")
+            applied = {r[0] for r in db.execute("SELECT version FROM podium_migrations")}
+            if not applied and version:
+                applied = {int(f.name.split("_", 1)[0]) for f in files}
+                applied = {n for n in applied if n <= version}
+                db.executemany("INSERT INTO podium_migrations VALUES (?)", [(n,) for n in applied])
             for f in files:
                 number = int(f.name.split("_", 1)[0])
-                if number > version:
+                if number not in applied:
                     text = "\n".join(
                         ln for ln in f.read_text().splitlines() if not ln.lstrip().startswith("--")
                     )
                     for statement in text.split(";"):  # comments may hold a ";"; statements may not
                         if statement.strip():
                             db.execute(statement)
-                    db.execute(f"PRAGMA user_version={number}")
-                    version = number
+                    db.execute("INSERT INTO podium_migrations VALUES (?)", (number,))
+                    applied.add(number)
+                    version = max(version, number)
+                    db.execute(f"PRAGMA user_version={version}")
             self.version = version
 
     # -- runs ---------------------------------------------------------------------------------
