@@ -104,6 +104,7 @@ class Execution:
         self._settling = False
         self._refreshing = False
         self.suspending = False  # a SUSPEND write is being committed
+        self.ending = False  # the run's end is being committed (its lease goes with it)
         self._in_flow = False
         self._unsettled: asyncio.Future[Outcome] | None = None
         self.loop = asyncio.get_running_loop()
@@ -984,6 +985,7 @@ class Execution:
         else:
             data["error"] = error
         self.buffer.append(Event(self.run_id, "end", "", None, data, self._now()))
+        self.ending = True
         await self.flush(Write(self.run_id, transition=transition, output=output, error=error))
         if self.observers:
             now = self.clock()

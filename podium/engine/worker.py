@@ -324,6 +324,8 @@ class Worker:
                 if ex is None:
                     continue
                 if run_id not in seqs:
+                    if ex.ending or ex.suspending:
+                        continue  # it let go of the lease itself while the heartbeat was under way
                     if ex.stop_reason is None:
                         log.warning("lost the lease of run %s; another worker has it", run_id)
                     ex.stop("lease_lost")
