@@ -638,3 +638,116 @@ async def test_api_keys_are_found_by_hash_until_revoked(store: Store) -> None:
     assert await store.key_find("h2") is None
     keys = await store.key_list()
     assert [(k.id, k.revoked_at) for k in keys] == [("k1", None), ("k2", T0 + 2)]
+
+
+# -- payloads and retention (podium.storage.payloads) -----------------------------------------------
+
+BIG = "context " * 2_000  # 16 KB: above the payload threshold
+ODD = {"$payload": "not a reference", "bytes": 3, "text": "é" * 5_000}  # user data that looks like one
+
+
+async def step_run(
+    store: Store, run_id: str, results: list[Any], *, flow: str = "f", end: bool = True
+) -> None:
+    """A run whose steps returned ``results``; completed with the last one as output when ``end``."""
+    await create(store, run_id, flow=flow, input={"doc": BIG, "n": len(results)})
+    await held(store, run_id)
+    events = [
+        Event(run_id, "step", str(i), "s", {"result": r, "attempts": 1, "started": T0, "ended": T0 + 1})
+        for i, r in enumerate(results)
+    ]
+    w = Write(run_id, events)
+    if end:
+        events.append(Event(run_id, "end", "", None, {"status": "completed", "output": results[-1]}))
+        w = Write(run_id, events, transition=Transition.COMPLETE, output=results[-1])
+    assert await commit1(store, "w1", w) is Outcome.OK
+
+
+async def test_large_values_read_back_exactly_everywhere(store: Store) -> None:
+    results: list[Any] = [
+        BIG,
+        {"text": BIG, "i": 1},
+        [BIG, BIG + "x"],
+        ODD,
+        [ODD] * 3,
+        "small",
+        {"$payload": 1},
+    ]
+    await step_run(store, "r1", results)
+    steps = [e for e in await store.load_events("r1") if e.kind == "step"]
+    assert [e.data["result"] for e in steps] == results
+    assert steps[0].data["attempts"] == 1
+    run = await store.get_run("r1")
+    assert run is not None and run.input == {"doc": BIG, "n": len(results)} and run.output == results[-1]
+    assert [r.input for r in await store.list_runs()] == [run.input]
+    feed = [e for e in await store.events_after(0) if e.kind == "step"]
+    assert [e.data["result"] for e in feed] == results
+
+
+async def test_a_claimed_run_and_a_parents_child_done_carry_large_values(store: Store) -> None:
+    await create(store, "p")
+    await held(store, "p")
+    await create(store, "c", parent=("p", "0"), input=BIG)
+    claimed = await store.claim("w2", ["f"], now=T0 + 3, lease_until=T0 + 60, limit=5)
+    assert [r.input for r in claimed if r.id == "c"] == [BIG]
+    w = Write("c", [Event("c", "end", "", None, {"status": "completed", "output": [BIG]})])
+    w.transition, w.output = Transition.COMPLETE, [BIG]
+    assert await commit1(store, "w2", w, now=T0 + 4) is Outcome.OK
+    done = [e for e in await store.load_events("p") if e.kind == "child_done"]
+    assert len(done) == 1 and done[0].data["output"] == [BIG]
+
+
+async def test_gc_keeps_the_skeleton_of_old_finished_runs_and_drops_their_payloads(store: Store) -> None:
+    await step_run(store, "old", [BIG + "old"])
+    done = await store.collect_payloads(ended_before=T0 + 100)
+    assert done.runs == 1 and done.bytes > 0
+    steps = [e for e in await store.load_events("old") if e.kind == "step"]
+    data = steps[0].data
+    assert (data["attempts"], data["started"], data["ended"]) == (1, T0, T0 + 1)
+    assert data["result"]["expired_payload"] is None or len(data["result"]["expired_payload"]) == 64
+    assert data["result"]["bytes"] >= len(BIG)
+    run = await store.get_run("old")
+    assert run is not None and run.status is RunStatus.COMPLETED and "expired_payload" in run.output
+    again = await store.collect_payloads(ended_before=T0 + 100)
+    assert again.runs == 0 and again.payloads == 0
+
+
+async def test_gc_never_drops_what_an_unfinished_run_references(store: Store) -> None:
+    await step_run(store, "done", [BIG])  # the same value as ...
+    await step_run(store, "live", [BIG], end=False)  # ... this running run's
+    await create(store, "parent")
+    await held(store, "parent")
+    await create(store, "child", parent=("parent", "0"))
+    await held(store, "child")
+    end = Event("child", "end", "", None, {"status": "completed", "output": BIG + "child"})
+    assert await commit1(store, "w1", Write("child", [end], Transition.COMPLETE, output=BIG + "child")) is (
+        Outcome.OK
+    )
+    await store.collect_payloads(ended_before=T0 + 1_000)
+    live = [e.data["result"] for e in await store.load_events("live") if e.kind == "step"]
+    assert live == [BIG]
+    run = await store.get_run("live")
+    assert run is not None and run.input["doc"] == BIG
+    child = await store.get_run("child")  # its parent runs on: it may still read the child's output
+    assert child is not None and child.output == BIG + "child"
+    done = [e for e in await store.load_events("parent") if e.kind == "child_done"]
+    assert done[0].data["output"] == BIG + "child"
+
+
+async def test_gc_by_flow_and_not_before_the_cutoff(store: Store) -> None:
+    await step_run(store, "a", [BIG + "a"], flow="A")
+    await step_run(store, "b", [BIG + "b"], flow="B")
+    assert (await store.collect_payloads(ended_before=T0)).runs == 0  # ended at T0 + 2: too recent
+    assert (await store.collect_payloads(ended_before=T0 + 10, exclude=["A", "B"])).runs == 0
+    assert (await store.collect_payloads(ended_before=T0 + 10, flows=["B"])).runs == 1
+    a = [e.data["result"] for e in await store.load_events("a") if e.kind == "step"]
+    b = [e.data["result"] for e in await store.load_events("b") if e.kind == "step"]
+    assert a == [BIG + "a"] and "expired_payload" in b[0]
+
+
+async def test_storage_usage_by_flow_and_age(store: Store) -> None:
+    await step_run(store, "a", [BIG], flow="A")
+    await step_run(store, "b", [BIG], flow="B")
+    usage = await store.storage_usage(now=T0 + 10 * 86_400)
+    assert {(u.flow, u.age, u.runs) for u in usage} == {("A", "7-30d", 1), ("B", "7-30d", 1)}
+    assert all(u.journal_bytes > 0 for u in usage)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..types import JSON, RunStatus
+from .payloads import Collected, Usage
 
 
 @dataclass(slots=True)
@@ -303,6 +304,19 @@ class Store(Protocol):
 
     async def key_revoke(self, key_id: str, *, now: float) -> bool:
         """Revoke a key; False if there is no such (unrevoked) key."""
+        ...
+
+    async def collect_payloads(
+        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> Collected:
+        """Retention: release the payloads of runs that finished before ``ended_before`` (of ``flows`` if
+        given, never of ``exclude``), then delete every payload no run references. The runs and their journals
+        stay (steps, timings, statuses); a released value reads as ``{"expired_payload": ..., "bytes": N}``.
+        A payload that an unfinished run references is never deleted."""
+        ...
+
+    async def storage_usage(self, *, now: float) -> list[Usage]:
+        """Journal and payload bytes by flow and by age of run (``podium stats``)."""
         ...
 
 

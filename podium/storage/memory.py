@@ -21,6 +21,8 @@ from .base import (
     Transition,
     Write,
 )
+from .payload_rows import usage
+from .payloads import DEFAULT_THRESHOLD, Collected, Usage, expire, json_size
 
 _TERMINAL_STATUS = {
     Transition.COMPLETE: RunStatus.COMPLETED,
@@ -49,6 +51,8 @@ class MemoryStore:
         self._schedules: dict[str, ScheduleRecord] = {}
         self._api_keys: list[KeyRecord] = []
         self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
+        self._collected: set[str] = set()  # runs whose payloads retention released
+        self.threshold = DEFAULT_THRESHOLD
 
     async def open(self) -> None:
         return None
@@ -140,6 +144,45 @@ class MemoryStore:
                 k.revoked_at = now
                 return True
         return False
+
+    async def collect_payloads(
+        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> Collected:
+        # No payload table here (values are shared in memory, never copied): retention drops the large
+        # values of a finished run's journal in place, keeping its skeleton, as the durable stores do.
+        done = Collected()
+        for run in self._runs.values():
+            if (
+                run.id in self._collected
+                or not run.status.terminal
+                or run.ended_at is None
+                or run.ended_at >= ended_before
+                or (flows is not None and run.flow not in flows)
+                or run.flow in exclude
+            ):
+                continue
+            parent = self._runs.get(run.parent_id) if run.parent_id else None
+            if parent is not None and not parent.status.terminal:
+                continue
+            self._collected.add(run.id)
+            done.runs += 1
+            for e in self._events.get(run.id, []):
+                before = json_size(e.data)
+                e.data = expire(e.data, self.threshold)
+                freed = before - json_size(e.data)
+                if freed > 0:
+                    done.payloads += 1
+                    done.bytes += freed
+            run.input = expire(run.input, self.threshold, keep_root=False)
+            run.output = expire(run.output, self.threshold, keep_root=False)
+        return done
+
+    async def storage_usage(self, *, now: float) -> list[Usage]:
+        rows = [
+            (run.flow, run.created_at, 1, sum(json_size(e.data) for e in self._events.get(run.id, [])))
+            for run in self._runs.values()
+        ]
+        return usage(now, rows, [])
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         events = self._events.get(run_id, [])
