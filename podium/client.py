@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from .config import Settings
 from .engine.codec import to_json
+from .engine.retention import collect_garbage
 from .engine.timeline import ModelUsage, TimelineRow, timeline, usage
 from .engine.worker import Worker, cancel_children, request_cancel
 from .errors import (
@@ -37,6 +38,7 @@ from .errors import (
 from .hooks import Observer
 from .runtime import close_observers, make_observers, make_store
 from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
+from .storage.payloads import Collected, Usage
 from .triggers import cron as _cron
 from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
@@ -617,6 +619,28 @@ class Client:
         for run in await self.list(flow=flow, limit=limit):
             totals.setdefault(run.flow, ModelUsage()).add(usage(await self.store.load_events(run.id)))
         return totals
+
+    # -- journal economy ----------------------------------------------------------------------
+    async def collect_garbage(self, *, older_than: Duration | None = None) -> Collected:
+        """Apply retention now (``podium gc``): delete the payloads of finished runs, keeping their skeletons.
+
+        Without ``older_than``: each registered flow's ``retention``, and ``[storage] retention`` for every
+        other flow (nothing, if neither is set). With it: every flow's runs that ended that long ago.
+        """
+        self._check_open()
+        if older_than is not None:
+            seconds = parse_duration(older_than)
+            if seconds < 0:
+                raise UsageError(f"older_than must not be negative, not {older_than!r}")
+            return await collect_garbage(self.store, now=self.clock(), retention={}, default=seconds)
+        retention = {name: fl.retention for name, fl in registered().items()}
+        default = self.settings.storage.retention
+        return await collect_garbage(self.store, now=self.clock(), retention=retention, default=default)
+
+    async def storage_usage(self) -> builtins.list[Usage]:
+        """Journal and payload bytes by flow and by age of run (``podium stats``)."""
+        self._check_open()
+        return await self.store.storage_usage(now=self.clock())
 
     async def feed(self, after: int = 0, *, limit: int = 500) -> builtins.list[FeedEntry]:
         """Journal events of all runs after ``after`` (a ``seq``), in order: a live feed of everything."""

@@ -14,10 +14,17 @@ import random
 import sys
 from pathlib import Path
 
+import podium
 from podium.storage.base import Event, RunRecord, Write
 from podium.storage.payloads import PayloadOptions
 from podium.storage.sqlite import SQLiteStore
 from podium.types import RunStatus
+
+
+@podium.flow(name="journal.echo")
+async def echo(ctx: podium.Context, text: str) -> str:
+    """For ``podium run tests/journal_app.py:echo``: an output of 20,000 characters (a payload)."""
+    return text * (20_000 // max(1, len(text)))
 
 
 async def main(db: str, blobs: str, round_: str) -> None:

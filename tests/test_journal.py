@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import random
 import signal
@@ -236,3 +237,91 @@ def test_gc_never_drops_a_payload_an_unfinished_run_references(ops: list[tuple[s
 
     asyncio.run(on_sqlite())
     asyncio.run(on_memory())
+
+
+# -- retention ----------------------------------------------------------------------------------------
+
+
+@podium.flow(name="journal.brief", retention="1d")
+async def brief(ctx: podium.Context, text: str) -> str:
+    return await read_big(text)
+
+
+@podium.flow(name="journal.kept")
+async def kept(ctx: podium.Context, text: str) -> str:
+    return await read_big(text)
+
+
+@podium.step(name="journal.read_big")
+async def read_big(text: str) -> str:
+    return text * 5_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite", "postgres"], indirect=True)
+async def test_flow_retention_drops_payloads_after_its_period_and_keeps_the_skeleton(store_url: str) -> None:
+    clock = Clock()
+    async with podium.Client(settings_for(store_url), clock=clock) as client:
+        a = await client.start(brief, "a")
+        b = await client.start(kept, "b")
+        assert await client.result(a.id) == "a" * 5_000 and await client.result(b.id) == "b" * 5_000
+        clock.now += 3_600
+        assert (await client.collect_garbage()).runs == 0  # an hour: within the day
+        clock.now += 2 * 86_400
+        done = await client.collect_garbage()
+        assert done.runs == 1 and done.bytes > 0
+        step = next(e for e in await client.store.load_events(a.id) if e.kind == "step")
+        assert step.data["attempts"] == 1 and step.data["ended"] >= step.data["started"]
+        assert "expired_payload" in step.data["result"]
+        assert (await client.get(a.id)).status is RunStatus.COMPLETED
+        assert await client.result(b.id) == "b" * 5_000  # no retention: kept
+        assert (await client.collect_garbage(older_than="1d")).runs == 1
+        step = next(e for e in await client.store.load_events(b.id) if e.kind == "step")
+        assert "expired_payload" in step.data["result"]
+        with pytest.raises(podium.UsageError):
+            await client.collect_garbage(older_than=-5)
+
+
+async def test_a_worker_applies_retention_in_the_background(tmp_path: Path) -> None:
+    settings = settings_for(f"sqlite:///{tmp_path}/podium.db").with_(
+        config={"storage": {"gc_interval": "50ms", "retention": "100ms"}}
+    )
+    async with podium.Client(settings) as client:
+        run = await client.start(kept, "k")
+        assert await client.result(run.id) == "k" * 5_000
+        async with asyncio.timeout(30):
+            while True:
+                step = next(e for e in await client.store.load_events(run.id) if e.kind == "step")
+                if "expired_payload" in step.data["result"]:
+                    break
+                await asyncio.sleep(0.05)
+        usage = await client.storage_usage()
+        assert [(u.flow, u.runs, u.payloads) for u in usage if u.flow == "journal.kept"] == [
+            ("journal.kept", 1, 0)
+        ]
+
+
+def test_podium_stats_and_gc_on_the_command_line(tmp_path: Path) -> None:
+    from test_cli import podium as cli
+
+    r = cli(tmp_path, "run", "tests/journal_app.py:echo", "--input", '"ab"')
+    assert r.returncode == 0, r.stderr
+    r = cli(tmp_path, "stats", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [(x["flow"], x["age"], x["runs"], x["payloads"]) for x in rows] == [("journal.echo", "<1d", 1, 1)]
+    assert rows[0]["payload_raw_bytes"] >= 20_000 > rows[0]["payload_bytes"]
+    r = cli(tmp_path, "gc")
+    assert r.returncode == 1 and "--older-than" in r.stderr
+    r = cli(tmp_path, "gc", "--older-than", "0s")
+    assert r.returncode == 0, r.stderr
+    assert "released 1 runs; deleted 1 payloads" in r.stdout
+    r = cli(tmp_path, "stats")
+    assert r.returncode == 0 and "journal.echo" in r.stdout
