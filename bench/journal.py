@@ -202,15 +202,18 @@ async def dedup_postgres() -> tuple[int, float] | None:
 
 # -- (b) ------------------------------------------------------------------------------------------------
 async def amplification(
-    directory: Path, kind: str, size: int, count: int, parallel: bool = False
+    directory: Path, kind: str, size: int, count: int, parallel: bool = False, inline: bool = False
 ) -> tuple[float, float, int]:
     """``(total, marginal, bytes written)``: bytes written per payload byte, all told and less what the
     same steps with 10-byte results write (a durable commit's fixed cost: its WAL pages and their
     checkpoint, whatever the step returns)."""
-    path = directory / f"amp-{kind}-{size}-{parallel}.db"
+    path = directory / f"amp-{kind}-{size}-{parallel}-{inline}.db"
     blobs = directory / f"blobs-{kind}-{size}-{parallel}"
     flow = payloads_at_once if parallel else payloads
-    async with podium.Client(settings(f"sqlite:///{path}", blobs=str(blobs))) as client:
+    storage: dict[str, Any] = {"blobs": str(blobs)}
+    if inline:  # as before content-addressed payloads: the value in the event's row
+        storage.update(payload_threshold=1 << 30, blob_threshold=1 << 30)
+    async with podium.Client(settings(f"sqlite:///{path}", **storage)) as client:
         warm = {"kind": kind, "size": 10, "count": 1, "seed": 0}
         await client.result((await client.start(flow, warm)).id)
 
@@ -297,6 +300,13 @@ async def main(args: argparse.Namespace) -> None:
                     f"(b) {kind:4} {size // 1024:>5} KB x {n:>3}: {marginal:.2f} bytes written per payload byte "  # noqa: E501
                     f"(<= 1.5: {verdict}); {total:.2f} with each step's commit ({written / 1e6:.1f} MB)"
                 )
+        for kind in ("text", "hex"):
+            n = 50 if args.quick else 200
+            total, marginal, written = await amplification(base, kind, 8_192, n, inline=True)
+            print(
+                f"(b) {kind:4}     8 KB x {n:>3} kept inline in the event row (no payload table): "
+                f"{marginal:.2f}; {total:.2f} with each step's commit ({written / 1e6:.1f} MB)"
+            )
         for kind in ("text", "hex"):
             n = 50 if args.quick else 200
             total, marginal, written = await amplification(base, kind, 8_192, n, parallel=True)
