@@ -37,7 +37,7 @@ from .errors import (
 )
 from .hooks import Observer
 from .runtime import close_observers, make_observers, make_store
-from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store
+from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store, StreamChunk
 from .storage.payloads import Collected, Usage
 from .triggers import cron as _cron
 from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
@@ -636,6 +636,18 @@ class Client:
         retention = {name: fl.retention for name, fl in registered().items()}
         default = self.settings.storage.retention
         return await collect_garbage(self.store, now=self.clock(), retention=retention, default=default)
+
+    async def tokens(self, run_id: str, *, after: int = 0, limit: int = 1000) -> builtins.list[StreamChunk]:
+        """The run's streamed model text (``ModelHandle.stream``) as chunks with ``id > after``, in order.
+
+        A chunk whose ``text`` is None is a reset: the step (``chunk.step``) streams again from the start
+        (a retry, or another worker after a crash); drop what was shown of that step's earlier epochs.
+        Concatenating a step's chunks of its last epoch gives the text the model produced.
+        """
+        self._check_open()
+        if not 1 <= limit <= 10_000:
+            raise UsageError("limit must be between 1 and 10000")
+        return await self.store.stream_read(run_id, after=after, limit=limit)
 
     async def storage_usage(self) -> builtins.list[Usage]:
         """Journal and payload bytes by flow and by age of run (``podium stats``)."""

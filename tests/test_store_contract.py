@@ -751,3 +751,30 @@ async def test_storage_usage_by_flow_and_age(store: Store) -> None:
     usage = await store.storage_usage(now=T0 + 10 * 86_400)
     assert {(u.flow, u.age, u.runs) for u in usage} == {("A", "7-30d", 1), ("B", "7-30d", 1)}
     assert all(u.journal_bytes > 0 for u in usage)
+
+
+# -- token streams ------------------------------------------------------------------------------------
+
+
+async def test_a_token_stream_reads_in_order_and_a_second_epoch_starts_with_a_reset(store: Store) -> None:
+    await create(store, "r1")
+    await create(store, "r2")
+    assert await store.stream_begin("r1", "0", now=T0) == 1
+    await store.stream_append("r1", "0", 1, 0, "Hello ", now=T0)
+    await store.stream_append("r2", "0", 1, 0, "other run", now=T0)
+    await store.stream_append("r1", "0", 1, 6, "wor", now=T0)
+    assert await store.stream_begin("r1", "1", now=T0) == 1  # another step: its own epochs
+    assert await store.stream_begin("r1", "0", now=T0 + 1) == 2  # the step streams again (a retry)
+    await store.stream_append("r1", "0", 2, 0, "Hello world", now=T0 + 1)
+    chunks = await store.stream_read("r1")
+    assert [(c.step, c.epoch, c.offset, c.text) for c in chunks] == [
+        ("0", 1, 0, "Hello "),
+        ("0", 1, 6, "wor"),
+        ("0", 2, 0, None),
+        ("0", 2, 0, "Hello world"),
+    ]
+    assert [c.id for c in chunks] == sorted(c.id for c in chunks)
+    later = await store.stream_read("r1", after=chunks[1].id)
+    assert [c.text for c in later] == [None, "Hello world"]
+    assert [c.text for c in await store.stream_read("r1", after=chunks[0].id, limit=1)] == ["wor"]
+    assert await store.stream_read("nope") == []

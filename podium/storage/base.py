@@ -63,6 +63,21 @@ class Event:
     seq: int = 0
 
 
+@dataclass(slots=True)
+class StreamChunk:
+    """A piece of a streaming step's text (``Store.stream_append``), or, with ``text`` None, a reset: the step
+    streams again from the start (epoch ``epoch``), so a reader drops what it showed of earlier epochs."""
+
+    id: int
+    run_id: str
+    step: str
+    epoch: int
+    offset: int
+    """Where ``text`` starts within this epoch's text (characters)."""
+    text: str | None
+    at: float = 0.0
+
+
 class Transition(enum.Enum):
     """What a worker's commit does to the run's row besides appending events."""
 
@@ -317,6 +332,21 @@ class Store(Protocol):
 
     async def storage_usage(self, *, now: float) -> list[Usage]:
         """Journal and payload bytes by flow and by age of run (``podium stats``)."""
+        ...
+
+    async def stream_begin(self, run_id: str, step: str, *, now: float) -> int:
+        """Start streaming text for ``step``: its epoch (1 the first time; later ones, after a retry or a
+        takeover, are announced by a reset chunk)."""
+        ...
+
+    async def stream_append(
+        self, run_id: str, step: str, epoch: int, offset: int, text: str, *, now: float
+    ) -> None:
+        """Add a chunk of streamed text (``offset``: characters of this epoch before it)."""
+        ...
+
+    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        """The run's stream chunks with ``id > after``, in order."""
         ...
 
 

@@ -18,6 +18,7 @@ from .base import (
     ScheduleFire,
     SchedulePlan,
     ScheduleRecord,
+    StreamChunk,
     Transition,
     Write,
 )
@@ -52,6 +53,8 @@ class MemoryStore:
         self._api_keys: list[KeyRecord] = []
         self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
         self._collected: set[str] = set()  # runs whose payloads retention released
+        self._chunks: dict[str, list[StreamChunk]] = {}  # token streams by run
+        self._chunk_ids = itertools.count(1)
         self.threshold = DEFAULT_THRESHOLD
 
     async def open(self) -> None:
@@ -165,6 +168,7 @@ class MemoryStore:
             if parent is not None and not parent.status.terminal:
                 continue
             self._collected.add(run.id)
+            self._chunks.pop(run.id, None)
             done.runs += 1
             for e in self._events.get(run.id, []):
                 before = json_size(e.data)
@@ -183,6 +187,25 @@ class MemoryStore:
             for run in self._runs.values()
         ]
         return usage(now, rows, [])
+
+    async def stream_begin(self, run_id: str, step: str, *, now: float) -> int:
+        epochs = [c.epoch for c in self._chunks.get(run_id, []) if c.step == step]
+        if not epochs:
+            return 1
+        epoch = max(epochs) + 1
+        self._chunks.setdefault(run_id, []).append(
+            StreamChunk(next(self._chunk_ids), run_id, step, epoch, 0, None, now)
+        )
+        return epoch
+
+    async def stream_append(
+        self, run_id: str, step: str, epoch: int, offset: int, text: str, *, now: float
+    ) -> None:
+        chunk = StreamChunk(next(self._chunk_ids), run_id, step, epoch, offset, text, now)
+        self._chunks.setdefault(run_id, []).append(chunk)
+
+    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        return [c for c in self._chunks.get(run_id, []) if c.id > after][:limit]
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         events = self._events.get(run_id, [])

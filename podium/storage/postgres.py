@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
-from . import payload_rows
+from . import payload_rows, stream_rows
 from .base import (
     Event,
     Gate,
@@ -45,6 +45,7 @@ from .base import (
     ScheduleFire,
     SchedulePlan,
     ScheduleRecord,
+    StreamChunk,
     Transition,
     Write,
 )
@@ -397,9 +398,11 @@ class PostgresStore:
             async with conn.transaction():
                 # Exclusive: no writer (they hold it shared) is between referencing a payload and committing.
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._feed_lock,))
-                return await payload_rows.pg_collect(
+                done = await payload_rows.pg_collect(
                     conn, ended_before=ended_before, flows=flows, exclude=exclude
                 )
+                await conn.execute(stream_rows.PG_FORGET, (ended_before,))
+                return done
 
         done = await self._retry(tx)
         delete_blobs(self.payloads.blobs, done.files)  # after the commit: a crash leaves a file, not a hole
@@ -408,6 +411,30 @@ class PostgresStore:
     async def storage_usage(self, *, now: float) -> list[Usage]:
         async with self._conn() as conn:
             return await payload_rows.pg_usage(conn, now)
+
+    # -- token streams ------------------------------------------------------------------------
+    async def stream_begin(self, run_id: str, step: str, *, now: float) -> int:
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> int:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(stream_rows.PG_LOCK_RUN, (run_id,))
+                cur = await conn.execute(stream_rows.PG_BEGIN, {"run": run_id, "step": step, "now": now})
+            row = await cur.fetchone()
+            return int(row[0]) if row is not None else 1
+
+        return await self._retry(tx)
+
+    async def stream_append(
+        self, run_id: str, step: str, epoch: int, offset: int, text: str, *, now: float
+    ) -> None:
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(stream_rows.PG_LOCK_RUN, (run_id,))
+                await conn.execute(stream_rows.PG_APPEND, (run_id, step, epoch, offset, text, now))
+
+        await self._retry(tx)
+
+    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        return stream_rows.pg_chunks(await self._all(stream_rows.PG_READ, (run_id, after, limit)))
 
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
-from . import payload_rows
+from . import payload_rows, stream_rows
 from .base import (
     Event,
     Gate,
@@ -26,6 +26,7 @@ from .base import (
     ScheduleFire,
     SchedulePlan,
     ScheduleRecord,
+    StreamChunk,
     Transition,
     Write,
 )
@@ -213,11 +214,26 @@ class SQLiteStore:
     ) -> Collected:
         with self._tx() as db:
             done = payload_rows.sqlite_collect(db, ended_before=ended_before, flows=flows, exclude=exclude)
+            stream_rows.sqlite_forget(db, ended_before)
         delete_blobs(self.payloads.blobs, done.files)  # after the commit: a crash leaves a file, not a hole
         return done
 
     async def storage_usage(self, *, now: float) -> list[Usage]:
         return payload_rows.sqlite_usage(self.db, now)
+
+    # -- token streams ------------------------------------------------------------------------
+    async def stream_begin(self, run_id: str, step: str, *, now: float) -> int:
+        with self._tx() as db:
+            return stream_rows.sqlite_begin(db, run_id, step, now)
+
+    async def stream_append(
+        self, run_id: str, step: str, epoch: int, offset: int, text: str, *, now: float
+    ) -> None:
+        with self._tx() as db:
+            stream_rows.sqlite_append(db, run_id, step, epoch, offset, text, now)
+
+    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        return stream_rows.sqlite_read(self.db, run_id, after, limit)
 
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:

@@ -20,3 +20,18 @@ CREATE TABLE payload_refs (
 );
 CREATE INDEX payload_refs_hash ON payload_refs (hash);
 CREATE INDEX runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
+
+-- Resumable token streams: a streaming model step's text, in chunks, readable while the step runs. epoch
+-- counts the step's executions that streamed (a retry or a takeover starts the next one, with a reset row:
+-- text NULL); "offset" is where the chunk's text starts within its epoch's text. Writers lock the run's row,
+-- so within a run, id order is commit order (a reader never skips a chunk committed late).
+CREATE TABLE stream_chunks (
+    id       BIGSERIAL PRIMARY KEY,
+    run_id   TEXT COLLATE "C" NOT NULL,
+    step     TEXT COLLATE "C" NOT NULL,
+    epoch    INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    text     TEXT,
+    at       DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX stream_chunks_run ON stream_chunks (run_id, id);
