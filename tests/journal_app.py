@@ -1,10 +1,11 @@
 """The writer ``test_journal.py`` kills with SIGKILL: it journals steps whose 200 KB results go to blob files.
 
 ```
-python journal_app.py DB BLOBS ROUND
+python journal_app.py DB BLOBS ROUND     # a writer of blobs
+python journal_app.py work DB            # a worker for journal.story (test_streams.py kills it mid-stream)
 ```
-Prints ``ready`` once the store is open, then commits runs of steps with fresh payloads until killed (or
-after 200 commits). Blob files are written before the commits that reference them.
+The writer prints ``ready`` once the store is open, then commits runs of steps with fresh payloads until
+killed (or after 200 commits). Blob files are written before the commits that reference them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,32 @@ import sys
 from pathlib import Path
 
 import podium
+from podium.models import register
 from podium.storage.base import Event, RunRecord, Write
 from podium.storage.payloads import PayloadOptions
 from podium.storage.sqlite import SQLiteStore
+from podium.testing import ScriptedModel
 from podium.types import RunStatus
+
+STORY = " ".join(f"word{i}" for i in range(300))
+register("journal.storyteller", ScriptedModel(STORY))
+
+
+@podium.flow(name="journal.story")
+async def story(ctx: podium.Context, pace: float) -> str:
+    """Streams ``STORY`` word by word, ``pace`` seconds a word."""
+
+    async def on_token(piece: str) -> None:
+        await asyncio.sleep(pace)
+
+    return await ctx.model("journal.storyteller").stream("tell", on_token=on_token)
+
+
+async def work(db: str) -> None:
+    settings = podium.Settings(database_url=f"sqlite:///{db}", poll_seconds=0.05, lease_seconds=1.0)
+    async with podium.Client(settings):
+        print("ready", flush=True)
+        await asyncio.Event().wait()  # until killed
 
 
 @podium.flow(name="journal.echo")
@@ -49,4 +72,7 @@ async def main(db: str, blobs: str, round_: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    if sys.argv[1] == "work":
+        asyncio.run(work(sys.argv[2]))
+    else:
+        asyncio.run(main(*sys.argv[1:4]))

@@ -136,3 +136,46 @@ async def test_tokens_of_an_unknown_run_are_404_and_bad_last_event_ids_400(serve
         assert r.status_code == 400
         r = await http.get(url, headers=server.auth("viewer"))
     assert r.status_code == 200 and r.text.rstrip().endswith('data: {"status": "completed"}')
+
+
+async def test_a_worker_killed_mid_stream_is_followed_by_a_reset_and_the_whole_text(tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    import journal_app
+
+    db = tmp_path / "podium.db"
+    async with podium.Client(settings_for(f"sqlite:///{db}"), worker=False) as client:
+        run = await client.start(journal_app.story, 0.01)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            journal_app.__file__,
+            "work",
+            str(db),
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        try:
+            assert proc.stdout is not None and (await proc.stdout.readline()).strip() == b"ready"
+            async with asyncio.timeout(60):
+                while True:
+                    if len(await client.tokens(run.id)) >= 3:  # the worker is streaming
+                        break
+                    await asyncio.sleep(0.02)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        before = await client.tokens(run.id)
+        assert before and all(c.epoch == 1 for c in before)
+    async with podium.Client(settings_for(f"sqlite:///{db}")) as client:  # takes the run over
+        output = await client.result(run.id, timeout=60)
+        text = ""
+        for c in await client.tokens(run.id):
+            if c.text is None:
+                text = ""  # the reset: the step streams again from its start
+            else:
+                assert c.offset == len(text)
+                text += c.text
+        chunks = await client.tokens(run.id)
+    assert output == text == "".join(w + " " for w in journal_app.STORY.split(" "))
+    assert [c.epoch for c in chunks if c.text is None] == [2]
