@@ -778,3 +778,14 @@ async def test_a_token_stream_reads_in_order_and_a_second_epoch_starts_with_a_re
     assert [c.text for c in later] == [None, "Hello world"]
     assert [c.text for c in await store.stream_read("r1", after=chunks[0].id, limit=1)] == ["wor"]
     assert await store.stream_read("nope") == []
+
+
+async def test_a_token_stream_is_fenced_by_the_lease(store: Store) -> None:
+    await create(store, "r1")
+    assert await store.stream_begin("r1", "0", now=T0, owner="w1") is None  # pending: nobody holds it
+    await held(store, "r1", "w1")
+    assert await store.stream_begin("r1", "0", now=T0, owner="w1") == 1
+    assert await store.stream_append("r1", "0", 1, 0, "mine", now=T0, owner="w1") is True
+    assert await store.stream_append("r1", "0", 1, 4, "zombie", now=T0, owner="w2") is False
+    assert await store.stream_begin("r1", "0", now=T0, owner="w2") is None
+    assert [c.text for c in await store.stream_read("r1")] == ["mine"]

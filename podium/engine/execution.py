@@ -463,7 +463,7 @@ class Execution:
     def token_stream(self, sid: str) -> TokenPublisher | None:
         if self.worker.replay_only:
             return None
-        return TokenPublisher(self.worker.store, self.run_id, sid, self.clock)
+        return TokenPublisher(self.worker.store, self.run_id, sid, self.clock, self.worker.owner)
 
     def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON:
         self._check_halt()

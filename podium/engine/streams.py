@@ -23,8 +23,12 @@ FLUSH_CHARS = 2048
 class TokenPublisher:
     """Writes one execution of one step's streamed text (its epoch) to the store."""
 
-    def __init__(self, store: Store, run_id: str, step: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: Store, run_id: str, step: str, clock: Callable[[], float], owner: str | None = None
+    ) -> None:
         self.store = store
+        self.owner = owner
+        """The worker whose lease fences every write: a worker that lost the run writes no more text."""
         self.run_id = run_id
         self.step = step
         self.clock = clock
@@ -51,10 +55,16 @@ class TokenPublisher:
         self._buffer, self._waiting, self._last = [], 0, time.monotonic()
         try:
             if self.epoch is None:  # at the first text: an execution that streamed nothing needs no reset
-                self.epoch = await self.store.stream_begin(self.run_id, self.step, now=self.clock())
-            await self.store.stream_append(
-                self.run_id, self.step, self.epoch, self.offset, text, now=self.clock()
+                self.epoch = await self.store.stream_begin(
+                    self.run_id, self.step, now=self.clock(), owner=self.owner
+                )
+            held = self.epoch is not None and await self.store.stream_append(
+                self.run_id, self.step, self.epoch, self.offset, text, now=self.clock(), owner=self.owner
             )
+            if not held:
+                self._broken = True
+                log.info("run %s step %s: token stream stopped: the lease is lost", self.run_id, self.step)
+                return
         except Exception as exc:
             self._broken = True
             log.warning("run %s step %s: token stream stopped: %s", self.run_id, self.step, exc)

@@ -334,15 +334,27 @@ class Store(Protocol):
         """Journal and payload bytes by flow and by age of run (``podium stats``)."""
         ...
 
-    async def stream_begin(self, run_id: str, step: str, *, now: float) -> int:
+    async def stream_begin(
+        self, run_id: str, step: str, *, now: float, owner: str | None = None
+    ) -> int | None:
         """Start streaming text for ``step``: its epoch (1 the first time; later ones, after a retry or a
-        takeover, are announced by a reset chunk)."""
+        takeover, are announced by a reset chunk). With ``owner``, fenced by the lease: None (and nothing
+        written) unless ``owner`` holds the running run."""
         ...
 
     async def stream_append(
-        self, run_id: str, step: str, epoch: int, offset: int, text: str, *, now: float
-    ) -> None:
-        """Add a chunk of streamed text (``offset``: characters of this epoch before it)."""
+        self,
+        run_id: str,
+        step: str,
+        epoch: int,
+        offset: int,
+        text: str,
+        *,
+        now: float,
+        owner: str | None = None,
+    ) -> bool:
+        """Add a chunk of streamed text (``offset``: characters of this epoch before it). With ``owner``,
+        fenced by the lease: False (and nothing written) unless ``owner`` holds the running run."""
         ...
 
     async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:

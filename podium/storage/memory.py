@@ -188,7 +188,17 @@ class MemoryStore:
         ]
         return usage(now, rows, [])
 
-    async def stream_begin(self, run_id: str, step: str, *, now: float) -> int:
+    def _holds(self, run_id: str, owner: str | None) -> bool:
+        run = self._runs.get(run_id)
+        return owner is None or (
+            run is not None and run.lease_owner == owner and run.status is RunStatus.RUNNING
+        )
+
+    async def stream_begin(
+        self, run_id: str, step: str, *, now: float, owner: str | None = None
+    ) -> int | None:
+        if not self._holds(run_id, owner):
+            return None
         epochs = [c.epoch for c in self._chunks.get(run_id, []) if c.step == step]
         if not epochs:
             return 1
@@ -199,10 +209,21 @@ class MemoryStore:
         return epoch
 
     async def stream_append(
-        self, run_id: str, step: str, epoch: int, offset: int, text: str, *, now: float
-    ) -> None:
+        self,
+        run_id: str,
+        step: str,
+        epoch: int,
+        offset: int,
+        text: str,
+        *,
+        now: float,
+        owner: str | None = None,
+    ) -> bool:
+        if not self._holds(run_id, owner):
+            return False
         chunk = StreamChunk(next(self._chunk_ids), run_id, step, epoch, offset, text, now)
         self._chunks.setdefault(run_id, []).append(chunk)
+        return True
 
     async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
         return [c for c in self._chunks.get(run_id, []) if c.id > after][:limit]

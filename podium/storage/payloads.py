@@ -35,10 +35,19 @@ _PROBE = '"$payload'  # any text holding a reference or an escaped key contains 
 DEFAULT_THRESHOLD = 4096
 DEFAULT_BLOB_THRESHOLD = 1 << 20
 
-try:  # zstd when the optional package is there (podium[zstd]); zlib always works
-    import zstandard as _zstd  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover - depends on the environment
-    _zstd = None
+_ZSTD: list[Any] = []  # [the zstandard module or None], once looked up
+
+
+def _zstd() -> Any:
+    """zstd when the optional package is there (``podium[zstd]``), imported on first use; else None."""
+    if not _ZSTD:
+        try:
+            import zstandard  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:  # pragma: no cover - depends on the environment
+            _ZSTD.append(None)
+        else:
+            _ZSTD.append(zstandard)
+    return _ZSTD[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,8 +149,9 @@ def digest(raw: bytes) -> str:
 
 def compress(raw: bytes) -> tuple[str, bytes]:
     """``(codec, data)``: zstd if available, else zlib; ``none`` when compressing does not pay."""
-    if _zstd is not None:
-        packed = _zstd.ZstdCompressor(level=3).compress(raw)
+    zstd = _zstd()
+    if zstd is not None:
+        packed = zstd.ZstdCompressor(level=3).compress(raw)
         codec = "zstd"
     else:
         packed = zlib.compress(raw, 6)
@@ -157,9 +167,10 @@ def decompress(codec: str, data: bytes) -> bytes:
     if codec == "zlib":
         return zlib.decompress(data)
     if codec == "zstd":
-        if _zstd is None:
+        zstd = _zstd()
+        if zstd is None:
             raise StoreError("a payload is zstd-compressed: pip install 'podium[zstd]' to read it")
-        return bytes(_zstd.ZstdDecompressor().decompress(data))
+        return bytes(zstd.ZstdDecompressor().decompress(data))
     raise StoreError(f"unknown payload codec {codec!r}")
 
 

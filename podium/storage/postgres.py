@@ -413,25 +413,48 @@ class PostgresStore:
             return await payload_rows.pg_usage(conn, now)
 
     # -- token streams ------------------------------------------------------------------------
-    async def stream_begin(self, run_id: str, step: str, *, now: float) -> int:
-        async def tx(conn: psycopg.AsyncConnection[Any]) -> int:
+    async def stream_begin(
+        self, run_id: str, step: str, *, now: float, owner: str | None = None
+    ) -> int | None:
+        params = {"run": run_id, "step": step, "now": now, "owner": owner}
+
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> int | None:
             async with conn.pipeline(), conn.transaction():
                 await conn.execute(stream_rows.PG_LOCK_RUN, (run_id,))
-                cur = await conn.execute(stream_rows.PG_BEGIN, {"run": run_id, "step": step, "now": now})
+                cur = await conn.execute(stream_rows.PG_BEGIN, params)
             row = await cur.fetchone()
-            return int(row[0]) if row is not None else 1
+            return None if row is None or row[0] is None else int(row[0])
 
         return await self._retry(tx)
 
     async def stream_append(
-        self, run_id: str, step: str, epoch: int, offset: int, text: str, *, now: float
-    ) -> None:
-        async def tx(conn: psycopg.AsyncConnection[Any]) -> None:
+        self,
+        run_id: str,
+        step: str,
+        epoch: int,
+        offset: int,
+        text: str,
+        *,
+        now: float,
+        owner: str | None = None,
+    ) -> bool:
+        params = {
+            "run": run_id,
+            "step": step,
+            "epoch": epoch,
+            "offset": offset,
+            "text": text,
+            "now": now,
+            "owner": owner,
+        }
+
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> bool:
             async with conn.pipeline(), conn.transaction():
                 await conn.execute(stream_rows.PG_LOCK_RUN, (run_id,))
-                await conn.execute(stream_rows.PG_APPEND, (run_id, step, epoch, offset, text, now))
+                cur = await conn.execute(stream_rows.PG_APPEND, params)
+            return await cur.fetchone() is not None
 
-        await self._retry(tx)
+        return await self._retry(tx)
 
     async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
         return stream_rows.pg_chunks(await self._all(stream_rows.PG_READ, (run_id, after, limit)))

@@ -222,15 +222,30 @@ class SQLiteStore:
         return payload_rows.sqlite_usage(self.db, now)
 
     # -- token streams ------------------------------------------------------------------------
-    async def stream_begin(self, run_id: str, step: str, *, now: float) -> int:
+    async def stream_begin(
+        self, run_id: str, step: str, *, now: float, owner: str | None = None
+    ) -> int | None:
         with self._tx() as db:
+            if not stream_rows.sqlite_held(db, run_id, owner):
+                return None
             return stream_rows.sqlite_begin(db, run_id, step, now)
 
     async def stream_append(
-        self, run_id: str, step: str, epoch: int, offset: int, text: str, *, now: float
-    ) -> None:
+        self,
+        run_id: str,
+        step: str,
+        epoch: int,
+        offset: int,
+        text: str,
+        *,
+        now: float,
+        owner: str | None = None,
+    ) -> bool:
         with self._tx() as db:
+            if not stream_rows.sqlite_held(db, run_id, owner):
+                return False
             stream_rows.sqlite_append(db, run_id, step, epoch, offset, text, now)
+            return True
 
     async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
         return stream_rows.sqlite_read(self.db, run_id, after, limit)

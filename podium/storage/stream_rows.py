@@ -29,6 +29,16 @@ def _chunk(row: Sequence[Any]) -> StreamChunk:
     )
 
 
+def sqlite_held(db: sqlite3.Connection, run_id: str, owner: str | None) -> bool:
+    """No owner to check, or ``owner`` holds the running run's lease."""
+    if owner is None:
+        return True
+    row = db.execute(
+        "SELECT 1 FROM runs WHERE id = ? AND lease_owner = ? AND status = 'running'", (run_id, owner)
+    ).fetchone()
+    return row is not None
+
+
 def sqlite_begin(db: sqlite3.Connection, run_id: str, step: str, now: float) -> int:
     row = db.execute(
         "SELECT max(epoch) FROM stream_chunks WHERE run_id = ? AND step = ?", (run_id, step)
@@ -69,14 +79,21 @@ def sqlite_forget(db: sqlite3.Connection, ended_before: float) -> int:
 
 
 PG_LOCK_RUN = "SELECT 1 FROM runs WHERE id = %s FOR UPDATE"
+_PG_HELD = (
+    "(%(owner)s::text IS NULL OR EXISTS (SELECT 1 FROM runs WHERE id = %(run)s "
+    "AND lease_owner = %(owner)s AND status = 'running'))"
+)
 PG_BEGIN = (
-    "WITH prev AS (SELECT max(epoch) AS e FROM stream_chunks WHERE run_id = %(run)s AND step = %(step)s), "
+    f"WITH held AS (SELECT {_PG_HELD} AS ok), "
+    "prev AS (SELECT max(epoch) AS e FROM stream_chunks WHERE run_id = %(run)s AND step = %(step)s), "
     'ins AS (INSERT INTO stream_chunks (run_id, step, epoch, "offset", text, at) '
-    "SELECT %(run)s, %(step)s, e + 1, 0, NULL, %(now)s FROM prev WHERE e IS NOT NULL RETURNING epoch) "
-    "SELECT coalesce((SELECT epoch FROM ins), 1)"
+    "SELECT %(run)s, %(step)s, e + 1, 0, NULL, %(now)s FROM prev, held WHERE e IS NOT NULL AND held.ok "
+    "RETURNING epoch) "
+    "SELECT CASE WHEN (SELECT ok FROM held) THEN coalesce((SELECT epoch FROM ins), 1) END"
 )
 PG_APPEND = (
-    'INSERT INTO stream_chunks (run_id, step, epoch, "offset", text, at) VALUES (%s, %s, %s, %s, %s, %s)'
+    'INSERT INTO stream_chunks (run_id, step, epoch, "offset", text, at) '
+    f"SELECT %(run)s, %(step)s, %(epoch)s, %(offset)s, %(text)s, %(now)s WHERE {_PG_HELD} RETURNING id"
 )
 PG_READ = f"SELECT {_COLS} FROM stream_chunks WHERE run_id = %s AND id > %s ORDER BY id LIMIT %s"
 PG_FORGET = (
