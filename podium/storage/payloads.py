@@ -238,6 +238,9 @@ class Encoder:
         text = _dumps(value)
         if len(text) < self.options.threshold and _PROBE not in text:
             return text
+        if isinstance(value, dict | list):
+            del text  # a large value: its text is made again once its parts are split out (memory)
+            return _dumps(self._split(value, "", run_id, keep_root))
         return _dumps(self._split(value, text, run_id, keep_root))
 
     def _split(self, value: Any, text: str, run_id: str, keep_root: bool = False) -> Any:
@@ -260,6 +263,7 @@ class Encoder:
         if keep_root or len(text) < threshold:
             return out
         raw = text.encode()
+        del text
         if len(raw) < threshold:
             return out
         sha = digest(raw)
