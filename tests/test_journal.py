@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +187,12 @@ OPS = st.lists(
 )
 
 
-async def interleave(store: Any, ops: list[tuple[str, int, int]]) -> None:
+async def interleave(store: Any, ops: list[tuple[str, int, int]], prefix: str = "") -> None:
     now = 1_000.0
     live: dict[str, list[Any]] = {}  # run id -> the values its journal holds
     for op, who, which in ops:
         now += 10
-        run_id = f"r{who}"
+        run_id = f"{prefix}r{who}"
         if op == "start" and await store.get_run(run_id) is None:
             rec = RunRecord(run_id, "f", RunStatus.PENDING, VALUES[which], created_at=now, updated_at=now)
             await store.create_run(rec, Event(run_id, "start", "", "f", {"input": VALUES[which]}, now))
@@ -215,6 +217,34 @@ async def interleave(store: Any, ops: list[tuple[str, int, int]]) -> None:
             got = [e.data["input"] for e in events if e.kind == "start"]
             got += [e.data["result"] for e in events if e.kind == "step"]
             assert got == values
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgres_schemas: Any) -> Iterator[str]:
+    """One schema for every example (each example's runs have ids of their own)."""
+    schema = postgres_schemas.take()
+    try:
+        yield postgres_schemas.url(schema)
+    finally:
+        postgres_schemas.give_back(schema)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPS)
+def test_gc_never_drops_a_payload_an_unfinished_run_references_on_postgres(
+    pg_url: str, ops: list[tuple[str, int, int]]
+) -> None:
+    from podium.storage.postgres import PostgresStore
+
+    async def on_postgres() -> None:
+        store = PostgresStore(pg_url)
+        await store.open()
+        try:
+            await interleave(store, ops, prefix=uuid.uuid4().hex[:8])
+        finally:
+            await store.close()
+
+    asyncio.run(on_postgres())
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
