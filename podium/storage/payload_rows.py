@@ -10,7 +10,17 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from .payloads import Collected, Encoder, PayloadOptions, Resolver, Usage, age_label, decompress, read_blob
+from .payloads import (
+    Collected,
+    Encoder,
+    PayloadOptions,
+    Resolver,
+    Usage,
+    age_label,
+    blob_files,
+    decompress,
+    read_blob,
+)
 
 _TERMINAL = "('completed', 'failed', 'cancelled')"
 # A finished run's references are released unless its parent is unfinished (the parent's journal holds the
@@ -81,6 +91,30 @@ def _scope(flows: Collection[str] | None, exclude: Collection[str], mark: str) -
         sql += f" AND flow NOT IN ({','.join([mark] * len(exclude))})"
         args.extend(exclude)
     return sql, args
+
+
+def sqlite_strays(db: sqlite3.Connection, root: Any, before: float) -> list[str]:
+    """Blob files older than ``before`` whose hash no payload row has (their temp files are removed here)."""
+    hashes, temps = blob_files(root, before)
+    for t in temps:
+        t.unlink(missing_ok=True)
+    have: set[str] = set()
+    for i in range(0, len(hashes), 500):
+        part = hashes[i : i + 500]
+        marks = ",".join("?" * len(part))
+        have.update(r[0] for r in db.execute(f"SELECT hash FROM payloads WHERE hash IN ({marks})", part))
+    return [h for h in hashes if h not in have]
+
+
+async def pg_strays(conn: Any, root: Any, before: float) -> list[str]:
+    hashes, temps = blob_files(root, before)
+    for t in temps:
+        t.unlink(missing_ok=True)
+    if not hashes:
+        return []
+    cur = await conn.execute("SELECT hash FROM payloads WHERE hash = ANY(%s)", (hashes,))
+    have = {r[0] for r in await cur.fetchall()}
+    return [h for h in hashes if h not in have]
 
 
 def sqlite_collect(

@@ -211,6 +211,35 @@ def read_blob(root: Path | None, sha: str) -> bytes | None:
         raise StoreError(f"cannot read payload blob {sha}: {exc}") from exc
 
 
+STRAY_MARGIN = 3600.0
+"""A blob file without a row is only deleted once it is this much older than the collection's cutoff: the
+file of a commit still in flight (written, not yet committed) is never taken for a stray."""
+
+
+def blob_files(root: Path | None, before: float) -> tuple[list[str], list[Path]]:
+    """``(hashes, temp files)`` of the blob directory last modified before ``before`` (seconds since the
+    epoch): candidates for strays, left by a crash between a file's write and its transaction's commit."""
+    if root is None or not root.is_dir():
+        return [], []
+    hashes: list[str] = []
+    temps: list[Path] = []
+    for sub in root.iterdir():
+        if not sub.is_dir() or len(sub.name) != 2:
+            continue
+        for f in sub.iterdir():
+            try:
+                old = f.stat().st_mtime < before
+            except FileNotFoundError:
+                continue
+            if not old:
+                continue
+            if f.name.startswith("."):
+                temps.append(f)
+            elif len(f.name) == 64:
+                hashes.append(f.name)
+    return hashes, temps
+
+
 def delete_blobs(root: Path | None, hashes: Iterable[str]) -> None:
     if root is None:
         return

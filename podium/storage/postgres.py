@@ -49,7 +49,7 @@ from .base import (
     Transition,
     Write,
 )
-from .payloads import Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
+from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
 from .sqlite import _EVENT_COLS, _RUN_COLS, _SCHEDULE_COLS, _dump, _event, _load, _run, _schedule
 
 try:
@@ -405,7 +405,12 @@ class PostgresStore:
                 return done
 
         done = await self._retry(tx)
-        delete_blobs(self.payloads.blobs, done.files)  # after the commit: a crash leaves a file, not a hole
+        blobs = self.payloads.blobs
+        delete_blobs(blobs, done.files)  # after the commit: a crash leaves a file, not a hole
+        if blobs is not None:  # files no row names, older than any commit in flight (crash leftovers)
+            async with self._conn() as conn:
+                strays = await payload_rows.pg_strays(conn, blobs, ended_before - STRAY_MARGIN)
+            delete_blobs(blobs, strays)
         return done
 
     async def storage_usage(self, *, now: float) -> list[Usage]:

@@ -30,7 +30,7 @@ from .base import (
     Transition,
     Write,
 )
-from .payloads import Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
+from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
@@ -215,6 +215,8 @@ class SQLiteStore:
         with self._tx() as db:
             done = payload_rows.sqlite_collect(db, ended_before=ended_before, flows=flows, exclude=exclude)
             stream_rows.sqlite_forget(db, ended_before)
+            strays = payload_rows.sqlite_strays(db, self.payloads.blobs, ended_before - STRAY_MARGIN)
+        delete_blobs(self.payloads.blobs, strays)
         delete_blobs(self.payloads.blobs, done.files)  # after the commit: a crash leaves a file, not a hole
         return done
 
