@@ -372,9 +372,12 @@ def _token_stream(client: Client, run_id: str, request: Request, after: int) -> 
         seen = after
         yield ": podium token stream\n\n"
         while not await request.is_disconnected():
+            status = None
             try:
-                status = (await client.get(run_id)).status  # before the read: no chunk comes after an end
                 batch = await client.tokens(run_id, after=seen)
+                if not batch:  # idle: has the run ended? (read before the chunks: none comes after an end)
+                    status = (await client.get(run_id)).status
+                    batch = await client.tokens(run_id, after=seen)
             except StoreError:
                 yield "event: unavailable\ndata: {}\n\n"
                 await asyncio.sleep(1)
@@ -385,7 +388,7 @@ def _token_stream(client: Client, run_id: str, request: Request, after: int) -> 
                 data = {"id": c.id, "step": c.step, "epoch": c.epoch, "offset": c.offset, "text": c.text}
                 yield f"id: {c.id}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
             if not batch:
-                if status.terminal:
+                if status is not None and status.terminal:
                     yield f"event: end\ndata: {json.dumps({'status': status.value})}\n\n"
                     return
                 yield ": keep-alive\n\n"
