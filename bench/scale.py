@@ -14,6 +14,10 @@ Everything happens in a schema of its own, dropped at the end. The server's sett
 | durable step overhead, one run at a time | a raw ``INSERT`` + ``COMMIT`` with psycopg | |
 | durable step overhead, many runs at once (group commit) | the same floor | median under 1 ms per step |
 | runs/s of a 10-step flow, 1, 2 and 4 ``Worker`` processes | the 1-process figure | the curve is reported |
+| a step as a Ray task (``executor="ray"``), one at a time | the same local step | the overhead is reported |
+
+The Ray figures need ``podium[ray]`` (``--no-ray`` skips them); the worker starts a local Ray instance
+(``num_cpus=2``) on the first Ray step, which is timed separately.
 
 Worker processes are this script run as children (``--child worker``), each a ``Worker`` on the shared
 schema; the runs are created in one batch by the parent, and the clock stops when the last one completed.
@@ -59,6 +63,20 @@ async def chain(ctx: podium.Context, n: int) -> int:
     return total
 
 
+@podium.step(name="scale.ray_noop", executor="ray")
+def ray_noop(i: int) -> int:
+    return i
+
+
+@podium.flow(name="scale.ray_chain")
+async def ray_chain(ctx: podium.Context, n: int) -> int:
+    """``n`` trivial steps run as Ray tasks, one after the other."""
+    total = 0
+    for i in range(n):
+        total += await ray_noop(i)
+    return total
+
+
 def schema_url(base: str, schema: str) -> str:
     sep = "&" if "?" in base else "?"
     return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
@@ -93,12 +111,12 @@ async def raw_floor(url: str, commits: int) -> float:
 # -- one process ---------------------------------------------------------------------------------------
 
 
-async def sequential(client: podium.Client, n: int, runs: int) -> list[float]:
-    """Seconds of each of ``runs`` runs of ``chain(n)``, one after another."""
+async def sequential(client: podium.Client, n: int, runs: int, flow: Any = chain) -> list[float]:
+    """Seconds of each of ``runs`` runs of ``flow(n)``, one after another."""
     out = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        handle = await client.start(chain, n)
+        handle = await client.start(flow, n)
         await handle.result()
         out.append(time.perf_counter() - t0)
     return out
@@ -154,6 +172,31 @@ async def bench_steps(url: str, reps: int, runs: int, wide: int, floor_commits: 
             f"{wide_step / floor:.2f}× floor; {1 / (wide_step * N):.0f} runs/s",
             "< 1 ms/step",
             wide_step < 1e-3,
+        ),
+    ]
+
+
+async def bench_ray(url: str, reps: int, runs: int) -> list[Figure]:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return [Figure("a step as a Ray task", "skipped", "pip install podium[ray]")]
+    local, remote = [], []
+    async with podium.Client(settings(url, config={"ray": {"num_cpus": 2}})) as client:
+        t0 = time.perf_counter()
+        await sequential(client, 1, 1, ray_chain)
+        start = time.perf_counter() - t0
+        await sequential(client, N, 2, ray_chain)  # warm-up: Ray's worker processes
+        for _ in range(reps):
+            local += await sequential(client, N, runs)
+            remote += await sequential(client, N, runs, ray_chain)
+    per_local, per_ray = statistics.median(local) / N, statistics.median(remote) / N
+    return [
+        Figure("first Ray step (a local Ray instance starts, num_cpus=2)", f"{start:.2f} s"),
+        Figure(
+            f"durable step as a Ray task, one at a time ({N}-step chain, {runs} runs × {reps} reps)",
+            f"{per_ray * 1e3:.2f} ms/step",
+            f"+{(per_ray - per_local) * 1e3:.2f} ms over the local step ({per_local * 1e3:.2f} ms/step)",
         ),
     ]
 
@@ -296,6 +339,9 @@ async def run_all(args: argparse.Namespace, url: str) -> list[Figure]:
     )
     say("measuring runs/s with 1, 2 and 4 worker processes ...")
     figures += await bench_workers(url, runs=100 if quick else 400, reps=1 if quick else 3, concurrency=100)
+    if not args.no_ray:
+        say("measuring steps run as Ray tasks ...")
+        figures += await bench_ray(url, reps=2 if quick else 3, runs=5 if quick else 10)
     return figures
 
 
@@ -303,6 +349,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs and repetitions")
     parser.add_argument("--url", default=os.environ.get("PODIUM_BENCH_POSTGRES", DEFAULT_URL))
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray step figures")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=100, help=argparse.SUPPRESS)
     args = parser.parse_args()

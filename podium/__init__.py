@@ -26,7 +26,11 @@ from .errors import (
     InvalidStateError,
     LeaseLostError,
     NondeterminismError,
+    PermissionDeniedError,
     PodiumError,
+    PolicyDeniedError,
+    PolicyViolationError,
+    PromptNotFoundError,
     RunCancelledError,
     RunError,
     RunFailedError,
@@ -40,8 +44,10 @@ from .errors import (
     UsageError,
 )
 from .hooks import EngineEvent, Observer
+from .management import Prompt, Prompts
+from .policies.access import Principal
 from .tools import Tool, ToolResult, Toolset, tool
-from .types import RunStatus
+from .types import RenderedPrompt, RunStatus
 from .workflow import (
     Approval,
     CancelScope,
@@ -85,7 +91,15 @@ __all__ = [
     "NondeterminismError",
     "Observer",
     "PendingApproval",
+    "PermissionDeniedError",
     "PodiumError",
+    "PolicyDeniedError",
+    "PolicyViolationError",
+    "Principal",
+    "Prompt",
+    "PromptNotFoundError",
+    "Prompts",
+    "RenderedPrompt",
     "RetryPolicy",
     "Run",
     "RunCancelledError",

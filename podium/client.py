@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import logging
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .config import Settings
 from .engine.codec import to_json
@@ -36,12 +37,25 @@ from .errors import (
     UsageError,
 )
 from .hooks import Observer
+from .management.prompts import Prompts
+from .observability.audit import Auditor
+from .policies import configure as configure_policies
+from .policies import enforce as _policies
+from .policies.access import DEFAULT_TENANT, ROLES, Permissions, Principal, check_tenant
+from .policies.engine import Facts
+from .policies.engine import active as active_policies
 from .runtime import close_observers, make_observers, make_store
+from .storage.audit import AuditDraft
 from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store, StreamChunk
 from .storage.payloads import Collected, Usage
 from .triggers import cron as _cron
-from .types import JSON, Clock, Duration, RunStatus, new_id, parse_duration
+from .types import JSON, Clock, Duration, RunStatus, check_pins, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
+
+if TYPE_CHECKING:
+    from .acting import ActingClient
+
+log = logging.getLogger("podium.client")
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -63,6 +77,11 @@ class Run:
     updated_at: float
     ended_at: float | None
     wake_at: float | None
+    queue: str = "default"
+    """The queue of the run's flow (``@podium.flow(queue=...)``)."""
+    priority: int = 0
+    """Runnable runs are claimed highest priority first."""
+    tenant: str = DEFAULT_TENANT
 
     @classmethod
     def _of(cls, r: RunRecord) -> Run:
@@ -79,6 +98,9 @@ class Run:
             r.updated_at,
             r.ended_at,
             r.wake_at,
+            r.queue,
+            r.priority,
+            r.tenant,
         )
 
 
@@ -123,24 +145,27 @@ class FeedEntry:
     at: float
 
 
-ROLES = ("viewer", "operator", "approver", "admin")
-"""Roles of API keys: viewers read; operators also start, cancel and signal runs; approvers also decide
-approvals; admins do everything, API keys included."""
-
-
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """An API key of the HTTP API (its secret is never stored, only a hash)."""
+    """An API key of the HTTP API (its secret is never stored, only a hash). ``tenant`` is the tenant it
+    acts in (None: every tenant); after ``expires_at`` it no longer authenticates."""
 
     id: str
     name: str
     role: str
     created_at: float
     revoked_at: float | None
+    tenant: str | None = None
+    expires_at: float | None = None
 
     @classmethod
     def _of(cls, k: KeyRecord) -> ApiKey:
-        return cls(k.id, k.name, k.role, k.created_at, k.revoked_at)
+        return cls(k.id, k.name, k.role, k.created_at, k.revoked_at, k.tenant, k.expires_at)
+
+    @property
+    def principal(self) -> Principal:
+        """Who acts with this key."""
+        return Principal(self.name, self.role, self.tenant, self.id)
 
 
 def _hash_key(secret: str) -> str:
@@ -245,6 +270,15 @@ class Client:
         self._own_observers = observers is None  # built from the settings when the worker starts
         self.clock = clock
         self.store = store or make_store(self.settings)
+        self.auditor: Auditor | None = None
+        """Records security-relevant events in the store's audit trail (None with ``audit=False``)."""
+        if self.settings.audit:
+            self.auditor = Auditor(self.store, key_path=self.settings.audit_key_path, clock=clock)
+        self.permissions = Permissions.from_config(self.settings.config)
+        """The ``[[permissions]]`` rules of ``podium.toml`` that bound clients (``acting_as``) enforce."""
+        configure_policies(self.settings.config.get("policies"))
+        self.prompts = Prompts(self.store, clock=clock)
+        """The prompt registry in this client's store: push, label, rollback, diff, split."""
         self._want_worker = worker
         self.worker: Worker | None = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -282,6 +316,11 @@ class Client:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        if self.auditor is not None:
+            try:
+                await self.auditor.close()  # a last signed checkpoint
+            except Exception as exc:
+                log.warning("could not sign the audit trail's checkpoint: %s", exc)
         if self._own_observers:
             close_observers(self.observers)
             self.observers = ()
@@ -302,20 +341,29 @@ class Client:
         timeout: Duration | None = None,
         by: str | None = None,
         priority: int = 0,
+        pins: Mapping[str, str] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> RunHandle[T]:
         """Start a run of ``flow``. With ``key``, starting again returns the same run (idempotent).
 
         Runnable runs are claimed highest ``priority`` first (then oldest first); child runs inherit it.
 
+        ``pins`` fix choices for the whole run (journaled, inherited by child runs): ``{"model:default":
+        "smart"}`` makes ``ctx.model("default")`` call the model ``smart``; ``{"prompt:triage": "3"}`` pins
+        a prompt version (or a label); other keys are the flow's own, read with ``ctx.pins``.
+
         ``timeout`` bounds the whole run (default: the flow's own ``timeout``). ``by`` (who asked) is
-        journaled with the start.
+        journaled with the start. The run belongs to ``tenant`` (its child runs too); a ``key`` taken by a run
+        of another tenant is refused with ``InvalidStateError``.
         """
         self._check_open()
+        check_tenant(tenant)
         fl = resolve_flow(flow)
         if key is not None and (not isinstance(key, str) or not key):
             raise UsageError("key must be a non-empty string")
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise UsageError(f"priority must be an integer, not {priority!r}")
+        pinned = check_pins(pins)
         value = fl.validate_input(input)
         data = fl.dump_input(value)
         seconds = parse_duration(timeout) if timeout is not None else fl.timeout
@@ -330,6 +378,8 @@ class Client:
             updated_at=now,
             deadline=None if seconds is None else now + seconds,
             priority=priority,
+            queue=fl.queue,
+            tenant=tenant,
         )
         lease = None if self.worker is None else self.worker.lease_new(fl.name)
         if lease is not None:  # created already claimed by our worker: one transaction fewer
@@ -342,16 +392,30 @@ class Client:
         start: dict[str, Any] = {"input": data, "version": fl.version}
         if by is not None:
             start["by"] = by
+        if pinned:
+            start["pins"] = pinned
         first = Event(run.id, "start", "", fl.name, start, now)
+        if len(active_policies()):  # podium.policies at run.start: a deny changes nothing
+            facts = {"flow": fl.name, "input": data, "pins": pinned or {}, "by": by, "key": key}
+            facts["tenant"] = (pinned or {}).get("tenant") if tenant == DEFAULT_TENANT else tenant
+            await _policies.control(self._audit_store, "run.start", Facts(facts), subject=run.id, actor=by)
         rec, created = await self.store.create_run(run, first)
+        if not created and rec.tenant != tenant:
+            raise InvalidStateError(f"key {key!r} is in use; choose another")
         if not created and rec.flow != fl.name:
             raise InvalidStateError(f"key {key!r} belongs to run {rec.id} of flow {rec.flow!r}")
+        if created and self.auditor is not None:
+            await self.auditor.record_many([_started(rec, by, key, pinned)])
         if self.worker is not None and not rec.status.terminal:
             if created and lease is not None:
                 await self.worker.adopt(rec, [first])
             elif not await self.worker.take(rec.id):
                 self.worker.poke(rec.id)
         return RunHandle(self, rec.id, fl, created=created)
+
+    @property
+    def _audit_store(self) -> Store | None:
+        return self.store if self.auditor is not None else None
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """A handle for an existing run."""
@@ -377,8 +441,10 @@ class Client:
         flow: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> builtins.list[Run]:
-        """Runs, newest first. ``before`` is the last id of the previous page."""
+        """Runs, newest first. ``before`` is the last id of the previous page; ``tenant`` keeps that
+        tenant's runs only."""
         self._check_open()
         if not 1 <= limit <= 1000:
             raise UsageError("limit must be between 1 and 1000")
@@ -390,7 +456,9 @@ class Client:
             except ValueError:
                 valid = ", ".join(s.value for s in RunStatus)
                 raise UsageError(f"unknown status in {items!r}; use one of {valid}") from None
-        rows = await self.store.list_runs(status=statuses, flow=flow, limit=limit, before=before)
+        rows = await self.store.list_runs(
+            status=statuses, flow=flow, limit=limit, before=before, tenant=tenant
+        )
         return [Run._of(r) for r in rows]
 
     async def result(self, run_id: str, *, timeout: Duration | None = None) -> Any:
@@ -463,6 +531,8 @@ class Client:
             if rec.status is RunStatus.CANCELLED:
                 return Run._of(rec)
             raise
+        if self.auditor is not None:
+            await self.auditor.record("run.cancelled", subject=run_id, actor=by, payload={"flow": rec.flow})
         if idle:
             self._finished(run_id, "cancelled")
             await cancel_children(self.store, run_id, self.clock())
@@ -586,6 +656,11 @@ class Client:
             except Exception as exc:
                 raise UsageError(f"edited payload is not JSON-serializable: {exc}") from None
             data["edited"] = True
+        if len(active_policies()):  # podium.policies at approval: a deny changes nothing
+            facts = {"run_id": run_id, "flow": rec.flow, "approval": target.name, "approved": approved}
+            facts.update(by=by, comment=comment, payload=(target.data or {}).get("payload"))
+            facts["edited"] = data["edited"]
+            await _policies.control(self._audit_store, "approval", Facts(facts), subject=run_id, actor=by)
         gate = Gate("approval", ("decision", "withdrawn"), target.name or "")
         try:
             stored = await self._deliver(
@@ -595,6 +670,10 @@ class Client:
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was withdrawn") from None
         if stored is None:
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was decided already")
+        if self.auditor is not None:
+            summary = {k: v for k, v in data.items() if k != "payload"}
+            summary["approval"] = target.name
+            await self.auditor.record("approval.decided", subject=run_id, actor=by, payload=summary)
         return PendingApproval(
             run_id, rec.flow, target.name or "", target.step, (target.data or {}).get("payload"), target.at
         )
@@ -665,17 +744,42 @@ class Client:
         ]
 
     # -- API keys -----------------------------------------------------------------------------
-    async def create_key(self, name: str, role: str) -> tuple[ApiKey, str]:
+    async def create_key(
+        self,
+        name: str,
+        role: str,
+        *,
+        tenant: str | None = None,
+        expires: Duration | None = None,
+        by: str | None = None,
+    ) -> tuple[ApiKey, str]:
         """Create an API key for the HTTP API; returns it and its secret. Only a hash of the secret is
-        stored: show the secret to its owner now, it cannot be read back."""
+        stored: show the secret to its owner now, it cannot be read back.
+
+        The key acts in ``tenant`` only (None: in every tenant, a platform key) and, with ``expires``
+        (seconds or ``"30d"``), stops authenticating that long from now."""
         self._check_open()
         if not isinstance(name, str) or not name.strip():
             raise UsageError("an API key needs a name (who or what uses it)")
         if role not in ROLES:
             raise UsageError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        if tenant is not None:
+            check_tenant(tenant)
+        now = self.clock()
+        expires_at = None
+        if expires is not None:
+            seconds = parse_duration(expires)
+            if seconds <= 0:
+                raise UsageError(f"expires must be a positive duration, not {expires!r}")
+            expires_at = now + seconds
         secret = "pdm_" + secrets.token_urlsafe(32)
-        rec = KeyRecord(new_id(), name.strip(), role, _hash_key(secret), self.clock())
+        rec = KeyRecord(new_id(), name.strip(), role, _hash_key(secret), now, None, tenant, expires_at)
         await self.store.key_add(rec)
+        if self.auditor is not None:
+            payload: dict[str, Any] = {"name": rec.name, "role": role, "tenant": tenant}
+            if expires_at is not None:
+                payload["expires_at"] = expires_at
+            await self.auditor.record("key.created", subject=rec.id, actor=by, payload=payload)
         return ApiKey._of(rec), secret
 
     async def keys(self) -> builtins.list[ApiKey]:
@@ -683,19 +787,33 @@ class Client:
         self._check_open()
         return [ApiKey._of(k) for k in await self.store.key_list()]
 
-    async def revoke_key(self, key_id: str) -> None:
+    async def revoke_key(self, key_id: str, *, by: str | None = None) -> None:
         """Revoke an API key at once. ``UsageError`` if there is no such active key."""
         self._check_open()
         if not await self.store.key_revoke(key_id, now=self.clock()):
             raise UsageError(f"no active API key with id {key_id!r}")
+        if self.auditor is not None:
+            await self.auditor.record("key.revoked", subject=key_id, actor=by)
 
     async def authenticate(self, secret: str) -> ApiKey | None:
-        """The active key whose secret this is, or None."""
+        """The active key whose secret this is, or None (unknown, revoked or expired)."""
         self._check_open()
         if not isinstance(secret, str) or not secret:
             return None
         rec = await self.store.key_find(_hash_key(secret))
-        return None if rec is None else ApiKey._of(rec)
+        if rec is None or (rec.expires_at is not None and rec.expires_at <= self.clock()):
+            return None
+        return ApiKey._of(rec)
+
+    def acting_as(self, principal: Principal | ApiKey, *, by: str | None = None) -> ActingClient:
+        """This client bound to ``principal`` (or an API key's): its methods check, with
+        ``podium.policies.access.authorize``, that the principal may act before acting, and see only the
+        principal's tenant. The REST API, the MCP server and the CLI all act through one. What it does is
+        journaled as done by ``by`` (default: ``"NAME (ROLE)"`` of the principal)."""
+        from .acting import ActingClient
+
+        who = principal.principal if isinstance(principal, ApiKey) else principal
+        return ActingClient(self, who, by=by)
 
     async def check_replay(self, run_id: str) -> ReplayReport:
         """Replay the run's journal against the flow code loaded in this process, running nothing: does
@@ -738,19 +856,28 @@ class Client:
         return timeline([replace(e, data=to_json(e.data)) for e in events], now=self.clock())
 
     async def start_many(
-        self, runs: Sequence[tuple[Flow[Any, Any] | str, Any, str | None]]
+        self,
+        runs: Sequence[
+            tuple[Flow[Any, Any] | str, Any, str | None]
+            | tuple[Flow[Any, Any] | str, Any, str | None, Mapping[str, str] | None]
+        ],
     ) -> builtins.list[RunHandle[Any]]:
-        """Start several runs, ``(flow, input, key)`` each, in one store transaction: ``start`` for many
-        runs at the cost of one commit. All inputs are checked first; a ``UsageError`` creates none. With
-        a worker here, as many as it has room for are created already claimed by it. A key that names a
-        run of another flow raises ``InvalidStateError`` after the other runs were started."""
+        """Start several runs, ``(flow, input, key)`` or ``(flow, input, key, pins)`` each, in one store
+        transaction: ``start`` for many runs at the cost of one commit. All inputs are checked first; a
+        ``UsageError`` creates none. With a worker here, as many as it has room for are created already
+        claimed by it. A key that names a run of another flow raises ``InvalidStateError`` after the other
+        runs were started."""
         self._check_open()
         now = self.clock()
         room = 0 if self.worker is None else self.settings.concurrency - len(self.worker.executions)
         items: builtins.list[tuple[RunRecord, Event]] = []
         flows: builtins.list[Flow[Any, Any]] = []
         leased: set[str] = set()
-        for flow, input, key in runs:
+        for item in runs:
+            if not isinstance(item, tuple) or len(item) not in (3, 4):
+                raise UsageError("start_many takes (flow, input, key) or (flow, input, key, pins) tuples")
+            flow, input, key = item[0], item[1], item[2]
+            pinned = check_pins(item[3] if len(item) == 4 else None)
             fl = resolve_flow(flow)
             if key is not None and (not isinstance(key, str) or not key):
                 raise UsageError("key must be a non-empty string")
@@ -764,15 +891,25 @@ class Client:
                 created_at=now,
                 updated_at=now,
                 deadline=None if fl.timeout is None else now + fl.timeout,
+                queue=fl.queue,
             )
             lease = None if self.worker is None or len(leased) >= room else self.worker.lease_new(fl.name)
             if lease is not None:
                 run.status, run.lease_owner, run.lease_until, run.claims = RunStatus.RUNNING, *lease, 1
                 leased.add(run.id)
-            start = {"input": data, "version": fl.version}
+            start: dict[str, Any] = {"input": data, "version": fl.version}
+            if pinned:
+                start["pins"] = pinned
             items.append((run, Event(run.id, "start", "", fl.name, start, now)))
             flows.append(fl)
         results = await self.store.create_runs(items)
+        if self.auditor is not None:
+            started = [
+                _started(rec, None, rec.key, (first.data or {}).get("pins") or {})
+                for (rec, created), (_, first) in zip(results, items, strict=True)
+                if created
+            ]
+            await self.auditor.record_many(started)
         handles: builtins.list[RunHandle[Any]] = []
         waiting = False
         conflict: InvalidStateError | None = None
@@ -933,3 +1070,12 @@ def run(
             return await handle.result(timeout=timeout)
 
     return asyncio.run(go())
+
+
+def _started(rec: RunRecord, by: str | None, key: str | None, pins: Mapping[str, str]) -> AuditDraft:
+    payload: dict[str, Any] = {"flow": rec.flow, "tenant": rec.tenant}
+    if key is not None:
+        payload["key"] = key
+    if pins:
+        payload["pins"] = dict(pins)
+    return AuditDraft("run.started", rec.created_at, by, rec.id, payload)

@@ -12,9 +12,14 @@
 | ``PODIUM_METRICS`` | ``0`` | ``1``: keep Prometheus metrics in workers started by a ``Client`` |
 | ``PODIUM_LOG_FORMAT`` | ``text`` | ``json``: JSON log lines (``podium worker``, ``podium serve``) |
 | ``PODIUM_LOG_LEVEL`` | ``INFO`` | the level of those logs (``DEBUG`` adds every step) |
+| ``PODIUM_AUDIT`` | ``1`` | ``0``: record no audit trail |
+| ``PODIUM_AUDIT_KEY`` | beside a SQLite database | the Ed25519 key file that signs audit checkpoints |
+| ``PODIUM_QUEUES`` | unset | queue limits, ``gpu=2,io=8``: runs of a queue at once, across all workers |
+| ``PODIUM_RAY_ADDRESS`` | unset | where ``executor="ray"`` steps run: ``auto``, ``ray://host:10001`` |
 
-The last four may also be set in ``[observability]`` of ``podium.toml`` (``otlp_endpoint``, ``metrics``,
-``log_format``, ``log_level``); a variable wins over the file.
+The observability variables may also be set in ``[observability]`` of ``podium.toml`` (``otlp_endpoint``,
+``metrics``, ``log_format``, ``log_level``), queue limits in ``[queues]`` (``gpu = 2``), Ray in ``[ray]``
+(``address``, ``num_cpus``, ``num_gpus``, ``object_store_memory``); a variable wins over the file.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .types import parse_duration
+from .errors import ConfigError, UsageError
+from .types import check_queue_name, parse_duration
 
 DEFAULT_DATABASE_URL = "sqlite:///.podium/podium.db"
 LOG_FORMATS = ("text", "json")
@@ -65,6 +70,21 @@ class Storage:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RaySettings:
+    """Where ``executor="ray"`` steps run (``[ray]`` in ``podium.toml``, see ``Settings.ray``).
+
+    ``address`` None starts a local Ray instance in the worker process on first use (``num_cpus``,
+    ``num_gpus`` and ``object_store_memory`` size it; None lets Ray decide); ``"auto"`` or
+    ``"ray://host:10001"`` connects to a running cluster instead.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    object_store_memory: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Podium's settings. Build with ``Settings.from_env()`` or directly with keywords."""
 
@@ -83,6 +103,16 @@ class Settings:
     """``text`` or ``json``; None: ``[observability] log_format`` (default ``text``)."""
     log_level: str | None = None
     """None: ``[observability] log_level`` (default ``INFO``)."""
+    audit: bool = True
+    """Record security-relevant events in the tamper-evident audit trail (``podium audit verify``)."""
+    audit_key: str | None = None
+    """The file of the Ed25519 key that signs audit checkpoints; None: ``audit.key`` beside a SQLite
+    database, and no checkpoints on PostgreSQL (set it there, to a file outside the database's reach)."""
+    queues: Mapping[str, int] | None = None
+    """Queue limits (runs of a queue at once, across all workers); merged over ``[queues]`` of
+    ``podium.toml`` (a queue named in both takes the value given here). See ``Settings.queue_limits``."""
+    ray_address: str | None = None
+    """The Ray cluster for ``executor="ray"`` steps; None: ``[ray] address``, else a local instance."""
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("sqlite://", "memory://", "postgresql://", "postgres://")):
@@ -99,6 +129,65 @@ class Settings:
             raise ConfigError("concurrency must be at least 1")
         self.observability  # noqa: B018 - validates the observability settings now
         self.storage  # noqa: B018 - and the storage settings
+        self.queue_limits  # noqa: B018 - and the queue limits
+        self.ray  # noqa: B018 - and the Ray settings
+
+    @property
+    def queue_limits(self) -> dict[str, int]:
+        """Runs at once per queue, across all workers: ``[queues]`` of ``podium.toml`` updated with
+        ``queues``; ``ConfigError`` on a bad name or a limit that is not a positive integer."""
+        section = self.config.get("queues") or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError("[queues] in podium.toml must be a table of queue = limit")
+        out: dict[str, int] = {}
+        for where, table in (("[queues] in podium.toml", section), ("queue limits", self.queues or {})):
+            for name, value in table.items():
+                try:
+                    check_queue_name(name)
+                except UsageError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigError(
+                        f"{where}: the limit of queue {name!r} must be a positive integer, not {value!r}"
+                    )
+                out[name] = value
+        return out
+
+    @property
+    def ray(self) -> RaySettings:
+        """Ray settings: ``ray_address`` (or ``PODIUM_RAY_ADDRESS``) wins over ``[ray] address``;
+        ``ConfigError`` on a bad value."""
+        section = self.config.get("ray") or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError("[ray] in podium.toml must be a table")
+        unknown = set(section) - {"address", "num_cpus", "num_gpus", "object_store_memory"}
+        if unknown:
+            raise ConfigError(f"[ray]: unknown key(s) {', '.join(sorted(unknown))}")
+        address = self.ray_address if self.ray_address is not None else section.get("address")
+        if address is not None and (
+            not isinstance(address, str)
+            or not address
+            or not (address == "auto" or address.startswith("ray://") or ":" in address)
+        ):
+            raise ConfigError(f'Ray address {address!r}: use "auto", "ray://HOST:PORT" or HOST:PORT')
+        sizes: dict[str, int | None] = {}
+        for key in ("num_cpus", "num_gpus", "object_store_memory"):
+            value = section.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ConfigError(f"[ray] {key} must be a non-negative integer, not {value!r}")
+            sizes[key] = value
+        return RaySettings(address=address or None, **sizes)
+
+    @property
+    def audit_key_path(self) -> Path | None:
+        """Where the audit signing key is (see ``audit_key``), or None for no signed checkpoints."""
+        if self.audit_key:
+            return Path(self.audit_key)
+        if self.database_url.startswith("sqlite:///"):
+            db = self.database_url.removeprefix("sqlite:///").split("?", 1)[0]
+            if db and db != ":memory:":
+                return Path(db).parent / "audit.key"
+        return None
 
     @property
     def observability(self) -> Observability:
@@ -189,10 +278,21 @@ class Settings:
             if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ConfigError(f"PODIUM_METRICS={raw!r}: use 1 or 0")
             values["metrics"] = flag in ("1", "true", "yes", "on")
+        if raw := env.get("PODIUM_AUDIT"):
+            flag = raw.strip().lower()
+            if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"PODIUM_AUDIT={raw!r}: use 1 or 0")
+            values["audit"] = flag in ("1", "true", "yes", "on")
+        if raw := env.get("PODIUM_AUDIT_KEY"):
+            values["audit_key"] = raw
         if raw := env.get("PODIUM_LOG_FORMAT"):
             values["log_format"] = raw.strip().lower()
         if raw := env.get("PODIUM_LOG_LEVEL"):
             values["log_level"] = raw.strip().upper()
+        if raw := env.get("PODIUM_QUEUES"):
+            values["queues"] = _parse_queues(raw)
+        if raw := env.get("PODIUM_RAY_ADDRESS"):
+            values["ray_address"] = raw.strip()
         path = Path(env.get("PODIUM_CONFIG", "podium.toml"))
         if path.is_file():
             values["config"] = load_config(path)
@@ -206,6 +306,22 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+def _parse_queues(raw: str) -> dict[str, int]:
+    """``PODIUM_QUEUES``: ``name=limit`` pairs separated by commas."""
+    out: dict[str, int] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        name, sep, limit = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[name.strip()] = int(limit)
+        except ValueError:
+            raise ConfigError(f"PODIUM_QUEUES={raw!r}: use name=limit pairs, like gpu=2,io=8") from None
+    return out
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Parse a ``podium.toml``; ``ConfigError`` with the line on a syntax error."""
     try:
@@ -217,6 +333,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
+_SECRETS: set[str] = set()
+
+
 def secret(name: str) -> str | None:
-    """The value of environment variable ``name`` (API keys are read here, when a call needs them)."""
-    return os.environ.get(name)
+    """The value of environment variable ``name`` (API keys are read here, when a call needs them). The
+    value is remembered, so that ``redact_secrets`` takes it out of anything journaled, logged or traced."""
+    value = os.environ.get(name)
+    if value and len(value) >= 8:
+        _SECRETS.add(value)
+    return value
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every secret this process has read (``secret``) replaced by ``[REDACTED]``: a provider
+    that echoes a key in an error message does not put it in the journal, the logs or a trace."""
+    if not _SECRETS or not text:
+        return text
+    for value in _SECRETS:
+        if value in text:
+            text = text.replace(value, "[REDACTED]")
+    return text

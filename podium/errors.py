@@ -7,10 +7,14 @@ PodiumError                      base of everything Podium raises
 │   ├── UnknownFlowError         no flow registered under that name
 │   ├── InvalidInputError        the input does not fit the flow's signature
 │   ├── RunNotFoundError         no run with that id
+│   ├── PromptNotFoundError      no prompt, version or label with that name in the registry
+│   ├── PermissionDeniedError    the principal may not do that (its role, or a ``[[permissions]]`` rule)
+│   ├── PolicyViolationError     a policy refused a start or an approval decision
 │   └── InvalidStateError        the run cannot do that now (approve a run that is not waiting, ...)
 │       └── SignalRefusedError   a signal that needs a milestone the run is not in
 ├── RunError                     a run (or a step in it) failed; has ``type`` and ``retryable``
 │   ├── ApplicationError         raised on purpose by user code, optionally non-retryable
+│   │   └── PolicyDeniedError    a policy denied a model call or blocked an answer in a run
 │   ├── StepError                a step failed after its retries (replayed identically from the journal)
 │   ├── StepTimeoutError         a step attempt took longer than its timeout
 │   ├── RunTimeoutError          the run exceeded its run-level timeout
@@ -53,6 +57,22 @@ class RunNotFoundError(UsageError):
     """No run has the given id."""
 
 
+class PromptNotFoundError(UsageError):
+    """The prompt registry holds no prompt, version or label by the given name."""
+
+
+class PermissionDeniedError(UsageError):
+    """The principal acting (an API key, the MCP server's key, a ``--tenant`` CLI) may not do this: its
+    role lacks the action, or a ``[[permissions]]`` rule keeps it off the flow. Nothing was changed.
+
+    Another tenant's run is not "forbidden" but absent: it raises ``RunNotFoundError`` (no existence leak).
+    """
+
+
+class PolicyViolationError(UsageError):
+    """A policy (``podium.policies``) refused a request to the control plane; nothing was changed."""
+
+
 class InvalidStateError(UsageError):
     """The run is not in a state that allows the operation."""
 
@@ -84,6 +104,13 @@ class ApplicationError(RunError):
 
     >>> raise ApplicationError("card declined", type="CardDeclined", retryable=False)  # doctest: +SKIP
     """
+
+
+class PolicyDeniedError(ApplicationError):
+    """A policy (``podium.policies``) denied a model call or blocked an answer inside a run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="PolicyDenied", retryable=False)
 
 
 class StepError(RunError):

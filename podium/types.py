@@ -6,7 +6,7 @@ import enum
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeAlias
 
@@ -74,6 +74,67 @@ def parse_duration(value: Duration) -> float:
     return seconds
 
 
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
+
+
+def check_queue_name(name: object) -> str:
+    """``name`` if it is a valid queue name (letters, digits, ``_ . : -``; up to 64), else ``UsageError``."""
+    from .errors import UsageError
+
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
+        raise UsageError(
+            f"queue name {name!r} is invalid: use letters, digits, '_', '.', ':' or '-' (up to 64 characters)"
+        )
+    return name
+
+
 def new_id() -> str:
     """A new run id: 24 hex characters, sortable by creation time."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+class RenderedPrompt(str):
+    """Text rendered from a registry prompt (``Prompt.render``): a ``str`` that remembers where it came from.
+
+    Model calls given one (as the prompt, as ``system=`` or as a message's content) journal its
+    ``provenance`` (``{"name", "version", "label"}``) in ``Completion.prompt``. ``system`` is the prompt's
+    rendered system text, if it has one.
+    """
+
+    provenance: dict[str, Any]
+    system: RenderedPrompt | None
+
+    def __new__(
+        cls, text: str, provenance: dict[str, Any], system: RenderedPrompt | None = None
+    ) -> RenderedPrompt:
+        self = super().__new__(cls, text)
+        self.provenance = provenance
+        self.system = system
+        return self
+
+    def __reduce__(self) -> Any:
+        return (RenderedPrompt, (str(self), self.provenance, self.system))
+
+
+MAX_PINS = 64
+
+
+def check_pins(pins: Mapping[str, str] | None) -> dict[str, str]:
+    """``pins`` as a plain dict, checked: at most 64 of them, non-empty string keys (200 characters at
+    most) and string values."""
+    from .errors import UsageError
+
+    if pins is None:
+        return {}
+    if not isinstance(pins, Mapping):
+        raise UsageError(f"pins must be a mapping of strings to strings, not {type(pins).__name__}")
+    if len(pins) > MAX_PINS:
+        raise UsageError(f"a run takes at most {MAX_PINS} pins, not {len(pins)}")
+    out: dict[str, str] = {}
+    for k, v in pins.items():
+        if not isinstance(k, str) or not k.strip() or len(k) > 200:
+            raise UsageError(f"a pin's key must be a non-empty string of at most 200 characters, not {k!r}")
+        if not isinstance(v, str):
+            raise UsageError(f"pin {k!r} must be a string, not {type(v).__name__}")
+        out[k] = v
+    return out

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 import podium
 from podium.models import ModelRequest, register
+from podium.policies.taint import unfence
 from podium.testing import ScriptedModel, call
 
 
@@ -126,7 +127,7 @@ def agent_model(request: ModelRequest) -> Any:
     turn = sum(1 for m in request.messages if m.role == "assistant")
     if turn < len(AGENT_PLAN):
         return [call("record", tag=tag) for tag in AGENT_PLAN[turn]]
-    told = [json.loads(m.content) for m in request.messages if m.role == "tool"]
+    told = [json.loads(unfence(m.content)) for m in request.messages if m.role == "tool"]
     return json.dumps({"tags": [r["tag"] for r in told], "pids": [r["pid"] for r in told]})
 
 

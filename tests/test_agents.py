@@ -163,7 +163,8 @@ async def test_an_agent_calls_tools_corrects_itself_and_answers_in_schema(client
     # What the model was told: the validation error, the tool's failure and the refusal, as tool messages.
     told = [m.content for m in support_model().requests[-1].messages if m.role == "tool"]
     assert "amount: Input should be a valid number" in told[1]
-    assert told[2] == '"refunded 20.00 on A1"' or told[2] == "refunded 20.00 on A1"
+    # a tool's answer reaches the model fenced as untrusted data (podium.policies.taint)
+    assert told[2].startswith('<untrusted source="tool:refund"') and "refunded 20.00 on A1" in told[2]
     assert "inventory service is down" in told[3]
     assert "not available to you" in told[4] and "lookup_order, refund, flaky_inventory" in told[4]
     # Replaying the journal runs no tool and gives the same answer.

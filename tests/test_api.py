@@ -161,7 +161,7 @@ async def test_roles_are_checked_on_every_route(api: Api) -> None:
     assert (await api.get("/api/keys", role="admin")).status_code == 200
     assert (await api.http.get(api.url + "/api/runs")).status_code == 401
     bad = await api.http.get(api.url + "/api/runs", headers={"Authorization": "Bearer nope"})
-    assert bad.status_code == 401 and "unknown or revoked" in bad.json()["error"]
+    assert bad.status_code == 401 and "unknown, revoked or expired" in bad.json()["error"]
     assert (await api.http.get(api.url + "/healthz")).status_code == 200  # no key needed
     # A revoked key stops working at once.
     created = (await api.post("/api/keys", {"name": "temp", "role": "viewer"}, role="admin")).json()

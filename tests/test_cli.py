@@ -143,3 +143,33 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "approval needed" in r.stdout
     assert r.stdout.count("✔ T-") == 3
     assert "send_reply" in r.stdout
+
+
+def test_keys_with_a_tenant_and_an_expiry_and_tenant_narrowed_commands(tmp_path: Path) -> None:
+    r = podium(
+        tmp_path, "keys", "create", "acme-bot", "--role", "operator", "--tenant", "acme", "--expires", "30d"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith("pdm_") and "tenant acme" in r.stderr and "expires" in r.stderr
+    r = podium(tmp_path, "keys", "create", "root", "--role", "admin")
+    assert r.returncode == 0 and "all tenants" in r.stderr
+    listed = podium(tmp_path, "keys", "list", "--tenant", "acme")
+    assert "acme-bot" in listed.stdout and "root" not in listed.stdout
+    assert "root" in podium(tmp_path, "keys", "list").stdout
+    bad = podium(tmp_path, "keys", "create", "x", "--tenant", "a b")
+    assert bad.returncode == 1 and "invalid tenant" in bad.stderr
+    bad = podium(tmp_path, "keys", "create", "x", "--expires", "soon")
+    assert bad.returncode == 1 and "invalid duration" in bad.stderr
+
+    r = podium(tmp_path, "run", "examples/hello.py:hello", "--input", '"acme"', "--tenant", "acme")
+    assert r.returncode == 0, r.stderr
+    podium(tmp_path, "run", "examples/hello.py:hello", "--input", '"globex"', "--tenant", "globex")
+    acme = json.loads(podium(tmp_path, "runs", "--json", "--tenant", "acme").stdout)
+    assert [(x["input"], x["tenant"]) for x in acme] == [("acme", "acme")]
+    every = json.loads(podium(tmp_path, "runs", "--json").stdout)
+    assert sorted(x["tenant"] for x in every) == ["acme", "globex"]
+    globex_id = next(x["id"] for x in every if x["tenant"] == "globex")
+    hidden = podium(tmp_path, "show", globex_id, "--tenant", "acme")
+    assert hidden.returncode == 1 and f"no run with id '{globex_id}'" in hidden.stderr
+    shown = podium(tmp_path, "show", globex_id)
+    assert shown.returncode == 0 and "tenant" in shown.stdout and "globex" in shown.stdout

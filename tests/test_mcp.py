@@ -108,11 +108,11 @@ async def test_a_stdio_mcp_servers_tools_are_podium_tools_journaled_and_never_re
     steps = [(e.name, "error" in e.data) for e in journal if e.kind == "step" and e.name.startswith("tool:")]
     assert steps == [("tool:add", False), ("tool:fail", True), ("tool:add", True), ("tool:echo", False)]
     told = [m.content for m in model_of("t.mcp.calc").requests[-1].messages if m.role == "tool"]
-    assert told[0] == '{"result": 5}'
-    assert told[1].startswith("ERROR: MCPToolError:") and "fail was asked to fail: testing" in told[1]
-    assert told[2].startswith("ERROR: ToolArgumentsError: invalid arguments for add")
+    assert told[0].startswith('<untrusted source="tool:add"') and '{"result": 5}' in told[0]  # fenced data
+    assert "ERROR: MCPToolError:" in told[1] and "fail was asked to fail: testing" in told[1]
+    assert "ERROR: ToolArgumentsError: invalid arguments for add" in told[2]
     assert "'two' is not of type 'integer'" in told[2]
-    assert told[3] == '{"result": "hi 7.0"}'
+    assert '{"result": "hi 7.0"}' in told[3]
 
     # Replaying the journal gives the same answer without the server (it is not even running now).
     assert await replay(calc_flow, journal) == out
@@ -444,3 +444,29 @@ async def _read_url(proc: asyncio.subprocess.Process) -> str:
         if "MCP at " in line:
             return line.split("MCP at ", 1)[1].strip()
     raise AssertionError("podium mcp --http exited: " + "".join(lines))
+
+
+@SLOW
+async def test_podium_mcp_acts_as_its_api_key_tenant_and_role(tmp_path: Path) -> None:
+    """``podium mcp --key`` acts as the key: its tenant's runs only, its role's actions only, checked at
+    every call (a revoked key stops at once)."""
+    import mcp_flows_app  # noqa: F401 - registers mcp.greet here too
+
+    from podium.policies.access import Principal
+
+    db = f"sqlite:///{tmp_path}/podium.db"
+    async with podium.Client(podium.Settings(database_url=db), worker=False) as client:
+        _, viewer = await client.create_key("acme-viewer", "viewer", tenant="acme")
+        ops, operator = await client.create_key("acme-ops", "operator", tenant="acme")
+        theirs = await client.acting_as(Principal.local("globex")).start("mcp.greet", "globex-secret")
+    async with podium_mcp(tmp_path, "--key", viewer, "--no-worker") as mcp:
+        assert "may not start" in error_text(await mcp.call_tool("start_mcp_greet", {"input": "x"}))
+        assert "may not start" in error_text(await mcp.call_tool("shout", {"text": "hi"}))
+        assert "no run with id" in error_text(await mcp.call_tool("get_run", {"run_id": theirs.id}))
+        assert data(await mcp.call_tool("list_approvals", {}))["approvals"] == []
+    async with podium_mcp(tmp_path, "--key", operator, "--no-worker") as mcp:
+        started = data(await mcp.call_tool("start_mcp_greet", {"input": "ann"}))
+        async with podium.Client(podium.Settings(database_url=db), worker=False) as client:
+            assert (await client.get(started["run_id"])).tenant == "acme"
+            await client.revoke_key(ops.id)
+        assert "revoked" in error_text(await mcp.call_tool("get_run", {"run_id": started["run_id"]}))

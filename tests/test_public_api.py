@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import subprocess
 import sys
@@ -18,7 +19,9 @@ EXPECTED = [
     "Agent", "AgentError", "AgentResult", "ApiKey", "ApplicationError", "Approval", "CancelScope", "Client",
     "ConfigError", "Context", "EngineEvent", "FeedEntry", "Finished", "Flow", "Group", "InvalidInputError",
     "InvalidStateError", "JournalEntry", "LeaseLostError", "Milestone", "NondeterminismError", "Observer",
-    "PendingApproval", "PodiumError", "RetryPolicy", "Run", "RunCancelledError", "RunError",
+    "PendingApproval", "PermissionDeniedError", "PodiumError", "PolicyDeniedError", "PolicyViolationError",
+    "Principal", "Prompt", "PromptNotFoundError", "Prompts", "RenderedPrompt",
+    "RetryPolicy", "Run", "RunCancelledError", "RunError",
     "RunFailedError", "RunHandle", "RunNotFoundError", "RunStatus", "RunTimeoutError", "Settings",
     "SignalRefusedError", "StepError", "StepFunction", "StepInfo", "StepTimeoutError", "StoreError",
     "TaskHandle", "TimelineRow", "Tool", "ToolResult", "Toolset", "UnknownFlowError", "UsageError",
@@ -46,6 +49,8 @@ def test_error_tree() -> None:
         podium.RunNotFoundError,
         podium.InvalidStateError,
         podium.ConfigError,
+        podium.PromptNotFoundError,
+        podium.PermissionDeniedError,
     ):
         assert issubclass(cls, podium.UsageError)
     for cls in (
@@ -97,9 +102,11 @@ def test_bad_durations(value: object) -> None:
         parse_duration(value)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("script", ["examples/hello.py", "examples/checkout.py"])
+@pytest.mark.parametrize("script", ["examples/hello.py", "examples/checkout.py", "examples/prompts.py"])
 def test_examples_run_as_scripts(tmp_path: Path, script: str) -> None:
     env = {"PODIUM_DATABASE_URL": f"sqlite:///{tmp_path}/p.db", "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # the package under test, as this process imports it
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     r = subprocess.run(
         [sys.executable, str(ROOT / script)],
         env=env,

@@ -43,6 +43,8 @@ async def create(
     at: float = T0,
     parent: tuple[str, str] | None = None,
     input: Any = None,
+    queue: str = "default",
+    priority: int = 0,
 ) -> RunRecord:
     rec = RunRecord(
         id=run_id,
@@ -54,6 +56,8 @@ async def create(
         parent_step=parent[1] if parent else None,
         created_at=at,
         updated_at=at,
+        queue=queue,
+        priority=priority,
     )
     run, created = await store.create_run(rec, Event(run_id, "start", "", flow, {"input": input}, at))
     assert created
@@ -140,6 +144,10 @@ async def test_get_run_roundtrips_fields(store: Store) -> None:
         {"items": ["x", 2, None]},
     )
     assert (run.parent_id, run.parent_step, run.created_at, run.inbox_seq) == ("p", "3", T0, 0)
+    assert (run.queue, run.priority) == ("default", 0)
+    await create(store, "r2", queue="gpu", priority=-3)
+    again = await store.get_run("r2")
+    assert again is not None and (again.queue, again.priority) == ("gpu", -3)
     assert await store.get_run("nope") is None
 
 
@@ -218,6 +226,55 @@ async def test_claim_respects_limit(store: Store) -> None:
     second = await store.claim("w2", ["f"], now=T0 + 10, lease_until=T0 + 40, limit=10)
     assert len(first) == 2 and len(second) == 3
     assert not {r.id for r in first} & {r.id for r in second}
+
+
+async def test_claim_caps_a_queue_across_its_flows_and_all_holders(store: Store) -> None:
+    await create(store, "z", flow="Z", queue="gpu", at=T0)  # a flow this claimer does not run, same queue
+    await held(store, "z", "other")  # lease until T0 + 1 + LEASE: it takes one of gpu's 2 slots
+    await create(store, "a1", flow="A", queue="gpu", at=T0 + 1)
+    await create(store, "b1", flow="B", queue="gpu", at=T0 + 2)
+    await create(store, "a2", flow="A", queue="gpu", at=T0 + 3)
+    await create(store, "c1", flow="C", at=T0 + 4)
+    await create(store, "c2", flow="C", at=T0 + 5)
+    flows, caps = ["A", "B", "C"], {"gpu": 2}
+    now = T0 + 10
+    got = await store.claim("w1", flows, now=now, lease_until=now + LEASE, limit=10, queues=caps)
+    assert sorted(r.id for r in got) == ["a1", "c1", "c2"]  # the default queue is not capped
+    assert await store.claim("w2", flows, now=now, lease_until=now + LEASE, limit=10, queues=caps) == []
+    # a run that ends frees its slot; the oldest run of the queue takes it, whatever its flow
+    end = Event("a1", "end", "", None, {"status": "completed", "output": None})
+    w = Write("a1", [end], transition=Transition.COMPLETE)
+    assert await commit1(store, "w1", w, now=now + 1) is Outcome.OK
+    got = await store.claim("w2", flows, now=now + 1, lease_until=now + LEASE, limit=10, queues=caps)
+    assert [r.id for r in got] == ["b1"]
+    # an expired lease holds no slot: "z"'s worker died, so "a2" may run (and "z" is not ours to take)
+    later = T0 + 2 + LEASE
+    got = await store.claim("w3", flows, now=later, lease_until=later + LEASE, limit=10, queues=caps)
+    assert [r.id for r in got] == ["a2"]
+    z = await store.get_run("z")
+    assert z is not None and z.lease_owner == "other"
+
+
+async def test_flow_and_queue_limits_hold_together(store: Store) -> None:
+    for i in range(3):
+        await create(store, f"a{i}", flow="A", queue="gpu", at=T0 + i)
+    for i in range(3):
+        await create(store, f"b{i}", flow="B", queue="gpu", at=T0 + 10 + i)
+    await create(store, "urgent", flow="B", queue="gpu", at=T0 + 20, priority=5)
+    now = T0 + 30
+    got = await store.claim(
+        "w1", ["A", "B"], now=now, lease_until=now + LEASE, limit=10, limits={"A": 1}, queues={"gpu": 3}
+    )
+    # highest priority first; then A's one slot; runs held back by A's cap leave the queue's slots to B
+    assert sorted(r.id for r in got) == ["a0", "b0", "urgent"]
+    again = await store.claim(
+        "w2", ["A", "B"], now=now, lease_until=now + LEASE, limit=10, limits={"A": 1}, queues={"gpu": 3}
+    )
+    assert again == []
+    more = await store.claim(
+        "w2", ["A", "B"], now=now, lease_until=now + LEASE, limit=10, limits={"A": 1}, queues={"gpu": 5}
+    )
+    assert sorted(r.id for r in more) == ["b1", "b2"]  # A stays at its cap of 1
 
 
 async def test_claim_run_only_if_runnable(store: Store) -> None:
@@ -789,3 +846,102 @@ async def test_a_token_stream_is_fenced_by_the_lease(store: Store) -> None:
     assert await store.stream_append("r1", "0", 1, 4, "zombie", now=T0, owner="w2") is False
     assert await store.stream_begin("r1", "0", now=T0, owner="w2") is None
     assert [c.text for c in await store.stream_read("r1")] == ["mine"]
+
+
+async def test_runs_keep_their_tenant_and_list_by_tenant(store: Store) -> None:
+    for i, tenant in enumerate(["acme", "globex", "acme", "default"]):
+        rec = RunRecord(
+            f"t{i}", "f", RunStatus.PENDING, None, created_at=T0 + i, updated_at=T0 + i, tenant=tenant
+        )
+        await store.create_run(rec, Event(rec.id, "start", "", "f", None, T0 + i))
+    got = await store.get_run("t1")
+    assert got is not None and got.tenant == "globex"
+    assert [r.id for r in await store.list_runs(tenant="acme")] == ["t2", "t0"]
+    assert [r.id for r in await store.list_runs(tenant="acme", limit=1, before="t2")] == ["t0"]
+    assert [r.id for r in await store.list_runs(tenant="nobody")] == []
+    assert len(await store.list_runs()) == 4
+    await create(store, "plain", at=T0 + 9)
+    plain = await store.get_run("plain")
+    assert plain is not None and plain.tenant == "default"
+
+
+async def test_api_keys_keep_their_tenant_and_expiry(store: Store) -> None:
+    from podium.storage.base import KeyRecord
+
+    await store.key_add(KeyRecord("k1", "acme-ops", "operator", "h1", T0, None, "acme", T0 + 60))
+    await store.key_add(KeyRecord("k2", "root", "admin", "h2", T0 + 1))
+    one = await store.key_find("h1")
+    assert one is not None and (one.tenant, one.expires_at) == ("acme", T0 + 60)
+    two = await store.key_find("h2")
+    assert two is not None and (two.tenant, two.expires_at) == (None, None)
+    assert [(k.id, k.tenant) for k in await store.key_list()] == [("k1", "acme"), ("k2", None)]
+
+
+# -- prompt registry ------------------------------------------------------------------------------
+
+
+def prompt(name: str, hash: str, template: str = "t", **kw: Any) -> Any:
+    from podium.storage.base import PromptRecord
+
+    return PromptRecord(name=name, version=0, hash=hash, template=template, created_at=T0, **kw)
+
+
+async def test_prompt_versions_are_numbered_per_name_and_unique_per_hash(store: Store) -> None:
+    v1, created = await store.prompt_push(
+        prompt("triage", "h1", "Hi {{ x }}", system="S", variables=["x"], model="fast", params={"t": 0.1})
+    )
+    assert created and v1.version == 1
+    assert (v1.template, v1.system, v1.variables, v1.model, v1.params) == (
+        "Hi {{ x }}",
+        "S",
+        ["x"],
+        "fast",
+        {"t": 0.1},
+    )
+    v2, created = await store.prompt_push(prompt("triage", "h2", metadata={"by": "ann"}))
+    assert created and v2.version == 2
+    again, created = await store.prompt_push(prompt("triage", "h1", "ignored"))
+    assert not created and again.version == 1 and again.template == "Hi {{ x }}"
+    other, _ = await store.prompt_push(prompt("answer", "h1"))
+    assert other.version == 1
+    got = await store.prompt_get("triage", 2)
+    assert got is not None and got.metadata == {"by": "ann"} and got.hash == "h2"
+    assert await store.prompt_get("triage", 3) is None
+    assert [p.version for p in await store.prompt_versions("triage")] == [1, 2]
+    assert await store.prompt_versions("nope") == []
+    assert [(p.name, p.version) for p in await store.prompt_latest()] == [("answer", 1), ("triage", 2)]
+
+
+async def test_prompt_labels_move_with_a_revision_and_a_history(store: Store) -> None:
+    for h in ("a", "b", "c"):
+        await store.prompt_push(prompt("p", h))
+    assert await store.prompt_label("p", "production") is None
+    first = await store.prompt_move("p", "production", 1, now=T0)
+    assert (first.version, first.rev) == (1, 1)
+    await store.prompt_move("p", "staging", 3, now=T0 + 1)
+    moved = await store.prompt_move("p", "production", 2, now=T0 + 2)
+    assert (moved.version, moved.rev) == (2, 2)
+    back = await store.prompt_move("p", "production", 1, now=T0 + 3, rollback=True)
+    assert back.rev == 3
+    found = await store.prompt_label("p", "production")
+    assert found is not None and (found.version, found.rev, found.updated_at) == (1, 3, T0 + 3)
+    assert [(lb.label, lb.version) for lb in await store.prompt_labels("p")] == [
+        ("production", 1),
+        ("staging", 3),
+    ]
+    moves = await store.prompt_moves("p", "production")
+    assert [(m.from_version, m.to_version, m.rollback) for m in moves] == [
+        (None, 1, False),
+        (1, 2, False),
+        (2, 1, True),
+    ]
+
+
+async def test_prompt_splits_keep_their_arms_in_order(store: Store) -> None:
+    assert await store.prompt_split("p") is None
+    await store.prompt_split_put("p", {"production": 90, "3": 10}, now=T0)
+    assert list((await store.prompt_split("p") or {}).items()) == [("production", 90), ("3", 10)]
+    await store.prompt_split_put("p", {"staging": 100}, now=T0 + 1)
+    assert await store.prompt_split("p") == {"staging": 100}
+    await store.prompt_split_put("p", None, now=T0 + 2)
+    assert await store.prompt_split("p") is None

@@ -32,6 +32,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import ApplicationError, UsageError
 from ..models.types import Completion, Message, ToolCall
+from ..policies.taint import Untrusted, fence
 from ..tools.tool import Tool
 from ..tools.toolset import ToolResult, Toolset
 
@@ -155,6 +156,8 @@ class Agent:
             if not task.strip():
                 raise UsageError("an agent needs a task")
             user = task if context is None else f"{task}\n\nContext: {json.dumps(context, default=str)}"
+            if isinstance(task, Untrusted):  # a document handed over as the task: fenced, as data
+                user = fence(task) if context is None else f"{fence(task)}\n\nContext: {json.dumps(context)}"
             history = [Message(role="user", content=user)]
         else:
             history = [m if isinstance(m, Message) else Message.model_validate(m) for m in task]
@@ -207,8 +210,15 @@ class Agent:
                     continue
                 results = await agent._call_tools(ctx, completion.tool_calls)
                 calls += len(results)
-                history.extend(
-                    Message(role="tool", tool_call_id=r.call_id, content=r.for_model()) for r in results
+                history.extend(  # what a tool returned is untrusted: fenced, never instructions
+                    Message(
+                        role="tool",
+                        tool_call_id=r.call_id,
+                        content=r.for_model()
+                        if agent._trusted(r)
+                        else fence(r.for_model(), f"tool:{r.tool}"),
+                    )
+                    for r in results
                 )
                 continue
             text = completion.text
@@ -232,6 +242,11 @@ class Agent:
                     )
                     continue
             return AgentResult(output, agent.name, turns, calls, tin, tout, cost, history, handoffs)
+
+    def _trusted(self, r: ToolResult) -> bool:
+        """A refusal written by Podium, or the answer of a sub-agent (which fenced its own tools' output)."""
+        t = self.tools.get(r.tool)
+        return r.refused or (t is not None and t.meta.get("agent") is not None)
 
     def _handoff(self, calls: Sequence[ToolCall]) -> Agent | None:
         for c in calls:

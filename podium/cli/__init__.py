@@ -19,8 +19,9 @@ from ..client import Client, Run
 from ..config import Settings
 from ..engine.worker import Worker
 from ..errors import PodiumError, RunCancelledError, RunFailedError
-from ..types import RunStatus
+from ..types import RunStatus, check_queue_name
 from . import render
+from .access import DbOption, TenantOption, acting
 from .loader import load_flow, load_module
 
 T = TypeVar("T")
@@ -48,6 +49,16 @@ def _json(value: str | None, what: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError as exc:
         _fail(f"{what} is not valid JSON ({exc.msg} at position {exc.pos}): {value!r}")
+
+
+def who() -> str:
+    """Who acts, as the journal and the audit trail record it: ``cli:<the OS user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
 
 
 def _settings(db: str | None) -> Settings:
@@ -79,11 +90,6 @@ def _call(fn: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(130) from None
 
 
-DbOption = Annotated[
-    str | None, typer.Option("--db", help="Database URL (default: PODIUM_DATABASE_URL or .podium/podium.db)")
-]
-
-
 @app.command("run")
 def run_cmd(
     flow_ref: Annotated[str, typer.Argument(metavar="MODULE:FLOW", help="e.g. examples/hello.py:hello")],
@@ -94,15 +100,26 @@ def run_cmd(
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="Only enqueue; a `podium worker` runs it")
     ] = False,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option("--pin", help="KEY=VALUE, repeatable: e.g. model:default=smart or prompt:triage=3"),
+    ] = None,
+    tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
     """Start a flow and (unless --no-wait) run it here until it finishes."""
     flow = load_flow(flow_ref)
     value = _json(input, "--input")
+    pins: dict[str, str] = {}
+    for p in pin or []:
+        k, sep, v = p.partition("=")
+        if not sep or not k.strip():
+            _fail(f"--pin takes KEY=VALUE, not {p!r}")
+        pins[k.strip()] = v
 
     async def go() -> None:
         async with Client(_settings(db), worker=not no_wait) as client:
-            handle = await client.start(flow, value, key=key)
+            handle = await acting(client, tenant).start(flow, value, key=key, pins=pins or None)
             if no_wait:
                 module = flow_ref.rpartition(":")[0]
                 hint = escape(f"({flow.name}); run `podium worker {module}`")
@@ -164,6 +181,10 @@ def worker(
         int | None,
         typer.Option(help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: any free port)"),
     ] = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Serve only the flows of this queue (repeat for several)"),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run a worker: claim runnable runs of the loaded flows and execute them until stopped."""
@@ -180,6 +201,14 @@ def worker(
     names = sorted(registered())
     if not names:
         _fail("no flows loaded: pass the modules that define them, e.g. `podium worker examples/hello.py`")
+    if queue:
+        try:
+            queues = {check_queue_name(q) for q in queue}
+        except PodiumError as exc:
+            _fail(str(exc))
+        names = [n for n in names if registered()[n].queue in queues]
+        if not names:
+            _fail(f"no loaded flow is in queue {', '.join(sorted(queues))}")
 
     say = _narrator(settings)
 
@@ -199,7 +228,7 @@ def worker(
                 observers.append(metrics)
             server = serve_metrics(metrics.registry, metrics_port)
             say(f"metrics on http://127.0.0.1:{server.server_port}/metrics")
-        w = Worker(client.store, settings, observers=observers)
+        w = Worker(client.store, settings, observers=observers, queues=queue or None)
         say(f"worker {w.owner} on {settings.database_url}: flows {', '.join(names)} (Ctrl-C stops)")
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -236,13 +265,14 @@ def runs(
     flow: Annotated[str | None, typer.Option("--flow", "-f")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
     """List runs, newest first."""
 
     async def go() -> list[Run]:
         async with Client(_settings(db), worker=False) as client:
-            return await client.list(status=status, flow=flow, limit=limit)
+            return await acting(client, tenant).list(status=status, flow=flow, limit=limit)
 
     items = _call(go)
     if as_json:
@@ -261,6 +291,9 @@ def _run_json(r: Run) -> dict[str, Any]:
         "error": r.error,
         "key": r.key,
         "parent_id": r.parent_id,
+        "queue": r.queue,
+        "priority": r.priority,
+        "tenant": r.tenant,
         "created_at": r.created_at,
         "ended_at": r.ended_at,
     }
@@ -271,12 +304,14 @@ def show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
     journal: Annotated[bool, typer.Option("--journal", help="Also print the raw journal")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
     """Show a run: status, input/output, and its timeline of steps (attempts, durations, errors)."""
 
     async def go() -> Any:
-        async with Client(_settings(db), worker=False) as client:
+        async with Client(_settings(db), worker=False) as c:
+            client = acting(c, tenant)
             run = await client.get(run_id)
             return (
                 run,
@@ -305,6 +340,7 @@ def show(
 def costs(
     flow: Annotated[str | None, typer.Option("--flow", "-f")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Newest runs to sum over")] = 1000,
+    tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
     """Model calls, tokens and dollars per flow, over the newest runs."""
@@ -312,7 +348,7 @@ def costs(
 
     async def go() -> Any:
         async with Client(_settings(db), worker=False) as client:
-            return await client.usage_by_flow(flow=flow, limit=limit)
+            return await acting(client, tenant).usage_by_flow(flow=flow, limit=limit)
 
     totals = _call(go)
     table = Table(
@@ -328,12 +364,12 @@ def costs(
 
 
 @app.command()
-def inbox(db: DbOption = None) -> None:
+def inbox(tenant: TenantOption = None, db: DbOption = None) -> None:
     """List approvals waiting for a human."""
 
     async def go() -> Any:
         async with Client(_settings(db), worker=False) as client:
-            return await client.pending_approvals()
+            return await acting(client, tenant).pending_approvals()
 
     out.print(render.approvals_table(_call(go)))
 
@@ -349,16 +385,17 @@ def approve(
     ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who decides")] = None,
     comment: Annotated[str | None, typer.Option("--comment")] = None,
+    tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
     """Approve a run's pending approval, optionally with an edited payload."""
-    kwargs: dict[str, Any] = {"by": by, "comment": comment}
+    kwargs: dict[str, Any] = {"comment": comment}
     if payload is not None:
         kwargs["payload"] = _json(payload, "--payload")
 
     async def go() -> Any:
         async with Client(_settings(db), worker=False) as client:
-            return await client.approve(run_id, name, **kwargs)
+            return await acting(client, tenant, by).approve(run_id, name, **kwargs)
 
     p = _call(go)
     out.print(Text.assemble(("✔ approved ", "green"), f"{p.name!r} of run {run_id}"))
@@ -370,13 +407,14 @@ def reject(
     name: Annotated[str | None, typer.Option("--name")] = None,
     by: Annotated[str | None, typer.Option("--by")] = None,
     comment: Annotated[str | None, typer.Option("--comment")] = None,
+    tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
     """Reject a run's pending approval."""
 
     async def go() -> Any:
         async with Client(_settings(db), worker=False) as client:
-            return await client.reject(run_id, name, by=by, comment=comment)
+            return await acting(client, tenant, by).reject(run_id, name, comment=comment)
 
     p = _call(go)
     out.print(Text.assemble(("✘ rejected ", "red"), f"{p.name!r} of run {run_id}"))
@@ -390,6 +428,7 @@ def signal_cmd(
     key: Annotated[
         str | None, typer.Option("--key", help="Deduplication key: sent twice, applied once")
     ] = None,
+    tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
     """Send a signal to a run."""
@@ -397,7 +436,7 @@ def signal_cmd(
 
     async def go() -> bool:
         async with Client(_settings(db), worker=False) as client:
-            return await client.signal(run_id, name, value, key=key)
+            return await acting(client, tenant).signal(run_id, name, value, key=key)
 
     if _call(go):
         out.print(escape(f"signal {name!r} sent to run {run_id}"))
@@ -408,12 +447,14 @@ def signal_cmd(
 
 
 @app.command()
-def cancel(run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], db: DbOption = None) -> None:
+def cancel(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], tenant: TenantOption = None, db: DbOption = None
+) -> None:
     """Cancel a run (idempotent)."""
 
     async def go() -> Run:
         async with Client(_settings(db), worker=False) as client:
-            return await client.cancel(run_id)
+            return await acting(client, tenant).cancel(run_id)
 
     run = _call(go)
     verb = "cancelled" if run.status is RunStatus.CANCELLED else "cancel requested for"
@@ -706,60 +747,9 @@ def replay(
         raise typer.Exit(1)
 
 
-keys_app = typer.Typer(help="API keys of the HTTP API (podium serve).", no_args_is_help=True)
+from .keys import keys_app  # noqa: E402 - it reads this module's helpers when it runs
+
 app.add_typer(keys_app, name="keys")
-
-
-@keys_app.command("create")
-def keys_create(
-    name: Annotated[str, typer.Argument(help="Who or what uses the key")],
-    role: Annotated[str, typer.Option(help="viewer, operator, approver or admin")] = "viewer",
-    db: DbOption = None,
-) -> None:
-    """Create an API key and print its secret (shown once: only a hash is stored)."""
-
-    async def go() -> tuple[Any, str]:
-        async with Client(_settings(db), worker=False) as c:
-            return await c.create_key(name, role)
-
-    key, secret = _call(go)
-    err.print(escape(f"key {key.id} for {key.name!r}, role {key.role} (the secret is not shown again):"))
-    out.print(secret)
-
-
-@keys_app.command("list")
-def keys_list(db: DbOption = None) -> None:
-    """List API keys (never their secrets)."""
-
-    async def go() -> list[Any]:
-        async with Client(_settings(db), worker=False) as c:
-            return await c.keys()
-
-    from rich.table import Table
-
-    table = Table("id", "name", "role", "created", "revoked")
-    for k in _call(go):
-        table.add_row(
-            k.id,
-            escape(k.name),
-            k.role,
-            render.when(k.created_at),
-            render.when(k.revoked_at) if k.revoked_at else "",
-        )
-    out.print(table)
-
-
-@keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id")], db: DbOption = None) -> None:
-    """Revoke an API key at once."""
-
-    async def go() -> None:
-        async with Client(_settings(db), worker=False) as c:
-            await c.revoke_key(key_id)
-
-    _call(go)
-    out.print(escape(f"key {key_id} revoked"))
-
 
 from .mcp import mcp_command  # noqa: E402 - it reads this module's helpers when it runs
 
@@ -774,6 +764,17 @@ from .journal import gc_command, stats_command  # noqa: E402 - they read this mo
 
 app.command("gc")(gc_command)
 app.command("stats")(stats_command)
+from .audit import audit_app  # noqa: E402 - it reads this module's helpers when it runs
+
+app.add_typer(audit_app, name="audit")
+
+from .prompts import prompts_app  # noqa: E402 - it reads this module's helpers when it runs
+
+app.add_typer(prompts_app, name="prompts")
+
+from .policy import policy_app  # noqa: E402 - it reads this module's helpers when it runs
+
+app.add_typer(policy_app, name="policy")
 
 
 def main() -> None:

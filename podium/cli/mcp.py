@@ -29,13 +29,25 @@ def mcp_command(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Only start runs; a `podium worker` executes them")
     ] = False,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            envvar="PODIUM_API_KEY",
+            help="Act as this API key (its role and tenant); default: the local operator, an admin",
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Without --key: act in this tenant only")
+    ] = None,
     db: Annotated[
         str | None,
         typer.Option("--db", help="Database URL (default: PODIUM_DATABASE_URL or .podium/podium.db)"),
     ] = None,
 ) -> None:
     """Serve flows and tools to MCP clients (Claude Desktop, IDEs, other agents) over stdio or HTTP:
-    start_<flow>, get_run, wait_run, list_approvals, decide_approval, and the tools given with --tools."""
+    start_<flow>, get_run, wait_run, list_approvals, decide_approval, and the tools given with --tools.
+    It acts as the local operator, or with --key (or PODIUM_API_KEY) as that API key's role and tenant."""
     from . import _call, _fail, _narrator, _settings
 
     try:
@@ -48,6 +60,8 @@ def mcp_command(
     from ..client import Client
     from ..server.mcp import serve_http, serve_stdio
 
+    if key is not None and tenant is not None:
+        _fail("--tenant is for the local operator; an API key's tenant is its own")
     settings = _settings(db)
     say = _narrator(settings)
     client = Client(settings, worker=not no_worker)
@@ -55,11 +69,19 @@ def mcp_command(
     if http:
         say(f"MCP server (streamable HTTP) for flows {names}; Ctrl-C stops")
         _call(
-            lambda: serve_http(client, chosen, toolset, port=port, on_ready=lambda url: say(f"MCP at {url}"))
+            lambda: serve_http(
+                client,
+                chosen,
+                toolset,
+                port=port,
+                on_ready=lambda url: say(f"MCP at {url}"),
+                key=key,
+                tenant=tenant,
+            )
         )
     else:
         say(f"MCP server (stdio) for flows {names}")
-        _call(lambda: serve_stdio(client, chosen, toolset))
+        _call(lambda: serve_stdio(client, chosen, toolset, key=key, tenant=tenant))
 
 
 def _load(modules: list[str], flows: str | None, tool_refs: list[str]) -> tuple[list[Any], Any]:

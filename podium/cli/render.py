@@ -93,6 +93,15 @@ def _bar(row: TimelineRow, start: float, span: float, width: int = 16) -> Text:
     return Text(" " * a + "█" * (b - a), style=ROW_STYLE.get(row.status, "white"))
 
 
+def policy_ref(d: Any) -> str:
+    """``deny by card-block@3f2a…/cards: a card number in the answer`` for one journaled decision."""
+    if not isinstance(d, dict):
+        return str(d)
+    rule = f"/{d['rule']}" if d.get("rule") else ""
+    why = f": {d['reason']}" if d.get("reason") else ""
+    return f"{d.get('action')} by {d.get('policy')}@{str(d.get('version', ''))[:8]}{rule}{why}"
+
+
 def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
     """Positions with status, tries, duration, a Gantt-like bar (on wide terminals) and the result."""
     start = run.created_at
@@ -122,6 +131,9 @@ def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
                 f"{answer}  ({d.get('served_by') or d.get('model')}{', cached' if d.get('cached') else ''})",
                 48,
             )
+        if row.name.startswith("policy:") and isinstance(row.detail, dict):
+            d = row.detail  # a policy verdict: the action, and which policy (version) decided
+            detail = short(", ".join(policy_ref(x) for x in d.get("decisions", ())) or "allow", 48)
         if row.status == "failed" and isinstance(row.detail, dict):
             detail = short(f"{row.detail.get('type')}: {row.detail.get('message')}", 48)
         add(
@@ -148,12 +160,24 @@ def timeline_table(run: Run, rows: list[TimelineRow]) -> Table:
     return table
 
 
+def prompt_ref(resolved: dict[str, Any]) -> str:
+    """``triage@2 (production, arm production)``: a journaled prompt resolution in one line."""
+    via = [str(resolved["label"])] if resolved.get("label") else []
+    if resolved.get("arm"):
+        via.append(f"arm {resolved['arm']}")
+    return f"{resolved.get('name')}@{resolved.get('version')}" + (f" ({', '.join(via)})" if via else "")
+
+
 def run_panel(
     run: Run, rows: list[TimelineRow], pending: list[PendingApproval], used: ModelUsage | None = None
 ) -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_row("run", Text(run.id, style="bold"))
     head.add_row("flow", run.flow)
+    if run.queue != "default" or run.priority:
+        head.add_row("queue", f"{run.queue}, priority {run.priority}")
+    if run.tenant != "default":
+        head.add_row("tenant", run.tenant)
     head.add_row("status", status_text(run.status))
     head.add_row("created", when(run.created_at))
     if run.ended_at:
@@ -173,6 +197,17 @@ def run_panel(
             f"{used.calls} call(s), {used.cached} from cache, {used.input_tokens:,} tokens in, "
             f"{used.output_tokens:,} out, ${used.cost:.4f}",
         )
+    decided = [
+        d
+        for r in rows
+        if r.kind == "value" and r.name.startswith("policy:") and isinstance(r.detail, dict)
+        for d in r.detail.get("decisions", ())
+    ]
+    if decided:
+        head.add_row("policies", "; ".join(policy_ref(d) for d in decided))
+    prompts = [r.detail for r in rows if r.kind == "value" and r.name.startswith("prompt:")]
+    if prompts:
+        head.add_row("prompts", ", ".join(prompt_ref(p) for p in prompts if isinstance(p, dict)))
     if run.wake_at and run.status is RunStatus.WAITING:
         head.add_row("wakes", when(run.wake_at))
     parts: list[Any] = [Panel(head, title="podium run", title_align="left"), timeline_table(run, rows)]

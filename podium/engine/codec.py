@@ -12,6 +12,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 if TYPE_CHECKING:  # pydantic itself loads on first use: `import podium` stays quick
     from pydantic import TypeAdapter
 
+from ..config import redact_secrets
 from ..errors import RunError, StepTimeoutError
 
 _ADAPTERS: dict[object, TypeAdapter[Any] | None] = {}
@@ -52,12 +53,12 @@ def from_json(fn: Callable[..., Any], value: Any) -> Any:
 
 
 def describe_error(exc: BaseException) -> dict[str, Any]:
-    """The journaled form of an exception: ``type``, ``message``, ``retryable``."""
+    """The journaled form of an exception: ``type``, ``message`` (without secrets), ``retryable``."""
     if isinstance(exc, RunError):
-        return {"type": exc.type, "message": exc.message, "retryable": exc.retryable}
+        return {"type": exc.type, "message": redact_secrets(exc.message), "retryable": exc.retryable}
     if isinstance(exc, TimeoutError):
         return {"type": StepTimeoutError.__name__, "message": str(exc) or "timed out", "retryable": True}
-    return {"type": type(exc).__name__, "message": str(exc), "retryable": True}
+    return {"type": type(exc).__name__, "message": redact_secrets(str(exc)), "retryable": True}
 
 
 __all__ = ["PydanticSerializationError", "describe_error", "from_json", "result_adapter", "to_json"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from ..types import JSON
 from ..workflow.branches import Branch, Join, Region, Undo, is_doomed, reap, wait_join
 from ..workflow.context import Approval, Context, ContinueAsNew, Scope, enter_scope
 from ..workflow.flow import Flow
-from ..workflow.step import StepOptions, _scope
+from ..workflow.step import StepInfo, StepOptions, _scope
 from .codec import PydanticSerializationError, describe_error, from_json, to_json
 from .streams import TokenPublisher
 
@@ -118,6 +118,7 @@ class Execution:
         self.closed_waits: set[str] = set()  # ... and those journaled as given up (cancelled)
         self.generation = 0  # how many times the run continued as new
         self.depth = 0  # how many parents it has
+        self.pins: dict[str, str] = {}  # the run's pins (``Client.start(pins=)``), inherited by children
         for e in events:
             self._index(e)
         self.has_children = any(e.kind == "child" for e in self.positions.values())
@@ -153,6 +154,7 @@ class Execution:
             data = e.data or {}
             self.generation = data.get("generation", 0)
             self.depth = data.get("depth", 0)
+            self.pins = dict(data.get("pins") or {})
         elif kind == "cancel":
             self.cancel_requested = True
             if self.task is not None:
@@ -333,7 +335,15 @@ class Execution:
             scope.in_step = scope.fresh = True  # fresh: this branch can only finish later than now
             scope.attempt = attempt
             try:
-                if is_async:
+                if options.ray is not None:  # a Ray task (podium.engine.ray_executor)
+                    info = StepInfo(self.run_id, sid, name, attempt)
+                    remote = self.worker.ray.run(options.ray, fn, is_async, args, kwargs, info)
+                    if options.timeout is None:
+                        result = await remote
+                    else:
+                        async with asyncio.timeout(options.timeout):
+                            result = await remote
+                elif is_async:
                     if options.timeout is None:
                         result = await fn(*args, **kwargs)
                     else:
@@ -474,6 +484,22 @@ class Execution:
         self._append("value", sid, name, value)
         self.worker.committer.request_nowait(self)  # committed before (or with) anything that needs it
         return value
+
+    async def record_async(self, sid: str, name: str, produce: Callable[[], Awaitable[JSON]]) -> JSON:
+        self._check_halt()
+        ev = self._journaled(sid, "value", name)
+        if ev is not None:
+            return ev.data
+        value = await produce()
+        self._check_halt()
+        self._append("value", sid, name, value)
+        self.worker.committer.request_nowait(self)
+        return value
+
+    def held(self, sid: str) -> tuple[str, str] | None:
+        """The kind and name of what the journal holds at ``sid`` (None past its end)."""
+        ev = self.positions.get(sid)
+        return None if ev is None else (ev.kind, ev.name or "")
 
     def patched(self, scope: Scope, name: str) -> bool:
         """``ctx.patched``: True (and a ``patch`` marker journaled) where the run meets the change for the
@@ -627,7 +653,7 @@ class Execution:
                     retryable=False,
                 )
             await self.wait_durable()
-            child = await self.worker.start_child(self.run, sid, flow, input, self.depth + 1)
+            child = await self.worker.start_child(self.run, sid, flow, input, self.depth + 1, self.pins)
             self._append("child", sid, flow.name, {"run_id": child.id})
             await self.flush()
             self.worker.poke(child.id)
@@ -828,7 +854,7 @@ class Execution:
                 value = self.flow.validate_input(run.input)
             except InvalidInputError as exc:
                 return await self._end(Transition.FAIL, error={**describe_error(exc), "retryable": False})
-            ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims)
+            ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims, tenant=run.tenant)
             if self.observers:
                 self._tell("run.claimed", attempt=run.claims, started=run.created_at)
             # The flow runs in this very task (one task per run); stop() cancels it while flow code runs.
@@ -921,6 +947,8 @@ class Execution:
             "depth": self.depth,
             "version": self.flow.version,
         }
+        if self.pins:
+            start["pins"] = self.pins
         self.buffer = [Event(self.run_id, "start", "", self.flow.name, start, self._now())]
         consumed = tuple(sorted(self.consumed))
         await self.flush(Write(self.run_id, transition=Transition.CONTINUE, output=data, consumed=consumed))

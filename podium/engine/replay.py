@@ -51,6 +51,7 @@ async def replay_events(flow: Flow[Any, Any], events: list[Event], store: Store)
         lease_owner=worker.owner,
         lease_until=now + 3600,
         claims=1,
+        queue=flow.queue,
     )
     await store.create_run(run, Event(run_id, "start", "", flow.name, start.data, now))
     ex = Execution(worker, run, flow, [*await store.load_events(run_id), *inbox])

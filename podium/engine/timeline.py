@@ -68,6 +68,8 @@ def timeline(events: list[Event], *, now: float) -> list[TimelineRow]:
                 d.get("error") if failed else d.get("result"),
             )
         elif e.kind == "value":
+            if (e.name or "").startswith("prompt:") and isinstance(d, dict):  # the resolution, not the text
+                d = {k: d.get(k) for k in ("name", "version", "label", "arm", "hash")}
             rows[e.step] = TimelineRow(e.step, "value", e.name or "", "ok", e.at, e.at, detail=d)
         elif e.kind == "timer":
             fired = d["fire_at"] <= now

@@ -13,14 +13,14 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import InvalidStateError, StoreError
 from ..hooks import Observer
 from ..storage.base import Event, RunRecord, Store
-from ..types import Clock, RunStatus, new_id
+from ..types import Clock, RunStatus, check_queue_name, new_id
 from ..workflow.flow import Flow, registered
 from .committer import Committer
 from .execution import Execution
@@ -34,7 +34,8 @@ FinishCallback = Callable[[str, str], None]
 
 
 class Worker:
-    """Executes runs of the flows registered in this process (or of ``flows`` only).
+    """Executes runs of the flows registered in this process (or of ``flows`` only, or of the flows of
+    ``queues`` only), within the per-flow and per-queue limits (``settings.queue_limits``).
 
     ```python
     worker = Worker(store, Settings.from_env())
@@ -55,6 +56,7 @@ class Worker:
         clock: Clock = time.time,
         replay_only: bool = False,
         observers: Iterable[Observer] = (),
+        queues: Collection[str] | None = None,
     ) -> None:
         self.store = store
         self.observers: tuple[Observer, ...] = tuple(observers)
@@ -67,6 +69,10 @@ class Worker:
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._flows = None if flows is None else set(flows)
+        self.queues = None if queues is None else frozenset(check_queue_name(q) for q in queues)
+        """The queues this worker serves (None: every queue)."""
+        self.queue_limits = settings.queue_limits
+        """Runs at once per queue, across all workers (``[queues]`` in ``podium.toml``)."""
         self._on_finish = on_finish
         self.executions: dict[str, Execution] = {}
         self._tasks: dict[str, asyncio.Task[str]] = {}
@@ -79,6 +85,7 @@ class Worker:
         self.committer = Committer(self)
         self._models: Any = None
         self._cache: Any = None
+        self._ray: Any = None
         self.finished = 0
         self._stopping = False
         self.scheduler: Scheduler | None = None  # fires due cron schedules (podium.triggers.schedule)
@@ -126,6 +133,9 @@ class Worker:
         await self.committer.drain()  # writes made without waiting (PostgreSQL commits in a task)
         if self._models is not None:
             await self._models.aclose()  # HTTP connection pools of model providers
+        if self._ray is not None:
+            ray, self._ray = self._ray, None
+            await ray.close()  # a local Ray instance this worker started
 
     async def run_forever(self) -> None:
         """Start and keep running until cancelled (``podium worker``)."""
@@ -145,6 +155,16 @@ class Worker:
         return self._models
 
     @property
+    def ray(self) -> Any:
+        """Runs ``executor="ray"`` steps (``podium.engine.ray_executor.RayExecutor``), made on first use;
+        a non-retryable ``RunError`` saying ``pip install podium[ray]`` when Ray is missing."""
+        if self._ray is None:
+            from .ray_executor import RayExecutor
+
+            self._ray = RayExecutor(self.settings.ray)
+        return self._ray
+
+    @property
     def cache(self) -> Any:
         """The model response cache on this worker's store (``podium.models.cache.ResponseCache``)."""
         if self._cache is None:
@@ -157,11 +177,24 @@ class Worker:
         """Per-flow caps on runs at once across all workers (``@podium.flow(concurrency=N)``)."""
         return {name: fl.concurrency for name, fl in self.flows().items() if fl.concurrency is not None}
 
+    def capped(self, flow: str) -> bool:
+        """True if runs of ``flow`` are limited across workers (by the flow's or its queue's limit): only
+        the claim query, which counts the runs of all workers, may take them."""
+        fl = self.flows().get(flow)
+        if fl is None:
+            return False
+        return fl.concurrency is not None or fl.queue in self.queue_limits
+
     def flows(self) -> dict[str, Flow[Any, Any]]:
+        """The flows this worker executes: those registered here, restricted to ``flows`` and ``queues``."""
         known = registered()
-        if self._flows is None:
+        if self._flows is None and self.queues is None:
             return known
-        return {k: v for k, v in known.items() if k in self._flows}
+        return {
+            k: v
+            for k, v in known.items()
+            if (self._flows is None or k in self._flows) and (self.queues is None or v.queue in self.queues)
+        }
 
     # -- signals from the client --------------------------------------------------------------
     def poke(self, run_id: str | None = None) -> None:
@@ -188,9 +221,9 @@ class Worker:
         """Claim and start one specific run now if it is runnable and this worker knows its flow."""
         if self._stopping or run_id in self.executions or len(self.executions) >= self.settings.concurrency:
             return False
-        if self.limits():  # a capped flow's runs are taken only by the claim query, which counts them
+        if self.limits() or self.queue_limits:  # capped runs are taken only by the claim query
             run = await self.store.get_run(run_id)
-            if run is None or run.flow in self.limits():
+            if run is None or self.capped(run.flow) or run.queue in self.queue_limits:
                 self.poke()
                 return False
         now = self.clock()
@@ -207,7 +240,7 @@ class Worker:
         worker cannot take it now. Saves a claim transaction per run started in this process."""
         if self._stopping or len(self.executions) >= self.settings.concurrency or flow not in self.flows():
             return None
-        if flow in self.limits():  # the claim query decides, counting the runs of all workers
+        if self.capped(flow):  # the claim query decides, counting the runs of all workers
             return None
         return self.owner, self.clock() + self.settings.lease_seconds
 
@@ -246,7 +279,17 @@ class Worker:
             now = self.clock()
             caps = self.limits()
             until = now + self.settings.lease_seconds
-            if caps:
+            if self.queue_limits:
+                runs = await self.store.claim(
+                    self.owner,
+                    names,
+                    now=now,
+                    lease_until=until,
+                    limit=capacity,
+                    limits=caps,
+                    queues=self.queue_limits,
+                )
+            elif caps:
                 runs = await self.store.claim(
                     self.owner, names, now=now, lease_until=until, limit=capacity, limits=caps
                 )
@@ -361,10 +404,16 @@ class Worker:
             self._on_finish(run_id, outcome)
 
     async def start_child(
-        self, parent: RunRecord, sid: str, flow: Flow[Any, Any], input: Any, depth: int = 1
+        self,
+        parent: RunRecord,
+        sid: str,
+        flow: Flow[Any, Any],
+        input: Any,
+        depth: int = 1,
+        pins: Mapping[str, str] | None = None,
     ) -> RunRecord:
         """Create (idempotently) the child run of ``parent`` at position ``sid``, ``depth`` levels below
-        its root run."""
+        its root run, with the parent's ``pins``."""
         value = flow.validate_input(input)
         data = flow.dump_input(value)
         now = self.clock()
@@ -380,10 +429,13 @@ class Worker:
             updated_at=now,
             deadline=None if flow.timeout is None else now + flow.timeout,
             priority=parent.priority,
+            queue=flow.queue,
+            tenant=parent.tenant,
         )
-        first = Event(
-            run.id, "start", "", flow.name, {"input": data, "depth": depth, "version": flow.version}, now
-        )
+        start: dict[str, Any] = {"input": data, "depth": depth, "version": flow.version}
+        if pins:
+            start["pins"] = dict(pins)
+        first = Event(run.id, "start", "", flow.name, start, now)
         rec, _ = await self.store.create_run(run, first)
         return rec
 

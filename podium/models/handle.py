@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import UsageError
+from ..policies import enforce as _policies
+from ..policies.taint import Untrusted, fence
+from ..types import RenderedPrompt
 from .breaker import breaker_for
 from .errors import BudgetExceededError, ModelError, ModelOutputError
 from .limits import limiter_for
@@ -33,16 +36,44 @@ REPAIRS = 2
 """How often a structured answer that does not validate is sent back to the model for repair."""
 
 
+def _labelled(m: dict[str, Any]) -> dict[str, Any]:
+    """A message dict whose untrusted content is fenced (and never in the system role)."""
+    if isinstance(m.get("content"), Untrusted):
+        role = "user" if m.get("role") == "system" else m.get("role")
+        return {**m, "role": role, "content": fence(m["content"])}
+    return m
+
+
 def _messages(prompt: str | Sequence[Message | dict[str, Any]], system: str | None) -> list[Message]:
     if isinstance(prompt, str):
-        msgs = [Message(role="user", content=prompt)]
+        msgs = [Message(role="user", content=fence(prompt) if isinstance(prompt, Untrusted) else prompt)]
     else:
-        msgs = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+        msgs = [m if isinstance(m, Message) else Message.model_validate(_labelled(m)) for m in prompt]
     if system:
-        msgs.insert(0, Message(role="system", content=system))
+        if isinstance(system, Untrusted):  # untrusted text never becomes system instructions
+            msgs.insert(0, Message(role="user", content=fence(system)))
+        else:
+            msgs.insert(0, Message(role="system", content=system))
     if not msgs:
         raise UsageError("a model call needs a prompt or at least one message")
     return msgs
+
+
+def _provenance(*texts: Any) -> dict[str, Any] | None:
+    """The provenance of the first text rendered from a registry prompt (``RenderedPrompt``), if any."""
+    for text in texts:
+        if isinstance(text, RenderedPrompt):
+            return dict(text.provenance)
+        if isinstance(text, Message):
+            if isinstance(text.content, RenderedPrompt):
+                return dict(text.content.provenance)
+        elif isinstance(text, Mapping) and isinstance(text.get("content"), RenderedPrompt):
+            return dict(text["content"].provenance)
+        elif isinstance(text, Sequence) and not isinstance(text, str):
+            found = _provenance(*text)
+            if found is not None:
+                return found
+    return None
 
 
 def _schema(output: Any) -> tuple[TypeAdapter[Any], dict[str, Any]]:
@@ -139,6 +170,8 @@ class ModelHandle:
         *,
         task: str | None = None,
         data_class: str | None = None,
+        prompt: dict[str, Any] | None = None,
+        hops: int = 0,
     ) -> Completion:
         models = self._models
         tokens = sum(estimate_tokens(m.content) for m in request.messages) + (request.max_tokens or 0)
@@ -240,6 +273,7 @@ class ModelHandle:
                 breaker.success()
                 completion.served_by = spec.name
                 completion.failed = failed
+                completion.prompt = prompt
                 return completion
             if len(chain) == 1 and last is not None:
                 raise last
@@ -249,8 +283,28 @@ class ModelHandle:
                 retryable=last.retryable if last is not None else True,
             )
 
-        result: Completion = await self._ctx.step(f"model:{self.name}", call)
-        return result
+        # -- policies (podium.policies): untrusted text out of the system role, then model.before --
+        ctx = self._ctx
+        request, tainted = _policies.shield(request)
+        if tainted:
+            ctx._untrusted = True
+        pfacts = _policies.model_facts(ctx, self.name, self.spec, request, task=task, data_class=data_class)
+        request, masked, switch = await _policies.before_model(ctx, pfacts, request)
+        if switch is not None and switch != self.name:
+            if hops >= 3:
+                raise UsageError(f"policies switch models in a loop (at {self.name!r} -> {switch!r})")
+            other = ModelHandle(ctx, models, switch, self._cache)
+            return await other._complete(
+                request, adapter, post, task=task, data_class=data_class, prompt=prompt, hops=hops + 1
+            )
+
+        async def charged() -> Completion:
+            completion = await call()
+            await _policies.charge(ctx, completion)  # the run pin `tenant`'s spending today
+            return completion
+
+        result: Completion = await ctx.step(f"model:{self.name}", charged)
+        return await _policies.after_model(ctx, pfacts, result, masked)
 
     @overload
     async def generate(
@@ -298,7 +352,9 @@ class ModelHandle:
             max_tokens=max_tokens,
             json_schema=schema,
         )
-        completion = await self._complete(request, adapter, task=task, data_class=data_class)
+        completion = await self._complete(
+            request, adapter, task=task, data_class=data_class, prompt=_provenance(prompt, system)
+        )
         if adapter is None:
             return completion.text
         return adapter.validate_json(completion.text)
@@ -321,7 +377,9 @@ class ModelHandle:
             temperature=temperature,
             max_tokens=max_tokens,
         )
-        return await self._complete(request, None, task=task, data_class=data_class)
+        return await self._complete(
+            request, None, task=task, data_class=data_class, prompt=_provenance(messages)
+        )
 
     async def classify(
         self, text: str, labels: Sequence[str] | Mapping[str, str], *, instructions: str | None = None
@@ -344,7 +402,9 @@ class ModelHandle:
                 c.text = json.dumps({"label": self._pick(c.text, options)})
                 return c
 
-            completion = await self._complete(ModelRequest(messages=_messages(text, None)), None, as_label)
+            completion = await self._complete(
+                ModelRequest(messages=_messages(text, None)), None, as_label, prompt=_provenance(text)
+            )
             return str(json.loads(completion.text)["label"])
         schema = {
             "type": "object",
@@ -360,7 +420,9 @@ class ModelHandle:
         request = ModelRequest(
             messages=_messages(text, system), temperature=0.0, max_tokens=32, json_schema=schema
         )
-        completion = await self._complete(request, _label_adapter(options), task="classify")
+        completion = await self._complete(
+            request, _label_adapter(options), task="classify", prompt=_provenance(text, instructions)
+        )
         return str(json.loads(completion.text)["label"])
 
     async def _nearest(self, text: str, described: dict[str, str]) -> str:
@@ -421,6 +483,15 @@ class ModelHandle:
         request = ModelRequest(
             messages=_messages(prompt, system), temperature=temperature, max_tokens=max_tokens
         )
+        # policies, as for every model call; the tokens streamed out of a redacted call hold placeholders
+        ctx = self._ctx
+        request, tainted = _policies.shield(request)
+        if tainted:
+            ctx._untrusted = True
+        pfacts = _policies.model_facts(ctx, self.name, spec, request, task=None, data_class=None)
+        request, masked, switch = await _policies.before_model(ctx, pfacts, request)
+        if switch is not None:
+            spec = models.spec(switch)
 
         async def call() -> Completion:
             import time
@@ -459,8 +530,13 @@ class ModelHandle:
                 latency=time.perf_counter() - started,
             )
 
-        completion: Completion = await self._ctx.step(f"model:{self.name}", call, retries=retries)
-        return completion.text
+        async def charged() -> Completion:
+            done = await call()
+            await _policies.charge(ctx, done)
+            return done
+
+        completion: Completion = await ctx.step(f"model:{self.name}", charged, retries=retries)
+        return (await _policies.after_model(ctx, pfacts, completion, masked)).text
 
 
 def _label_adapter(labels: list[str]) -> TypeAdapter[Any]:
@@ -484,6 +560,7 @@ async def embed(ctx: Context, models: Models, texts: str | Sequence[str], *, mod
         raise UsageError(f'model {model!r} is a chat model; configure kind = "embedding" to embed with it')
 
     limiter = limiter_for(spec)
+    items = await _policies.before_embed(ctx, spec, items)  # egress to an external embedding model
 
     async def call() -> Embedding:
         if limiter is not None:

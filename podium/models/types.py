@@ -58,6 +58,9 @@ class Completion(BaseModel):
     cached: bool = False  # answered from the response cache (cost 0)
     served_by: str = ""  # the configured name of the model that answered (after fallbacks)
     failed: list[str] = Field(default_factory=list)  # "name: error" of models tried before it
+    prompt: dict[str, Any] | None = None
+    """The registry prompt the call's text came from: ``{"name", "version", "label"}``
+    (see ``ctx.prompt``)."""
 
 
 class Embedding(BaseModel):

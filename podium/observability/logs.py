@@ -20,6 +20,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from ..config import redact_secrets
 from ..hooks import EngineEvent
 from ..workflow.step import _scope
 
@@ -73,7 +74,7 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return redact_secrets(json.dumps(out, ensure_ascii=False, default=str))
 
 
 def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None) -> logging.Handler:

@@ -1,17 +1,36 @@
 """The REST API under ``/api``: runs, signals, approvals, journals, live event streams, flows, models, keys.
 
 Every route needs an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; event streams also take
-``?key=KEY`` because browsers' EventSource cannot set headers) whose role allows it:
+``?key=KEY`` because browsers' EventSource cannot set headers) that is not revoked or expired (else 401),
+whose role allows the route's action (else 403):
 
 | role | may |
 |---|---|
-| viewer | read runs, journals, timelines, the inbox, flows, models, costs, streams |
-| operator | viewer + start, cancel and signal runs |
-| approver | viewer + approve and reject |
-| admin | everything, API keys included |
+| viewer | view runs, journals, timelines, the inbox, flows, models, costs, streams (``view``) |
+| operator | viewer + ``start``, ``cancel`` and ``signal`` runs, ``edit`` prompts |
+| approver | viewer + ``approve`` (and reject) |
+| admin | everything, API keys included (``admin``) |
 
-Mutating calls are journaled with who made them (the key's name). User mistakes are 4xx with a JSON body
-``{"error": "..."}``; a store that is down is 503; never a 500 for a caller's mistake.
+A key of one tenant sees and acts on that tenant's runs, approvals, journals, streams, keys only: another
+tenant's run answers 404, as if it did not exist. ``[[permissions]]`` rules in ``podium.toml`` narrow roles to
+flows (403). Prompts (``/api/prompts``, see ``prompts_api``) are shared: every viewer reads them, platform
+operators and admins (keys of no one tenant) change them. ``/api/metrics`` is for platform keys.
+
+**Adding routes** (any router module): declare the action and take the caller, and check nothing else by
+hand; ``check_routes`` refuses a route under ``/api`` without an action, and tests/test_authz_matrix.py runs
+every declared route for every role and tenant::
+
+    Caller = Annotated[ActingClient, Depends(caller_dependency(client))]
+
+    @api.get("/datasets/{name}", summary="...", openapi_extra=needs("view"))
+    async def dataset(name: str, me: Caller) -> dict[str, Any]:
+        run = await me.get(run_id)            # me: podium.acting.ActingClient, the key's principal
+
+Read runs through ``me`` (``me.get``, ``me.list``, ...: tenant and rules checked, another tenant's run is a
+``RunNotFoundError``), or check a run's flow and tenant with ``me.authorize(action, flow=, tenant=)``.
+
+Mutating calls are journaled with who made them (the key's name and role). User mistakes are 4xx with a JSON
+body ``{"error": "..."}``; a store that is down is 503; never a 500 for a caller's mistake.
 """
 
 import asyncio
@@ -25,37 +44,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ..client import ROLES, ApiKey, Client, Run, RunHandle
+from ..acting import ActingClient
+from ..client import Client, Run, RunHandle
 from ..errors import (
     InvalidInputError,
     InvalidStateError,
+    PermissionDeniedError,
     PodiumError,
+    PolicyViolationError,
+    PromptNotFoundError,
     RunNotFoundError,
     StoreError,
     UnknownFlowError,
     UsageError,
 )
 from ..workflow.flow import registered
+from .authz import ApiError, caller_dependency, check_routes, needs
+from .prompts_api import add_prompt_routes
 from .stats import compute_stats
-
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "viewer": frozenset({"read"}),
-    "operator": frozenset({"read", "run"}),
-    "approver": frozenset({"read", "decide"}),
-    "admin": frozenset({"read", "run", "decide", "admin"}),
-}
-assert set(PERMISSIONS) == set(ROLES)
 
 STREAM_POLL = 0.2
 """How often an event stream looks for new journal events (seconds)."""
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 # -- request bodies ---------------------------------------------------------------------------------
@@ -64,6 +73,7 @@ class StartRun(BaseModel):
     input: Any = None
     key: str | None = Field(None, description="Idempotency key: starting again returns the same run")
     timeout: float | None = Field(None, gt=0, description="Seconds the whole run may take")
+    tenant: str | None = Field(None, description="The run's tenant (default: the key's, else 'default')")
 
 
 class SendSignal(BaseModel):
@@ -83,6 +93,8 @@ class Decide(BaseModel):
 class NewKey(BaseModel):
     name: str = Field(min_length=1)
     role: str
+    tenant: str | None = Field(None, description="The tenant it acts in (default: the caller's; none: all)")
+    expires: str | None = Field(None, description="How long it is valid, such as '30d' (default: no end)")
 
 
 def _run(r: Run) -> dict[str, Any]:
@@ -94,159 +106,157 @@ def _run(r: Run) -> dict[str, Any]:
 def create_api(client: Client) -> APIRouter:
     """The ``/api`` routes, all going through ``client``."""
 
-    async def caller(request: Request) -> ApiKey:
-        secret = request.headers.get("x-api-key")
-        auth = request.headers.get("authorization", "")
-        if not secret and auth.lower().startswith("bearer "):
-            secret = auth[7:].strip()
-        if not secret and request.url.path.endswith("/events"):
-            secret = request.query_params.get("key")
-        if not secret:
-            raise ApiError(
-                401, "an API key is required (Authorization: Bearer KEY)", {"WWW-Authenticate": "Bearer"}
-            )
-        key = await client.authenticate(secret)
-        if key is None:
-            raise ApiError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
-        return key
-
-    def allowed(permission: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
-        async def check(key: Annotated[ApiKey, Depends(caller)]) -> ApiKey:
-            if permission not in PERMISSIONS.get(key.role, frozenset()):
-                raise ApiError(403, f"role {key.role!r} may not do this (needs {permission!r} permission)")
-            return key
-
-        return check
-
-    Reader = Annotated[ApiKey, Depends(allowed("read"))]
-    Operator = Annotated[ApiKey, Depends(allowed("run"))]
-    Approver = Annotated[ApiKey, Depends(allowed("decide"))]
-    Admin = Annotated[ApiKey, Depends(allowed("admin"))]
-
-    def who(key: ApiKey) -> str:
-        return f"{key.name} ({key.role})"
+    Caller = Annotated[ActingClient, Depends(caller_dependency(client))]
 
     api = APIRouter(prefix="/api")
 
-    @api.get("/whoami", summary="The calling key")
-    async def whoami(key: Reader) -> dict[str, Any]:
-        return asdict(key)
+    @api.get("/whoami", summary="The calling key", openapi_extra=needs("view"))
+    async def whoami(me: Caller) -> dict[str, Any]:
+        return {
+            "name": me.principal.name,
+            "role": me.principal.role,
+            "tenant": me.principal.tenant,
+            "id": me.principal.key_id,
+        }
 
     # -- runs -------------------------------------------------------------------------------------
-    @api.get("/runs", summary="List runs, newest first")
+    @api.get("/runs", summary="List runs, newest first", openapi_extra=needs("view"))
     async def list_runs(
-        key: Reader,
+        me: Caller,
         status: Annotated[list[str] | None, Query()] = None,
         flow: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         before: Annotated[str | None, Query(description="The last id of the previous page")] = None,
+        tenant: Annotated[str | None, Query(description="One tenant's runs (platform keys)")] = None,
     ) -> dict[str, Any]:
-        runs = await client.list(status=status, flow=flow, limit=limit, before=before)
+        runs = await me.list(status=status, flow=flow, limit=limit, before=before, tenant=tenant)
         nxt = runs[-1].id if len(runs) == limit else None
         return {"runs": [_run(r) for r in runs], "next": nxt}
 
-    @api.post("/runs", status_code=201, summary="Start a run (idempotent with a key)")
-    async def start_run(body: StartRun, key: Operator) -> JSONResponse:
-        h: RunHandle[Any] = await client.start(
-            body.flow, body.input, key=body.key, timeout=body.timeout, by=who(key)
+    @api.post(
+        "/runs", status_code=201, summary="Start a run (idempotent with a key)", openapi_extra=needs("start")
+    )
+    async def start_run(body: StartRun, me: Caller) -> JSONResponse:
+        h: RunHandle[Any] = await me.start(
+            body.flow, body.input, key=body.key, timeout=body.timeout, tenant=body.tenant
         )
-        run = await client.get(h.id)
+        run = await me.get(h.id)
         return JSONResponse({"run": _run(run), "created": h.created}, status_code=201 if h.created else 200)
 
-    @api.get("/runs/{run_id}", summary="One run")
-    async def get_run(run_id: str, key: Reader) -> dict[str, Any]:
-        return _run(await client.get(run_id))
+    @api.get("/runs/{run_id}", summary="One run", openapi_extra=needs("view"))
+    async def get_run(run_id: str, me: Caller) -> dict[str, Any]:
+        return _run(await me.get(run_id))
 
-    @api.post("/runs/{run_id}/cancel", summary="Cancel a run (idempotent)")
-    async def cancel_run(run_id: str, key: Operator) -> dict[str, Any]:
-        return _run(await client.cancel(run_id, by=who(key)))
+    @api.post("/runs/{run_id}/cancel", summary="Cancel a run (idempotent)", openapi_extra=needs("cancel"))
+    async def cancel_run(run_id: str, me: Caller) -> dict[str, Any]:
+        return _run(await me.cancel(run_id))
 
-    @api.post("/runs/{run_id}/signals", summary="Send a signal")
-    async def signal_run(run_id: str, body: SendSignal, key: Operator) -> dict[str, Any]:
-        delivered = await client.signal(
+    @api.post("/runs/{run_id}/signals", summary="Send a signal", openapi_extra=needs("signal"))
+    async def signal_run(run_id: str, body: SendSignal, me: Caller) -> dict[str, Any]:
+        delivered = await me.signal(
             run_id,
             body.name,
             body.payload,
             key=body.key,
             transient=body.transient,
             milestone=body.milestone,
-            by=who(key),
         )
         return {"delivered": delivered}
 
     @api.post(
-        "/runs/{run_id}/approve", summary="Approve a pending approval, optionally with an edited payload"
+        "/runs/{run_id}/approve",
+        summary="Approve a pending approval, optionally with an edited payload",
+        openapi_extra=needs("approve"),
     )
-    async def approve(run_id: str, body: Decide, request: Request, key: Approver) -> dict[str, Any]:
+    async def approve(run_id: str, body: Decide, request: Request, me: Caller) -> dict[str, Any]:
         raw = await request.json() if await request.body() else {}
-        kwargs: dict[str, Any] = {"by": who(key), "comment": body.comment}
+        kwargs: dict[str, Any] = {"comment": body.comment}
         if isinstance(raw, dict) and "payload" in raw:
             kwargs["payload"] = body.payload
-        decided = await client.approve(run_id, body.name, **kwargs)
+        decided = await me.approve(run_id, body.name, **kwargs)
         return {"approved": True, **asdict(decided)}
 
-    @api.post("/runs/{run_id}/reject", summary="Reject a pending approval")
-    async def reject(run_id: str, body: Decide, key: Approver) -> dict[str, Any]:
-        decided = await client.reject(run_id, body.name, by=who(key), comment=body.comment)
+    @api.post("/runs/{run_id}/reject", summary="Reject a pending approval", openapi_extra=needs("approve"))
+    async def reject(run_id: str, body: Decide, me: Caller) -> dict[str, Any]:
+        decided = await me.reject(run_id, body.name, comment=body.comment)
         return {"approved": False, **asdict(decided)}
 
-    @api.get("/runs/{run_id}/journal", summary="The run's journal")
-    async def journal(run_id: str, key: Reader) -> dict[str, Any]:
-        return {"events": [asdict(e) for e in await client.journal(run_id)]}
+    @api.get("/runs/{run_id}/journal", summary="The run's journal", openapi_extra=needs("view"))
+    async def journal(run_id: str, me: Caller) -> dict[str, Any]:
+        return {"events": [asdict(e) for e in await me.journal(run_id)]}
 
-    @api.get("/runs/{run_id}/timeline", summary="The run's positions with outcomes and durations")
-    async def timeline(run_id: str, key: Reader) -> dict[str, Any]:
-        rows = await client.timeline(run_id)
+    @api.get(
+        "/runs/{run_id}/timeline",
+        summary="The run's positions with outcomes and durations",
+        openapi_extra=needs("view"),
+    )
+    async def timeline(run_id: str, me: Caller) -> dict[str, Any]:
+        rows = await me.timeline(run_id)
         return {
             "rows": [{**asdict(r), "duration": r.duration} for r in rows],
-            "usage": asdict(await client.usage(run_id)),
+            "usage": asdict(await me.usage(run_id)),
         }
 
-    @api.get("/runs/{run_id}/events", summary="Live journal of one run (server-sent events)")
-    async def run_events(run_id: str, request: Request, key: Reader) -> StreamingResponse:
-        await client.get(run_id)  # 404 before the stream starts
+    @api.get(
+        "/runs/{run_id}/events",
+        summary="Live journal of one run (server-sent events)",
+        openapi_extra=needs("view"),
+    )
+    async def run_events(run_id: str, request: Request, me: Caller) -> StreamingResponse:
+        await me.get(run_id)  # 404 before the stream starts
         after = _last_event_id(request)
 
         async def poll(seen: int) -> list[dict[str, Any]]:
             return [
                 {"id": e.seq, "run_id": run_id, **{k: v for k, v in asdict(e).items() if k != "seq"}}
-                for e in await client.journal(run_id)
+                for e in await me.journal(run_id)
                 if e.seq > seen
             ]
 
         return _stream(request, poll, after)
 
-    @api.get("/runs/{run_id}/tokens", summary="The run's streamed model text, resumable (server-sent events)")
-    async def run_tokens(run_id: str, request: Request, key: Reader) -> StreamingResponse:
-        await client.get(run_id)  # 404 before the stream starts
-        return _token_stream(client, run_id, request, _last_event_id(request))
+    @api.get(
+        "/runs/{run_id}/tokens",
+        summary="The run's streamed model text, resumable (server-sent events)",
+        openapi_extra=needs("view"),
+    )
+    async def run_tokens(run_id: str, request: Request, me: Caller) -> StreamingResponse:
+        await me.get(run_id)  # 404 before the stream starts (also for a run the caller may not view)
+        return _token_stream(me, run_id, request, _last_event_id(request))
 
-    @api.get("/events", summary="Live journal of all runs (server-sent events)")
-    async def all_events(request: Request, key: Reader) -> StreamingResponse:
+    @api.get("/events", summary="Live journal of all runs (server-sent events)", openapi_extra=needs("view"))
+    async def all_events(request: Request, me: Caller) -> StreamingResponse:
         after = _last_event_id(request)
         if after == 0 and request.query_params.get("from") != "start":
-            feed = await client.feed(0, limit=5000)  # from now on, unless asked for history
+            feed = await client.feed(0, limit=5000)  # from now on, unless asked for history (seq only)
             while len(feed) == 5000:
                 feed = await client.feed(feed[-1].seq, limit=5000)
             after = feed[-1].seq if feed else 0
 
         async def poll(seen: int) -> list[dict[str, Any]]:
-            return [
-                {"id": e.seq, **{k: v for k, v in asdict(e).items() if k != "seq"}}
-                for e in await client.feed(seen)
-            ]
+            # the stream resumes after the last event *read*, seen or not, so hidden runs cost no re-reads
+            raw = await client.feed(seen)
+            shown = await me.filter_feed(raw)
+            out = [{"id": e.seq, **{k: v for k, v in asdict(e).items() if k != "seq"}} for e in shown]
+            if raw and (not out or out[-1]["id"] != raw[-1].seq):
+                out.append({"id": raw[-1].seq, "kind": "skip"})  # advances Last-Event-ID, shows nothing
+            return out
 
         return _stream(request, poll, after)
 
     # -- inbox, flows, models, costs --------------------------------------------------------------
-    @api.get("/approvals", summary="Approvals waiting for a decision (the inbox)")
-    async def approvals(key: Reader, run_id: str | None = None) -> dict[str, Any]:
-        return {"approvals": [asdict(a) for a in await client.pending_approvals(run_id)]}
+    @api.get(
+        "/approvals", summary="Approvals waiting for a decision (the inbox)", openapi_extra=needs("view")
+    )
+    async def approvals(me: Caller, run_id: str | None = None) -> dict[str, Any]:
+        return {"approvals": [asdict(a) for a in await me.pending_approvals(run_id)]}
 
-    @api.get("/flows", summary="Flows this server knows")
-    async def flows(key: Reader) -> dict[str, Any]:
+    @api.get("/flows", summary="Flows this server knows", openapi_extra=needs("view"))
+    async def flows(me: Caller) -> dict[str, Any]:
         out = []
         for name, fl in sorted(registered().items()):
+            if not me.can("view", flow=name):
+                continue
             try:
                 schema = fl.input_adapter.json_schema() if fl.input_adapter is not None else None
             except Exception:
@@ -254,8 +264,8 @@ def create_api(client: Client) -> APIRouter:
             out.append({"name": name, "doc": (fl.__doc__ or "").strip() or None, "input_schema": schema})
         return {"flows": out}
 
-    @api.get("/models", summary="Configured models")
-    async def models(key: Reader) -> dict[str, Any]:
+    @api.get("/models", summary="Configured models", openapi_extra=needs("view"))
+    async def models(me: Caller) -> dict[str, Any]:
         raw = client.settings.config.get("models", {})
         return {
             "models": [
@@ -272,16 +282,20 @@ def create_api(client: Client) -> APIRouter:
             ]
         }
 
-    @api.get("/usage", summary="Model usage and cost per flow (newest runs)")
+    @api.get("/usage", summary="Model usage and cost per flow (newest runs)", openapi_extra=needs("view"))
     async def usage(
-        key: Reader, flow: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 500
+        me: Caller, flow: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 500
     ) -> dict[str, Any]:
-        totals = await client.usage_by_flow(flow=flow, limit=limit)
+        totals = await me.usage_by_flow(flow=flow, limit=limit)
         return {"flows": {name: asdict(u) for name, u in sorted(totals.items())}}
 
-    @api.get("/stats", summary="Cost and latency per flow and per model over time (hour or day buckets)")
+    @api.get(
+        "/stats",
+        summary="Cost and latency per flow and per model over time (hour or day buckets)",
+        openapi_extra=needs("view"),
+    )
     async def stats(
-        key: Reader,
+        me: Caller,
         bucket: str = "hour",
         since: Annotated[
             str | None, Query(description="Epoch seconds, an ISO 8601 time or a duration ago ('24h')")
@@ -289,12 +303,17 @@ def create_api(client: Client) -> APIRouter:
         flow: str | None = None,
         limit: Annotated[int, Query(ge=1, le=10000, description="Newest runs read at most")] = 2000,
     ) -> dict[str, Any]:
-        return await compute_stats(client, bucket=bucket, since=since, flow=flow, limit=limit)
+        return await compute_stats(me, bucket=bucket, since=since, flow=flow, limit=limit)
 
-    @api.get("/metrics", summary="Prometheus metrics of this server's worker (PODIUM_METRICS=1)")
-    async def metrics(request: Request, key: Reader) -> Response:
+    @api.get(
+        "/metrics",
+        summary="Prometheus metrics of this server's worker (PODIUM_METRICS=1; platform keys)",
+        openapi_extra=needs("view"),
+    )
+    async def metrics(request: Request, me: Caller) -> Response:
         from ..observability.metrics import find_metrics, render_metrics
 
+        me.require_platform("read the metrics of every tenant")
         found = find_metrics(client.observers)
         if found is None:
             raise ApiError(
@@ -307,21 +326,29 @@ def create_api(client: Client) -> APIRouter:
         )
         return Response(body, media_type=content_type)
 
-    # -- keys -------------------------------------------------------------------------------------
-    @api.get("/keys", summary="API keys (admin)")
-    async def list_keys(key: Admin) -> dict[str, Any]:
-        return {"keys": [asdict(k) for k in await client.keys()]}
+    add_prompt_routes(api, client)
 
-    @api.post("/keys", status_code=201, summary="Create an API key (admin); its secret is shown once")
-    async def create_key(body: NewKey, key: Admin) -> dict[str, Any]:
-        new, secret = await client.create_key(body.name, body.role)
+    # -- keys -------------------------------------------------------------------------------------
+    @api.get("/keys", summary="API keys of the caller's tenant (admin)", openapi_extra=needs("admin"))
+    async def list_keys(me: Caller) -> dict[str, Any]:
+        return {"keys": [asdict(k) for k in await me.keys()]}
+
+    @api.post(
+        "/keys",
+        status_code=201,
+        summary="Create an API key (admin); its secret is shown once",
+        openapi_extra=needs("admin"),
+    )
+    async def create_key(body: NewKey, me: Caller) -> dict[str, Any]:
+        new, secret = await me.create_key(body.name, body.role, tenant=body.tenant, expires=body.expires)
         return {"key": asdict(new), "secret": secret}
 
-    @api.delete("/keys/{key_id}", summary="Revoke an API key (admin)")
-    async def revoke_key(key_id: str, key: Admin) -> dict[str, Any]:
-        await client.revoke_key(key_id)
+    @api.delete("/keys/{key_id}", summary="Revoke an API key (admin)", openapi_extra=needs("admin"))
+    async def revoke_key(key_id: str, me: Caller) -> dict[str, Any]:
+        await me.revoke_key(key_id)
         return {"revoked": key_id}
 
+    check_routes(api)
     return api
 
 
@@ -363,7 +390,7 @@ def _stream(
     )
 
 
-def _token_stream(client: Client, run_id: str, request: Request, after: int) -> StreamingResponse:
+def _token_stream(client: ActingClient, run_id: str, request: Request, after: int) -> StreamingResponse:
     """``token`` events (``step``, ``epoch``, ``offset``, ``text``), ``reset`` when a step streams again from
     the start, and ``end`` once the run finished and every chunk was sent. Each event's id is its chunk's:
     a client that reconnects with ``Last-Event-ID`` continues after it."""
@@ -413,8 +440,12 @@ def install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(PodiumError)
     async def podium_error(request: Request, exc: PodiumError) -> JSONResponse:
-        if isinstance(exc, RunNotFoundError | UnknownFlowError):
+        if isinstance(exc, PermissionDeniedError):
+            return reply(403, str(exc))
+        if isinstance(exc, RunNotFoundError | UnknownFlowError | PromptNotFoundError):
             return reply(404, str(exc))
+        if isinstance(exc, PolicyViolationError):  # podium.policies refused the start or the decision
+            return reply(403, str(exc))
         if isinstance(exc, InvalidStateError):
             return reply(409, str(exc))
         if isinstance(exc, InvalidInputError):

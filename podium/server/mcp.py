@@ -10,7 +10,12 @@ or over streamable HTTP on 127.0.0.1 (``--http --port``). Its tools:
 | ``wait_run`` | wait up to ``timeout_seconds`` for a run to end; its state either way |
 | ``list_approvals`` | approvals waiting for a decision (of all runs, or of one) |
 | ``decide_approval`` | approve (optionally with an edited payload) or reject, with a comment |
-| each exposed Podium tool | called directly, outside any run (a call needing an approval is refused) |
+| each exposed Podium tool | called directly, outside any run (needs ``start``; approval-bound: refused) |
+
+Who acts: by default the local operator (an admin of every tenant, journaled as ``mcp``; ``tenant=``
+narrows it to one tenant); with ``key=`` (``podium mcp --key`` or ``PODIUM_API_KEY``) the API key's principal,
+checked again at every call (a revoked or expired key stops working at once). Every call goes through
+``client.acting_as`` (``podium.acting``): the same authorization layer as the REST API and the CLI.
 
 Everything goes through the public ``podium.Client``: with its embedded worker (the default) runs execute in
 this process; with ``worker=False`` a ``podium worker`` elsewhere runs them. A mistake (an unknown run, an
@@ -28,8 +33,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..acting import ActingClient
 from ..client import Client, PendingApproval, Run
 from ..errors import PodiumError, RunCancelledError, RunFailedError, UsageError
+from ..policies.access import Principal
 from ..tools.mcp import require_mcp
 from ..tools.tool import Tool, ToolArgumentsError
 from ..tools.toolset import Toolset
@@ -110,8 +117,18 @@ _GENERIC: dict[str, tuple[type[_Args], str]] = {
 class _Exposed:
     """What the server offers: the flows to start, Podium tools to call, and the generic run tools."""
 
-    def __init__(self, client: Client, flows: Sequence[Flow[Any, Any]], tools: Toolset | None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        flows: Sequence[Flow[Any, Any]],
+        tools: Toolset | None,
+        *,
+        key: str | None = None,
+        tenant: str | None = None,
+    ) -> None:
         self.client = client
+        self._key = key
+        self._tenant = tenant
         self.flows: dict[str, tuple[Flow[Any, Any], bool]] = {}  # tool name -> (flow, input wrapped)
         self.specs: list[dict[str, Any]] = []
         self.toolset = tools or Toolset()
@@ -149,6 +166,17 @@ class _Exposed:
     def names(self) -> list[str]:
         return [s["name"] for s in self.specs]
 
+    async def acting(self, by: str | None = None) -> ActingClient:
+        """The client as this server's principal (its key authenticated anew at each call)."""
+        if self._key is None:
+            name = by or "mcp"
+            return self.client.acting_as(Principal("mcp", "admin", self._tenant), by=name)
+        found = await self.client.authenticate(self._key)
+        if found is None:
+            raise _ToolFailure("this MCP server's API key is unknown, revoked or expired")
+        me = self.client.acting_as(found)
+        return me if by is None else self.client.acting_as(found, by=f"{by} via {me.who}")
+
     async def call(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Run tool ``name``; its JSON result, or ``_ToolFailure`` with a message for the client."""
         if name in _GENERIC:
@@ -178,8 +206,9 @@ class _Exposed:
             value = arguments.get("input")
         else:
             value = dict(arguments)
-        handle = await self.client.start(fl, value, by="mcp")
-        run = await self.client.get(handle.id)
+        me = await self.acting()
+        handle = await me.start(fl, value)
+        run = await me.get(handle.id)
         return {"run_id": handle.id, "flow": fl.name, "status": run.status.value}
 
     async def _view(self, run: Run) -> dict[str, Any]:
@@ -189,17 +218,18 @@ class _Exposed:
         if run.error:
             out["error"] = run.error
         if run.status.value == "waiting":
-            waiting = await self.client.pending_approvals(run.id)
+            waiting = await (await self.acting()).pending_approvals(run.id)
             if waiting:
                 out["pending_approvals"] = [_approval(p) for p in waiting]
         out["created_at"], out["ended_at"] = run.created_at, run.ended_at
         return out
 
     async def _get_run(self, args: GetRunArgs) -> dict[str, Any]:
-        return await self._view(await self.client.get(args.run_id))
+        return await self._view(await (await self.acting()).get(args.run_id))
 
     async def _wait_run(self, args: WaitRunArgs) -> dict[str, Any]:
-        await self.client.get(args.run_id)  # an unknown run is an error at once
+        me = await self.acting()
+        await me.get(args.run_id)  # an unknown (or hidden) run is an error at once
         done = True
         try:
             await self.client.result(args.run_id, timeout=args.timeout_seconds)
@@ -207,27 +237,28 @@ class _Exposed:
             done = False
         except (RunFailedError, RunCancelledError):
             pass
-        return {"done": done, **(await self._view(await self.client.get(args.run_id)))}
+        return {"done": done, **(await self._view(await me.get(args.run_id)))}
 
     async def _list_approvals(self, args: ListApprovalsArgs) -> dict[str, Any]:
-        pending = await self.client.pending_approvals(args.run_id)
+        pending = await (await self.acting()).pending_approvals(args.run_id)
         return {"approvals": [_approval(p) for p in pending]}
 
     async def _decide_approval(self, args: DecideApprovalArgs) -> dict[str, Any]:
-        by = args.by or "mcp"
+        me = await self.acting(args.by)
         if args.decision == "approve":
-            kwargs: dict[str, Any] = {"by": by, "comment": args.comment}
+            kwargs: dict[str, Any] = {"comment": args.comment}
             if "payload" in args.model_fields_set:
                 kwargs["payload"] = args.payload
-            p = await self.client.approve(args.run_id, args.name, **kwargs)
+            p = await me.approve(args.run_id, args.name, **kwargs)
         else:
             if "payload" in args.model_fields_set:
                 raise _ToolFailure("a rejection takes no payload (only an approval may edit it)")
-            p = await self.client.reject(args.run_id, args.name, by=by, comment=args.comment)
+            p = await me.reject(args.run_id, args.name, comment=args.comment)
         return {"run_id": p.run_id, "approval": p.name, "decision": args.decision}
 
     # -- Podium tools ---------------------------------------------------------------------------
     async def _tool(self, t: Tool, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        (await self.acting()).authorize("start")  # a direct tool call acts like starting work: operators
         try:
             args = t.validate(arguments)
         except ToolArgumentsError as exc:
@@ -308,8 +339,11 @@ def build_server(
     tools: Toolset | None = None,
     *,
     name: str = "podium",
+    key: str | None = None,
+    tenant: str | None = None,
 ) -> Any:
-    """An MCP server (``mcp.server.lowlevel.Server``) offering ``flows`` and ``tools`` through ``client``.
+    """An MCP server (``mcp.server.lowlevel.Server``) offering ``flows`` and ``tools`` through ``client``,
+    acting as the API key ``key`` or else the local operator (of ``tenant`` only, if given).
 
     ``UsageError`` if two names clash. The caller opens and closes ``client``."""
     require_mcp()
@@ -319,7 +353,7 @@ def build_server(
 
     from .. import __version__
 
-    exposed = _Exposed(client, flows, tools)
+    exposed = _Exposed(client, flows, tools, key=key, tenant=tenant)
     listing = types.ListToolsResult(tools=[types.Tool.model_validate(s) for s in exposed.specs])
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -360,11 +394,18 @@ def build_server(
     )
 
 
-async def serve_stdio(client: Client, flows: Sequence[Flow[Any, Any]], tools: Toolset | None = None) -> None:
-    """Serve MCP over this process's stdin/stdout until the client closes stdin."""
+async def serve_stdio(
+    client: Client,
+    flows: Sequence[Flow[Any, Any]],
+    tools: Toolset | None = None,
+    *,
+    key: str | None = None,
+    tenant: str | None = None,
+) -> None:
+    """Serve MCP over this process's stdin/stdout until the client closes stdin (``build_server``)."""
     from mcp.server.stdio import stdio_server
 
-    server = build_server(client, flows, tools)
+    server = build_server(client, flows, tools, key=key, tenant=tenant)
     # stdio_server points fd 1 at stderr while it serves: stray prints cannot corrupt the protocol
     async with client, stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())
@@ -378,6 +419,8 @@ async def serve_http(
     host: str = "127.0.0.1",
     port: int = 8000,
     on_ready: Callable[[str], None] | None = None,
+    key: str | None = None,
+    tenant: str | None = None,
 ) -> None:
     """Serve MCP over streamable HTTP at ``http://HOST:PORT/mcp`` (port 0: any free port) until stopped.
 
@@ -387,7 +430,7 @@ async def serve_http(
 
     import uvicorn
 
-    server = build_server(client, flows, tools)
+    server = build_server(client, flows, tools, key=key, tenant=tenant)
     app = server.streamable_http_app(host=host)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..acting import ActingClient
 from ..client import Client, Run
 from ..errors import RunNotFoundError, UsageError
 from ..types import parse_duration
@@ -97,7 +98,7 @@ def parse_since(value: str | None, bucket: str, now: float) -> float:
 
 
 async def compute_stats(
-    client: Client,
+    client: Client | ActingClient,
     *,
     bucket: str = "hour",
     since: str | None = None,

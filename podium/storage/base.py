@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..types import JSON, RunStatus
+from .audit import AuditCheckpoint, AuditDraft, AuditRecord
 from .payloads import Collected, Usage
 
 
@@ -48,6 +49,10 @@ class RunRecord:
     claims: int = 0
     priority: int = 0
     """Runnable runs are claimed highest priority first, then oldest first."""
+    queue: str = "default"
+    """The queue of the run's flow when it was created; a queue's runs at once may be capped."""
+    tenant: str = "default"
+    """The tenant the run belongs to (child runs inherit it); principals of other tenants never see it."""
 
 
 @dataclass(slots=True)
@@ -153,8 +158,9 @@ class Store(Protocol):
         parent_id: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> list[RunRecord]:
-        """Newest first; ``before`` is a run id to page from (exclusive)."""
+        """Newest first; ``before`` is a run id to page from (exclusive); ``tenant`` keeps that tenant's."""
         ...
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
@@ -170,10 +176,13 @@ class Store(Protocol):
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         """Take up to ``limit`` runnable runs of the given flows: pending ones, waiting ones whose
         ``wake_at`` has passed, and running ones whose lease expired; highest ``priority`` first, then
-        oldest. ``limits`` caps, per flow, the runs running at once (live leases) across all workers."""
+        oldest. ``limits`` caps, per flow, the runs running at once (live leases) across all workers;
+        ``queues`` caps, per queue (``RunRecord.queue``), the runs running at once across all workers and
+        all flows. A run is taken only if both its flow and its queue have a free slot."""
         ...
 
     async def claim_run(self, run_id: str, owner: str, *, now: float, lease_until: float) -> RunRecord | None:
@@ -359,6 +368,70 @@ class Store(Protocol):
 
     async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
         """The run's stream chunks with ``id > after``, in order."""
+
+    # -- the audit trail (podium/storage/audit.py) ----------------------------------------------
+    async def audit_append(self, drafts: Sequence[AuditDraft]) -> list[AuditRecord]:
+        """Append entries to the hash chain, in order, atomically; the stored records."""
+        ...
+
+    async def audit_scan(self, after: int = 0, *, limit: int = 10_000) -> list[AuditRecord]:
+        """Entries with ``seq > after``, in order."""
+        ...
+
+    async def audit_erase(self, subject: str) -> int:
+        """Erase the payloads of ``subject``'s entries (their hashes stay); how many were erased."""
+        ...
+
+    async def audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+        """Store a signed checkpoint (replacing one at the same ``seq``)."""
+        ...
+
+    async def audit_checkpoints(self) -> list[AuditCheckpoint]:
+        """Every checkpoint, by ``seq``."""
+        ...
+
+    # -- prompt registry (podium.management.prompts gives these their meaning) --------------------
+    async def prompt_push(self, prompt: PromptRecord) -> tuple[PromptRecord, bool]:
+        """Store a new version of ``prompt.name`` numbered one past the latest (``prompt.version`` is
+        ignored), in one transaction; if a version with the same ``hash`` exists, return it instead.
+
+        Returns ``(version, created)``.
+        """
+        ...
+
+    async def prompt_get(self, name: str, version: int) -> PromptRecord | None: ...
+
+    async def prompt_versions(self, name: str) -> list[PromptRecord]:
+        """Every version of ``name``, oldest first."""
+        ...
+
+    async def prompt_latest(self) -> list[PromptRecord]:
+        """The latest version of every prompt, by name."""
+        ...
+
+    async def prompt_labels(self, name: str) -> list[PromptLabelRecord]:
+        """The labels of ``name``, by label."""
+        ...
+
+    async def prompt_label(self, name: str, label: str) -> PromptLabelRecord | None: ...
+
+    async def prompt_move(
+        self, name: str, label: str, version: int, *, now: float, rollback: bool = False
+    ) -> PromptLabelRecord:
+        """Point ``label`` at ``version`` (creating the label), bump its ``rev`` and record the move, in one
+        transaction."""
+        ...
+
+    async def prompt_moves(self, name: str, label: str) -> list[PromptMove]:
+        """The moves of one label, oldest first."""
+        ...
+
+    async def prompt_split_put(self, name: str, arms: Mapping[str, int] | None, *, now: float) -> None:
+        """Store the split of ``name``'s traffic over arms (ordered), or remove it (``None``)."""
+        ...
+
+    async def prompt_split(self, name: str) -> dict[str, int] | None:
+        """The split of ``name``'s traffic (in the order stored), or None."""
         ...
 
 
@@ -395,7 +468,10 @@ class ScheduleFire:
 
 @dataclass(slots=True)
 class KeyRecord:
-    """An API key of the HTTP API: its ``role`` and a hash of the secret (never the secret itself)."""
+    """An API key of the HTTP API: its ``role`` and a hash of the secret (never the secret itself).
+
+    ``tenant`` is the one tenant it acts in (None: every tenant, a platform key); after ``expires_at`` (if
+    set) it no longer authenticates."""
 
     id: str
     name: str
@@ -403,8 +479,49 @@ class KeyRecord:
     hash: str
     created_at: float = 0.0
     revoked_at: float | None = None
+    tenant: str | None = None
+    expires_at: float | None = None
 
 
 SchedulePlan = Callable[[ScheduleRecord, float], tuple[list[float], float]]
 """``plan(schedule, now) -> (occurrence times to fire, new next_at)``: the cron arithmetic and the missed-run
 policy, which live above the store (``podium.triggers.cron``)."""
+
+
+@dataclass(slots=True)
+class PromptRecord:
+    """One immutable version of a named prompt template."""
+
+    name: str
+    version: int
+    hash: str
+    template: str
+    system: str | None = None
+    variables: list[str] = field(default_factory=list)
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class PromptLabelRecord:
+    """A label of a prompt and the version it points at; ``rev`` counts its moves (1 after the first)."""
+
+    name: str
+    label: str
+    version: int
+    rev: int = 0
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class PromptMove:
+    """One move of a label (``from_version`` is None when the label was created)."""
+
+    name: str
+    label: str
+    from_version: int | None
+    to_version: int
+    rollback: bool = False
+    at: float = 0.0

@@ -9,11 +9,15 @@ from typing import Any
 
 from ..errors import InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
+from .audit import MemoryAudit
 from .base import (
     Event,
     Gate,
     KeyRecord,
     Outcome,
+    PromptLabelRecord,
+    PromptMove,
+    PromptRecord,
     RunRecord,
     ScheduleFire,
     SchedulePlan,
@@ -32,7 +36,7 @@ _TERMINAL_STATUS = {
 }
 
 
-class MemoryStore:
+class MemoryStore(MemoryAudit):
     """Keeps runs and journals in dictionaries. Nothing survives the process."""
 
     durable = False
@@ -56,6 +60,11 @@ class MemoryStore:
         self._chunks: dict[str, list[StreamChunk]] = {}  # token streams by run
         self._chunk_ids = itertools.count(1)
         self.threshold = DEFAULT_THRESHOLD
+        self._audit_init()
+        self._prompts: dict[str, list[PromptRecord]] = {}
+        self._labels: dict[tuple[str, str], PromptLabelRecord] = {}
+        self._moves: list[PromptMove] = []
+        self._splits: dict[str, dict[str, int]] = {}
 
     async def open(self) -> None:
         return None
@@ -108,6 +117,7 @@ class MemoryStore:
         parent_id: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> list[RunRecord]:
         rows = sorted(self._runs.values(), key=lambda r: (r.created_at, r.id), reverse=True)
         if before is not None and before in self._runs:
@@ -119,6 +129,7 @@ class MemoryStore:
             if (status is None or r.status in status)
             and (flow is None or r.flow == flow)
             and (parent_id is None or r.parent_id == parent_id)
+            and (tenant is None or r.tenant == tenant)
         ]
         return out[:limit]
 
@@ -228,6 +239,63 @@ class MemoryStore:
     async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
         return [c for c in self._chunks.get(run_id, []) if c.id > after][:limit]
 
+    # -- prompt registry ----------------------------------------------------------------------
+    async def prompt_push(self, prompt: PromptRecord) -> tuple[PromptRecord, bool]:
+        versions = self._prompts.setdefault(prompt.name, [])
+        for p in versions:
+            if p.hash == prompt.hash:
+                return replace(p), False
+        stored = replace(
+            prompt,
+            version=len(versions) + 1,
+            variables=list(prompt.variables),
+            params=dict(prompt.params),
+            metadata=dict(prompt.metadata),
+        )
+        versions.append(stored)
+        return replace(stored), True
+
+    async def prompt_get(self, name: str, version: int) -> PromptRecord | None:
+        versions = self._prompts.get(name, [])
+        return replace(versions[version - 1]) if 1 <= version <= len(versions) else None
+
+    async def prompt_versions(self, name: str) -> list[PromptRecord]:
+        return [replace(p) for p in self._prompts.get(name, [])]
+
+    async def prompt_latest(self) -> list[PromptRecord]:
+        return [replace(self._prompts[n][-1]) for n in sorted(self._prompts)]
+
+    async def prompt_labels(self, name: str) -> list[PromptLabelRecord]:
+        return [replace(v) for (n, _), v in sorted(self._labels.items()) if n == name]
+
+    async def prompt_label(self, name: str, label: str) -> PromptLabelRecord | None:
+        found = self._labels.get((name, label))
+        return None if found is None else replace(found)
+
+    async def prompt_move(
+        self, name: str, label: str, version: int, *, now: float, rollback: bool = False
+    ) -> PromptLabelRecord:
+        old = self._labels.get((name, label))
+        rec = PromptLabelRecord(name, label, version, 1 if old is None else old.rev + 1, now)
+        self._labels[(name, label)] = rec
+        self._moves.append(
+            PromptMove(name, label, None if old is None else old.version, version, rollback, now)
+        )
+        return replace(rec)
+
+    async def prompt_moves(self, name: str, label: str) -> list[PromptMove]:
+        return [replace(m) for m in self._moves if m.name == name and m.label == label]
+
+    async def prompt_split_put(self, name: str, arms: Mapping[str, int] | None, *, now: float) -> None:
+        if arms is None:
+            self._splits.pop(name, None)
+        else:
+            self._splits[name] = dict(arms)
+
+    async def prompt_split(self, name: str) -> dict[str, int] | None:
+        found = self._splits.get(name)
+        return None if found is None else dict(found)
+
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         events = self._events.get(run_id, [])
         if after:
@@ -261,12 +329,17 @@ class MemoryStore:
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         caps = {f: n for f, n in (limits or {}).items() if f in flows}
-        if caps:  # free slots per capped flow: its cap less its runs holding a live lease
+        qcaps = dict(queues or {})
+        if caps or qcaps:  # free slots per capped flow and queue: its cap less its runs holding a live lease
             for run in self._runs.values():
-                if run.flow in caps and run.status is RunStatus.RUNNING and (run.lease_until or 0) >= now:
-                    caps[run.flow] -= 1
+                if run.status is RunStatus.RUNNING and (run.lease_until or 0) >= now:
+                    if run.flow in caps:
+                        caps[run.flow] -= 1
+                    if run.queue in qcaps:
+                        qcaps[run.queue] -= 1
         ready = [self._runs[run_id] for run_id in self._pending if self._runs[run_id].flow in flows]
         ready += [
             run
@@ -278,10 +351,12 @@ class MemoryStore:
         for run in ready:
             if len(out) >= limit:
                 break
+            if (run.flow in caps and caps[run.flow] <= 0) or (run.queue in qcaps and qcaps[run.queue] <= 0):
+                continue
             if run.flow in caps:
-                if caps[run.flow] <= 0:
-                    continue
                 caps[run.flow] -= 1
+            if run.queue in qcaps:
+                qcaps[run.queue] -= 1
             out.append(self._take(run, owner, now, lease_until))
         return out
 

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
 from . import payload_rows, stream_rows
+from .audit import PostgresAudit
 from .base import (
     Event,
     Gate,
@@ -50,6 +51,7 @@ from .base import (
     Write,
 )
 from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
+from .postgres_prompts import PostgresPrompts
 from .sqlite import _EVENT_COLS, _RUN_COLS, _SCHEDULE_COLS, _dump, _event, _load, _run, _schedule
 
 try:
@@ -75,7 +77,7 @@ _TERMINAL_STATUS = {
     Transition.CANCEL: RunStatus.CANCELLED,
 }
 _LIVE = "('pending', 'running', 'waiting')"
-_KEY_COLS = "id, name, role, hash, created_at, revoked_at"
+_KEY_COLS = "id, name, role, hash, created_at, revoked_at, tenant, expires_at"
 
 _INSERT_EVENTS = (
     "INSERT INTO events (run_id, kind, step, name, data, at) "
@@ -100,7 +102,7 @@ _FINISH = (
 )
 _CREATE = (
     f"WITH r AS (INSERT INTO runs ({_RUN_COLS}) VALUES "
-    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
+    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
     "INSERT INTO events (run_id, kind, step, name, data, at) SELECT %s, %s, %s, %s, %s, %s FROM r "
     "ON CONFLICT DO NOTHING RETURNING run_id"
 )
@@ -147,6 +149,8 @@ def _run_params(run: RunRecord, enc: Encoder) -> tuple[Any, ...]:
         run.inbox_seq,
         run.claims,
         run.priority,
+        run.queue,
+        run.tenant,
     )
 
 
@@ -175,7 +179,7 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-class PostgresStore:
+class PostgresStore(PostgresAudit, PostgresPrompts):
     """Runs and journals in PostgreSQL. ``PostgresStore("postgresql://user@host/db")``."""
 
     durable = True
@@ -515,9 +519,13 @@ class PostgresStore:
         parent_id: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> list[RunRecord]:
         where: list[str] = []
         args: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = %s")
+            args.append(tenant)
         if status is not None:
             where.append("status = ANY(%s)")
             args.append([s.value for s in status])
@@ -568,10 +576,12 @@ class PostgresStore:
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         if not flows:
             return []
         caps = {f: n for f, n in (limits or {}).items() if f in flows}
+        qcaps = dict(queues or {})
         params = {
             "owner": owner,
             "until": lease_until,
@@ -580,12 +590,14 @@ class PostgresStore:
             "flows": list(flows),
             "cap_flows": list(caps),
             "caps": list(caps.values()),
+            "cap_queues": list(qcaps),
+            "qcaps": list(qcaps.values()),
         }
         update = (
             "UPDATE runs SET status = 'running', lease_owner = %(owner)s, lease_until = %(until)s, "
             "wake_at = NULL, updated_at = %(now)s, claims = claims + 1 WHERE id IN ("
         )
-        if not caps:
+        if not caps and not qcaps:
             rows = await self._all(
                 f"{update}SELECT id FROM runs WHERE flow = ANY(%(flows)s) AND {_RUNNABLE} "
                 "ORDER BY priority DESC, created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
@@ -593,17 +605,24 @@ class PostgresStore:
                 params,
             )
         else:
-            # Capped flows: claimers take turns (one advisory lock per schema), so each counts the live
-            # leases of the others' committed claims; a row locked by someone else is skipped (fewer taken).
+            # Capped flows and queues: claimers take turns (one advisory lock per schema), so each counts the
+            # live leases of the others' committed claims; a row locked by someone else is skipped (fewer
+            # taken). Per capped flow, then per capped queue among the runs its flow lets through.
             sql = (
                 f"{update}SELECT id FROM runs WHERE id = ANY(ARRAY("
-                "SELECT c.id FROM (SELECT id, flow, priority, created_at, row_number() OVER "
+                "SELECT q.id FROM (SELECT f.id, f.queue, f.priority, f.created_at, row_number() OVER "
+                "(PARTITION BY f.queue ORDER BY f.priority DESC, f.created_at) AS qn FROM "
+                "(SELECT id, flow, queue, priority, created_at, row_number() OVER "
                 "(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs "
-                f"WHERE flow = ANY(%(flows)s) AND {_RUNNABLE}) c "
-                "LEFT JOIN unnest(%(cap_flows)s::text[], %(caps)s::int[]) AS l(flow, cap) ON l.flow = c.flow "
-                "WHERE l.cap IS NULL OR c.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = c.flow "
+                f"WHERE flow = ANY(%(flows)s) AND {_RUNNABLE}) f "
+                "LEFT JOIN unnest(%(cap_flows)s::text[], %(caps)s::int[]) AS l(flow, cap) ON l.flow = f.flow "
+                "WHERE l.cap IS NULL OR f.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = f.flow "
+                "AND b.status = 'running' AND b.lease_until >= %(now)s)) q "
+                "LEFT JOIN unnest(%(cap_queues)s::text[], %(qcaps)s::int[]) AS m(queue, cap) "
+                "ON m.queue = q.queue "
+                "WHERE m.cap IS NULL OR q.qn <= m.cap - (SELECT count(*) FROM runs b WHERE b.queue = q.queue "
                 "AND b.status = 'running' AND b.lease_until >= %(now)s) "
-                "ORDER BY c.priority DESC, c.created_at LIMIT %(limit)s)) FOR UPDATE SKIP LOCKED) "
+                "ORDER BY q.priority DESC, q.created_at LIMIT %(limit)s)) FOR UPDATE SKIP LOCKED) "
                 f"RETURNING {_RUN_COLS}"
             )
 
@@ -1058,8 +1077,17 @@ class PostgresStore:
     async def key_add(self, key: KeyRecord) -> None:
         try:
             await self._one(
-                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (%s,%s,%s,%s,%s,%s) RETURNING 1",
-                (key.id, key.name, key.role, key.hash, key.created_at, key.revoked_at),
+                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) RETURNING 1",
+                (
+                    key.id,
+                    key.name,
+                    key.role,
+                    key.hash,
+                    key.created_at,
+                    key.revoked_at,
+                    key.tenant,
+                    key.expires_at,
+                ),
             )
         except StoreError as exc:
             if isinstance(exc.__cause__, pg_errors.UniqueViolation):

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
 from . import payload_rows, stream_rows
+from .audit import SQLiteAudit
 from .base import (
     Event,
     Gate,
@@ -31,12 +32,14 @@ from .base import (
     Write,
 )
 from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
+from .prompt_rows import SQLitePrompts
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
-    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority"
+    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, queue, tenant"
 )
 _EVENT_COLS = "seq, run_id, kind, step, name, data, at"
+_KEY_COLS = "id, name, role, hash, created_at, revoked_at, tenant, expires_at"
 _RUNNABLE = (
     "status IN ('pending', 'waiting', 'running') AND (status = 'pending' "
     "OR (status = 'waiting' AND wake_at <= :now) OR (status = 'running' AND lease_until < :now))"
@@ -77,6 +80,8 @@ def _run(row: Sequence[Any]) -> RunRecord:
         inbox_seq=row[16],
         claims=row[17],
         priority=row[18],
+        queue=row[19],
+        tenant=row[20],
     )
 
 
@@ -96,7 +101,7 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteAudit, SQLitePrompts):
     """Runs and journals in one SQLite file. ``SQLiteStore("path/to/podium.db")``."""
 
     durable = True
@@ -264,7 +269,7 @@ class SQLiteStore:
                 return self._runs([row])[0], False
         try:
             db.execute(
-                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.id,
                     run.flow,
@@ -285,6 +290,8 @@ class SQLiteStore:
                     run.inbox_seq,
                     run.claims,
                     run.priority,
+                    run.queue,
+                    run.tenant,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -308,9 +315,13 @@ class SQLiteStore:
         parent_id: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        tenant: str | None = None,
     ) -> list[RunRecord]:
         where: list[str] = []
         args: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = ?")
+            args.append(tenant)
         if status is not None:
             where.append(f"status IN ({','.join('?' * len(status))})")
             args.extend(s.value for s in status)
@@ -339,22 +350,28 @@ class SQLiteStore:
     async def key_add(self, key: KeyRecord) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO api_keys (id, name, role, hash, created_at, revoked_at) VALUES (?,?,?,?,?,?)",
-                (key.id, key.name, key.role, key.hash, key.created_at, key.revoked_at),
+                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    key.id,
+                    key.name,
+                    key.role,
+                    key.hash,
+                    key.created_at,
+                    key.revoked_at,
+                    key.tenant,
+                    key.expires_at,
+                ),
             )
 
     async def key_find(self, hash: str) -> KeyRecord | None:
         row = self.db.execute(
-            "SELECT id, name, role, hash, created_at, revoked_at FROM api_keys "
-            "WHERE hash = ? AND revoked_at IS NULL",
+            f"SELECT {_KEY_COLS} FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
             (hash,),
         ).fetchone()
         return None if row is None else KeyRecord(*row)
 
     async def key_list(self) -> list[KeyRecord]:
-        rows = self.db.execute(
-            "SELECT id, name, role, hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
-        )
+        rows = self.db.execute(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_at, id")
         return [KeyRecord(*r) for r in rows]
 
     async def key_revoke(self, key_id: str, *, now: float) -> bool:
@@ -381,29 +398,45 @@ class SQLiteStore:
         lease_until: float,
         limit: int,
         limits: Mapping[str, int] | None = None,
+        queues: Mapping[str, int] | None = None,
     ) -> list[RunRecord]:
         if not flows:
             return []
         names = {f"f{i}": f for i, f in enumerate(flows)}
         among = f"flow IN ({','.join(':' + k for k in names)}) AND {_RUNNABLE}"
         caps = {f: n for f, n in (limits or {}).items() if f in flows}
-        if not caps:
+        qcaps = dict(queues or {})
+        if not caps and not qcaps:
             pick = f"SELECT id FROM runs WHERE {among} ORDER BY priority DESC, created_at LIMIT :limit"
-        else:  # per capped flow: no more than its cap less the runs of it that hold a live lease
+        else:
+            # Per capped flow, then per capped queue among the runs its flow lets through: no more than the
+            # cap less the runs of that flow (queue) holding a live lease.
             pick = (
-                "SELECT c.id FROM (SELECT id, flow, priority, created_at, row_number() OVER "
-                f"(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs WHERE {among}) c "
-                "LEFT JOIN (SELECT key AS flow, value AS cap FROM json_each(:caps)) l ON l.flow = c.flow "
-                "WHERE l.cap IS NULL OR c.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = c.flow "
+                "SELECT q.id FROM (SELECT f.id, f.queue, f.priority, f.created_at, row_number() OVER "
+                "(PARTITION BY f.queue ORDER BY f.priority DESC, f.created_at) AS qn FROM "
+                "(SELECT id, flow, queue, priority, created_at, row_number() OVER "
+                f"(PARTITION BY flow ORDER BY priority DESC, created_at) AS rn FROM runs WHERE {among}) f "
+                "LEFT JOIN (SELECT key AS flow, value AS cap FROM json_each(:caps)) l ON l.flow = f.flow "
+                "WHERE l.cap IS NULL OR f.rn <= l.cap - (SELECT count(*) FROM runs b WHERE b.flow = f.flow "
+                "AND b.status = 'running' AND b.lease_until >= :now)) q "
+                "LEFT JOIN (SELECT key AS queue, value AS cap FROM json_each(:qcaps)) m ON m.queue = q.queue "
+                "WHERE m.cap IS NULL OR q.qn <= m.cap - (SELECT count(*) FROM runs b WHERE b.queue = q.queue "
                 "AND b.status = 'running' AND b.lease_until >= :now) "
-                "ORDER BY c.priority DESC, c.created_at LIMIT :limit"
+                "ORDER BY q.priority DESC, q.created_at LIMIT :limit"
             )
         sql = (
             "UPDATE runs SET status = 'running', lease_owner = :owner, lease_until = :until, "
             f"wake_at = NULL, updated_at = :now, claims = claims + 1 WHERE id IN ({pick}) "
             f"RETURNING {_RUN_COLS}"
         )
-        params = {"owner": owner, "until": lease_until, "now": now, "limit": limit, "caps": _dump(caps)}
+        params = {
+            "owner": owner,
+            "until": lease_until,
+            "now": now,
+            "limit": limit,
+            "caps": _dump(caps),
+            "qcaps": _dump(qcaps),
+        }
         with self._tx() as db:
             rows = db.execute(sql, {**params, **names})
             runs = self._runs(rows.fetchall())

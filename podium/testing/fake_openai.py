@@ -9,7 +9,8 @@ with FakeOpenAIServer() as server:                       # listens on a free por
 ```
 Behaviours: ``ok[:TEXT]``, ``json:{...}`` (the message content), ``429[:RETRY_AFTER]``, ``500``, ``400``,
 ``sleep:SECONDS`` (answer late, for timeouts), ``malformed`` (not JSON), ``drop`` (close the connection
-without answering), ``tool:NAME:{json args}``.
+without answering), ``tool:NAME:{json args}``, ``401echo`` (a 401 whose message quotes the key sent, as some
+gateways do).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ class FakeOpenAIServer:
         if kind == "429":
             headers = {"Retry-After": arg} if arg else {}
             return self._send(h, 429, {"error": {"message": "rate limited"}}, headers)
+        if kind == "401echo":  # as some gateways do: the key sent, quoted back in the error
+            key = h.headers.get("authorization", "")
+            return self._send(h, 401, {"error": {"message": f"Incorrect API key provided: {key}"}})
         if kind in ("500", "400"):
             return self._send(h, int(kind), {"error": {"message": f"scripted {kind}"}})
         if kind == "malformed":

@@ -108,7 +108,14 @@ def _doc(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     return head.strip(), params
 
 
-def make_tool(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
+def make_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    read_only: bool = False,
+    external: bool = False,
+) -> Tool:
     """A ``Tool`` from a typed function (what ``@podium.tool`` does)."""
     if not callable(fn):
         raise UsageError(f"@podium.tool needs a function, not {fn!r}")
@@ -140,15 +147,25 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, description: s
         fn=fn,
         is_async=inspect.iscoroutinefunction(fn),
         validator=validator,
+        meta={"read_only": read_only, "external": external},
     )
 
 
 def tool(
-    fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    read_only: bool = False,
+    external: bool = False,
 ) -> Any:
-    """Declare a tool. See the module docstring; ``name`` and ``description`` override the function's."""
+    """Declare a tool. See the module docstring; ``name`` and ``description`` override the function's.
+
+    ``read_only=True`` says the tool changes nothing (policies see ``side_effects: false``);
+    ``external=True`` says its arguments leave the process (policies see the ``egress`` point)."""
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return make_tool(f, name=name, description=description)
+        return make_tool(f, name=name, description=description, read_only=read_only, external=external)
 
     return wrap(fn) if fn is not None else wrap

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RunError, StepError, UsageError
+from ..policies import enforce as _policies
 from ..types import JSON
 from .tool import Tool, ToolArgumentsError, make_tool
 
@@ -171,8 +172,17 @@ class Toolset:
         except ToolArgumentsError as exc:
             await ctx.step(f"refused:{name}", _refusal, str(exc))
             return ToolResult(call_id, name, error=str(exc), refused=True)
-        if self.needs_approval(t, args):
-            shown = {"tool": name, "arguments": _jsonable(args)}
+        verdict = await _policies.before_tool(ctx, t, args)  # podium.policies at tool.before
+        if verdict.action == "deny":
+            return ToolResult(
+                call_id, name, error=f"a policy refused this call: {verdict.reasons()}", refused=True
+            )
+        if verdict.redacts:
+            args = _policies.redact_arguments(args)
+        if verdict.action == "require_approval" or self.needs_approval(t, args):
+            shown: dict[str, Any] = {"tool": name, "arguments": _jsonable(args)}
+            if verdict.action == "require_approval":
+                shown["policy"] = verdict.reasons()
             decision = await ctx.approval(f"tool:{name}", payload=shown)
             if not decision:
                 why = f": {decision.comment}" if decision.comment else ""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 from ..errors import UsageError
@@ -43,6 +44,7 @@ except ImportError:  # pragma: no cover - other interpreters
     _current_task = asyncio.current_task
 
 if TYPE_CHECKING:
+    from ..management.prompts import Prompt
     from ..models.handle import ModelHandle
     from .flow import Flow
 
@@ -92,11 +94,13 @@ class Driver(Protocol):
     models: Any  # podium.models.Models, created by the worker from settings
     spent: float  # dollars of model calls so far in this run
     budget: float | None  # the flow's budget per run
+    pins: dict[str, str]  # the run's pins (``Client.start(pins=)``)
     daily_budget: float | None  # the flow's budget per UTC day, over all its runs
 
     async def spent_today(self) -> float: ...
 
     cache: Any  # podium.models.cache.ResponseCache on the worker's store
+    store: Any  # the worker's store (registries that live in it: prompts)
 
     async def step(
         self,
@@ -110,6 +114,10 @@ class Driver(Protocol):
     ) -> Any: ...
 
     def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON: ...
+
+    async def record_async(self, sid: str, name: str, produce: Callable[[], Awaitable[JSON]]) -> JSON:
+        """``record`` for a value that takes I/O to produce (a registry lookup)."""
+        ...
 
     async def sleep(self, scope: Scope, sid: str, seconds: float) -> None: ...
 
@@ -156,6 +164,10 @@ class Driver(Protocol):
 
     async def milestone(self, scope: Scope, sid: str, name: str, entering: bool) -> None:
         """Journal entering (or leaving) milestone ``name`` at ``sid``; durable before returning."""
+        ...
+
+    def held(self, sid: str) -> tuple[str, str] | None:
+        """The kind and name of the journal's event at ``sid``; None past the journal's end."""
         ...
 
     def patched(self, scope: Scope, name: str) -> bool:
@@ -246,6 +258,10 @@ async def _step(
 _step_module._dispatch = _step  # steps call straight into the flow's driver
 
 
+async def _nothing() -> JSON:
+    return None
+
+
 class Context:
     """Passed to every flow as its first argument. All effects go through it (or through steps).
 
@@ -260,14 +276,31 @@ class Context:
     ```
     """
 
-    def __init__(self, driver: Driver, *, run_id: str, flow: str, attempt: int) -> None:
+    def __init__(
+        self, driver: Driver, *, run_id: str, flow: str, attempt: int, tenant: str = "default"
+    ) -> None:
         self._driver = driver
         self.run_id = run_id
         """This run's id."""
+        self.tenant = tenant
+        """The tenant the run belongs to (``Client.start(tenant=)``, inherited by child runs). Memories and
+        collections are not isolated per tenant yet: a flow that keeps tenants' data apart names them with
+        it, such as ``ctx.retrieve(q, collection=f"{ctx.tenant}/docs")``."""
         self.flow = flow
         """The flow's registered name."""
         self.attempt = attempt
         """How many times a worker has claimed this run (1 on the first execution)."""
+        self._untrusted = False  # untrusted text reached a model in this run (podium.policies.untrusted)
+
+    @property
+    def pins(self) -> Mapping[str, str]:
+        """The run's pins, read-only: choices fixed when the run started (``Client.start(pins=)``,
+        ``podium run --pin``), inherited by child runs and kept across ``continue_as_new``.
+
+        ``model:NAME`` makes ``ctx.model("NAME")`` call another configured model; ``prompt:NAME`` picks a
+        version or label for ``ctx.prompt("NAME")``; other keys are the flow's own (e.g. an experiment's arm).
+        """
+        return MappingProxyType(self._driver.pins)
 
     # -- steps --------------------------------------------------------------------------------
     async def step(
@@ -289,6 +322,7 @@ class Context:
                 name,
                 base.retry if retries is None else retries,
                 base.timeout if timeout is None else timeout,
+                ray=base.ray,
             )
             is_async = fn.is_async
             fn = fn.fn
@@ -317,6 +351,50 @@ class Context:
 
         s = _here("ctx.random()")
         return float(self._driver.record(s.next(), "random", random.random))
+
+    async def prompt(self, name: str, *, label: str | None = None, version: int | None = None) -> Prompt:
+        """A prompt of the registry (``client.prompts``), resolved once and journaled: replay and resumed
+        runs use the same version even if its label moved meanwhile.
+
+        ```python
+        prompt = await ctx.prompt("triage")                  # the "production" label (or the run's A/B arm)
+        text = await ctx.model("fast").generate(prompt.render(ticket=ticket), system=prompt.render().system)
+        ```
+        Resolution order: the run's pin ``prompt:NAME`` (a version number or a label), then ``version=`` or
+        ``label=``, then the prompt's A/B split (an arm picked from the run id), then ``production``.
+        """
+        if not isinstance(name, str) or not name:
+            raise UsageError("ctx.prompt needs a prompt name")
+        from ..management import prompts as registry
+
+        s = _here("ctx.prompt()")
+        driver = self._driver
+        pins = self._driver.pins
+
+        async def resolve() -> JSON:
+            found = await registry.Prompts(driver.store, clock=driver.clock).resolve(
+                name, run_id=self.run_id, label=label, version=version, pins=pins
+            )
+            return found.to_json()
+
+        return registry.Prompt.from_json(await driver.record_async(s.next(), f"prompt:{name}", resolve))
+
+    async def _record_policy(self, name: str, produce: Callable[[], Awaitable[JSON]] | None) -> JSON:
+        """A policy verdict (``podium.policies``), journaled as a value like ``patched`` journals a marker:
+        replay returns the recorded verdict even if the policies changed since; a position the run passed
+        before any policy applied there stays an allow (None), taking no position; ``produce`` None: no
+        policy applies now. Evaluated without a record inside a step's body."""
+        s = _scope.get()
+        if s is None or s.in_step or _current_task() is not s.task:
+            return None if produce is None else await produce()
+        sid = s.prefix + str(s.n)
+        held = self._driver.held(sid)
+        if held is not None and held != ("value", name):
+            return None  # the run passed this point before a policy applied to it: as then, allow
+        if held is None and produce is None:
+            return None
+        s.n += 1
+        return await self._driver.record_async(sid, name, produce or _nothing)
 
     # -- waiting ------------------------------------------------------------------------------
     async def sleep(self, duration: Duration) -> None:
@@ -391,7 +469,8 @@ class Context:
 
     # -- models -------------------------------------------------------------------------------
     def model(self, name: str = "default") -> ModelHandle:
-        """A named model (see ``podium.toml``); every call on it is a journaled step.
+        """A named model (see ``podium.toml``); every call on it is a journaled step. A run pin
+        ``model:NAME`` (see ``pins``) swaps in another configured model.
 
         ```python
         label = await ctx.model("fast").classify(text, labels=["refund", "bug", "question"])
@@ -400,6 +479,7 @@ class Context:
         """
         from ..models.handle import ModelHandle
 
+        name = self._driver.pins.get(f"model:{name}", name)
         return ModelHandle(self, self._driver.models, name, self._driver.cache)
 
     def token_stream(self) -> TokenStream | None:
@@ -432,10 +512,14 @@ class Context:
         result (chunk ids, scores, sources) is the audit trail. ``rerank``: a ``(query, texts) -> scores``
         callable or an embedding model's name, run as a second step. Returns ``podium.memory.Hit``s."""
         from ..memory.retrieval import retrieve
+        from ..policies.taint import untrusted
 
-        return await retrieve(
+        hits = await retrieve(
             self, query, collection=collection, k=k, filters=filters, mode=mode, rerank=rerank
         )
+        for h in hits:  # retrieved text is untrusted: a model call fences it (podium.policies.untrusted)
+            h.text = untrusted(h.text, source=f"retrieval:{h.id}")
+        return hits
 
     # -- composition --------------------------------------------------------------------------
     async def gather(self, *aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:

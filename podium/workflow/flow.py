@@ -14,7 +14,7 @@ from ..errors import InvalidInputError, UnknownFlowError, UsageError
 
 if TYPE_CHECKING:  # pydantic itself loads on first use: `import podium` stays quick
     from pydantic import TypeAdapter
-from ..types import Duration, parse_duration
+from ..types import Duration, check_queue_name, parse_duration
 
 I = TypeVar("I")
 O = TypeVar("O")
@@ -35,6 +35,7 @@ class Flow(Generic[I, O]):
         daily_budget: float | None = None,
         concurrency: int | None = None,
         retention: float | None = None,
+        queue: str = "default",
     ) -> None:
         self.fn = fn
         self.name = name
@@ -45,6 +46,9 @@ class Flow(Generic[I, O]):
         """At most this many runs of the flow execute at once, across all workers (None: no limit)."""
         self.retention = retention
         """Seconds after a run ends before its payloads may be deleted (None: ``[storage] retention``)."""
+        self.queue = queue
+        """The queue its runs belong to: workers may serve only some queues, and a queue may be capped
+        (``[queues]`` in ``podium.toml``)."""
         params = list(inspect.signature(fn).parameters.values())
         if (
             not params
@@ -165,6 +169,7 @@ def flow(
     daily_budget: float | None = None,
     concurrency: int | None = None,
     retention: Duration | None = None,
+    queue: str = "default",
 ) -> Callable[[Callable[..., Awaitable[O]]], Flow[Any, O]]: ...
 
 
@@ -178,6 +183,7 @@ def flow(
     daily_budget: float | None = None,
     concurrency: int | None = None,
     retention: Duration | None = None,
+    queue: str = "default",
 ) -> Any:
     """Register an async function as a durable flow.
 
@@ -189,6 +195,7 @@ def flow(
     @podium.flow(budget=2.0, daily_budget=100.0)       # $2 per run, $100 a day for this flow
     @podium.flow(concurrency=3)                        # at most 3 runs at once, across all workers
     @podium.flow(retention="30d")                      # drop finished runs' payloads after 30 days
+    @podium.flow(queue="gpu")                          # its runs go to queue "gpu" (default: "default")
     async def checkout(ctx: podium.Context, order: Order) -> Receipt: ...
     ```
     The input and output may be pydantic models or any JSON values; both are validated.
@@ -210,6 +217,7 @@ def flow(
             isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
         ):
             raise UsageError(f"concurrency must be a positive integer, not {concurrency!r}")
+        check_queue_name(queue)
         fl: Flow[Any, Any] = Flow(
             f,
             name=name or f.__name__,
@@ -218,6 +226,7 @@ def flow(
             daily_budget=daily_budget,
             concurrency=concurrency,
             retention=keep,
+            queue=queue,
         )
         register(fl)
         return fl

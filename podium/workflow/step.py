@@ -35,6 +35,10 @@ class StepInfo:
         return f"{self.run_id}/{self.step_id}"
 
 
+# A step running as a Ray task (``executor="ray"``) runs in another process, outside any flow: its
+# ``StepInfo`` is handed over and set here while it runs (``podium.engine.ray_executor``).
+_remote: ContextVar[StepInfo | None] = ContextVar("podium_remote_step", default=None)
+
 # The running flow branch's ``workflow.context.Scope`` (defined there; kept here so that
 # ``current_step`` needs no import cycle). While a step runs, the scope knows which step it is.
 _scope: ContextVar[Any] = ContextVar("podium_scope", default=None)
@@ -52,18 +56,31 @@ def current_step() -> StepInfo | None:
     """
     s = _scope.get()
     if s is None or not s.in_step:
-        return None
+        return _remote.get()
     return StepInfo(s.driver.run_id, s.step_id, s.step_name, s.attempt)
 
 
 @dataclass(frozen=True, slots=True)
+class RayOptions:
+    """What a step run as a Ray task asks of the cluster (``@podium.step(executor="ray", ...)``): the
+    ``num_cpus``, ``num_gpus``, ``memory`` (bytes) and custom ``resources`` of Ray's task options."""
+
+    num_cpus: float = 1
+    num_gpus: float = 0
+    memory: int | None = None
+    resources: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StepOptions:
-    """A step's name, retry policy, per-attempt timeout (seconds or None) and compensation."""
+    """A step's name, retry policy, per-attempt timeout (seconds or None), compensation, and where it
+    runs (``ray``: as a Ray task; None: in the worker)."""
 
     name: str
     retry: RetryPolicy = NO_RETRY
     timeout: float | None = None
     compensate: Compensation | None = None
+    ray: RayOptions | None = None
 
     @property
     def priced(self) -> bool:
@@ -101,6 +118,7 @@ def make_options(
     retries: int | RetryPolicy | None,
     timeout: Duration | None,
     compensate: Any = None,
+    ray: RayOptions | None = None,
 ) -> StepOptions:
     if retries is None:
         policy = NO_RETRY
@@ -114,7 +132,46 @@ def make_options(
     if seconds is not None and seconds <= 0:
         raise UsageError("a step timeout must be positive")
     undo = None if compensate is None else _compensation(name, compensate)
-    return StepOptions(name=name, retry=policy, timeout=seconds, compensate=undo)
+    return StepOptions(name=name, retry=policy, timeout=seconds, compensate=undo, ray=ray)
+
+
+EXECUTORS = ("local", "ray")
+
+
+def ray_options(
+    executor: str | None,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    memory: int | None,
+    resources: dict[str, float] | None,
+) -> RayOptions | None:
+    """The ``RayOptions`` of ``@podium.step(executor="ray", ...)`` (None for a local step); ``UsageError``
+    on a bad value."""
+    if executor is None or executor == "local":
+        if any(v is not None for v in (num_cpus, num_gpus, memory, resources)):
+            raise UsageError('num_cpus, num_gpus, memory and resources need executor="ray"')
+        return None
+    if executor != "ray":
+        raise UsageError(f"unknown step executor {executor!r}: use {' or '.join(map(repr, EXECUTORS))}")
+    for what, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise UsageError(f"{what} must be a non-negative number, not {value!r}")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0):
+        raise UsageError(f"memory must be a positive number of bytes, not {memory!r}")
+    if resources is not None and (
+        not isinstance(resources, dict)
+        or not all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            for k, v in resources.items()
+        )
+    ):
+        raise UsageError(f"resources must map resource names to non-negative amounts, not {resources!r}")
+    return RayOptions(
+        num_cpus=1 if num_cpus is None else num_cpus,
+        num_gpus=0 if num_gpus is None else num_gpus,
+        memory=memory,
+        resources=tuple(sorted((resources or {}).items())),
+    )
 
 
 class StepFunction(Generic[P, R]):
@@ -161,6 +218,11 @@ def step(
     retries: int | RetryPolicy | None = None,
     timeout: Duration | None = None,
     compensate: Callable[..., Any] | None = None,
+    executor: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: dict[str, float] | None = None,
 ) -> Callable[[Callable[P, Any]], StepFunction[P, Any]]: ...
 
 
@@ -172,6 +234,11 @@ def step(
     retries: int | RetryPolicy | None = None,
     timeout: Duration | None = None,
     compensate: Callable[..., Any] | None = None,
+    executor: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: dict[str, float] | None = None,
 ) -> Any:
     """Declare a step: a unit of work whose result is journaled.
 
@@ -194,11 +261,22 @@ def step(
     @podium.step(compensate=cancel_booking)      # def cancel_booking(trip, result): ...
     async def book_hotel(trip: Trip) -> str: ...
     ```
+
+    ``executor="ray"`` runs the function as a Ray task (``pip install podium[ray]``) that asks for
+    ``num_cpus`` (default 1), ``num_gpus``, ``memory`` (bytes) and custom ``resources``; the function,
+    its arguments and its result must be picklable, and its module importable on the Ray workers. The
+    result is journaled like any step's; a Ray worker that dies mid-step is a retryable step error.
+
+    ```python
+    @podium.step(executor="ray", num_gpus=1, retries=2)
+    def embed_batch(texts: list[str]) -> list[list[float]]: ...
+    ```
     """
+    remote = ray_options(executor, num_cpus, num_gpus, memory, resources)
 
     def wrap(f: Callable[..., Any]) -> StepFunction[Any, Any]:
         if not callable(f):
             raise UsageError(f"@podium.step needs a function, not {f!r}")
-        return StepFunction(f, make_options(name or f.__name__, retries, timeout, compensate))
+        return StepFunction(f, make_options(name or f.__name__, retries, timeout, compensate, remote))
 
     return wrap(fn) if fn is not None else wrap

@@ -1,10 +1,11 @@
 // The Podium dashboard: a single page with hash routes.
-//   #/login  #/runs  #/runs/<id>  #/inbox  #/charts
+//   #/login  #/runs  #/runs/<id>  #/inbox  #/charts  #/prompts  #/prompts/<name>
 import { api, clear, getKey, h, setKey } from "./util.js";
 import { runsPage } from "./runs.js";
 import { runPage } from "./run.js";
 import { inboxPage, refreshInboxCount } from "./inbox.js";
 import { chartsPage } from "./charts.js";
+import { promptPage, promptsPage } from "./prompts.js";
 
 const main = document.getElementById("main");
 let cleanup = null;
@@ -113,6 +114,8 @@ async function route() {
       cleanup = inboxPage(ctx);
     } else if (parts[0] === "charts") {
       cleanup = chartsPage(ctx);
+    } else if (parts[0] === "prompts") {
+      cleanup = parts[1] ? promptPage(ctx, parts[1]) : promptsPage(ctx);
     } else {
       clear(main, h("p", { class: "error" }, `No page ${location.hash}.`), h("a", { href: "#/runs" }, "Runs"));
     }

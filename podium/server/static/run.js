@@ -32,6 +32,7 @@ export function runPage({ main, setLive }, runId) {
       ["flow", run.flow],
       ["created", when(run.created_at)],
     ];
+    if (run.tenant && run.tenant !== "default") fields.splice(2, 0, ["tenant", run.tenant]);
     if (run.ended_at) fields.push(["took", seconds(run.ended_at - run.created_at)]);
     else if (run.status === "waiting" && run.wake_at) fields.push(["wakes", when(run.wake_at)]);
     if (run.key) fields.push(["key", h("span", { class: "mono" }, run.key)]);
