@@ -32,7 +32,7 @@ from .client import (
 from .engine.timeline import ModelUsage, TimelineRow
 from .errors import PermissionDeniedError, RunNotFoundError, UsageError
 from .policies.access import DEFAULT_TENANT, Principal, authorize, can
-from .storage.base import RunRecord
+from .storage.base import RunRecord, StreamChunk
 from .types import JSON, Duration, RunStatus
 from .workflow.flow import Flow, resolve_flow
 
@@ -175,6 +175,11 @@ class ActingClient:
     async def journal(self, run_id: str) -> builtins.list[JournalEntry]:
         await self._visible(run_id)
         return await self.client.journal(run_id)
+
+    async def tokens(self, run_id: str, *, after: int = 0, limit: int = 1000) -> builtins.list[StreamChunk]:
+        """``Client.tokens`` of a run the principal may view."""
+        await self._visible(run_id)
+        return await self.client.tokens(run_id, after=after, limit=limit)
 
     async def timeline(self, run_id: str) -> builtins.list[TimelineRow]:
         await self._visible(run_id)

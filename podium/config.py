@@ -50,6 +50,26 @@ class Observability:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Storage:
+    """Journal economy, from ``[storage]`` in ``podium.toml`` (see docs/journal.md)::
+
+    [storage]
+    payload_threshold = 4096   # values this large (JSON bytes) are stored once, by hash, compressed
+    blobs = ".podium/blobs"    # optional: a directory for very large payloads
+    blob_threshold = 1048576   # ... from this size on
+    retention = "30d"          # default retention of finished runs' payloads (flows may set their own)
+    gc_interval = "1h"         # how often a worker collects garbage (0: never)
+    """
+
+    payload_threshold: int = 4096
+    blobs: Path | None = None
+    blob_threshold: int = 1 << 20
+    retention: float | None = None
+    """Seconds; None: keep payloads of flows without their own ``retention`` forever."""
+    gc_interval: float = 3600.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class RaySettings:
     """Where ``executor="ray"`` steps run (``[ray]`` in ``podium.toml``, see ``Settings.ray``).
 
@@ -108,6 +128,7 @@ class Settings:
         if self.concurrency < 1:
             raise ConfigError("concurrency must be at least 1")
         self.observability  # noqa: B018 - validates the observability settings now
+        self.storage  # noqa: B018 - and the storage settings
         self.queue_limits  # noqa: B018 - and the queue limits
         self.ray  # noqa: B018 - and the Ray settings
 
@@ -195,6 +216,38 @@ class Settings:
         return Observability(
             otlp_endpoint=endpoint or None, metrics=metrics, log_format=fmt, log_level=level.upper()
         )
+
+    @property
+    def storage(self) -> Storage:
+        """``[storage]`` of ``podium.toml``; ``ConfigError`` on a bad value."""
+        section = self.config.get("storage") or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError("[storage] in podium.toml must be a table")
+        known = {"payload_threshold", "blobs", "blob_threshold", "retention", "gc_interval"}
+        unknown = set(section) - known
+        if unknown:
+            raise ConfigError(f"[storage]: unknown key(s) {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for key in ("payload_threshold", "blob_threshold"):
+            if key in section:
+                n = section[key]
+                if isinstance(n, bool) or not isinstance(n, int) or n < 64:
+                    raise ConfigError(f"[storage] {key} must be a number of bytes (at least 64), not {n!r}")
+                values[key] = n
+        if "blobs" in section:
+            if not isinstance(section["blobs"], str) or not section["blobs"]:
+                raise ConfigError(f"[storage] blobs must be a directory path, not {section['blobs']!r}")
+            values["blobs"] = Path(section["blobs"])
+        for key in ("retention", "gc_interval"):
+            if key in section:
+                try:
+                    values[key] = parse_duration(section[key])
+                except Exception:
+                    raise ConfigError(f"[storage] {key}: {section[key]!r} is not a duration") from None
+        st = Storage(**values)
+        if st.blob_threshold < st.payload_threshold:
+            raise ConfigError("[storage] blob_threshold must not be below payload_threshold")
+        return st
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -9,19 +9,26 @@ from .errors import ConfigError
 from .hooks import Observer
 from .storage.base import Store
 from .storage.memory import MemoryStore
+from .storage.payloads import PayloadOptions
 from .storage.sqlite import SQLiteStore
 
 
 def make_store(settings: Settings) -> Store:
     """The store named by ``settings.database_url``."""
     url = settings.database_url
+    st = settings.storage
     if url.startswith("memory://"):
-        return MemoryStore()
+        memory = MemoryStore()
+        memory.threshold = st.payload_threshold
+        return memory
+    payloads = PayloadOptions(
+        threshold=st.payload_threshold, blobs=st.blobs, blob_threshold=st.blob_threshold
+    )
     if url.startswith(("postgresql://", "postgres://")):
         from .storage.postgres import PostgresStore  # needs podium[postgres]: imported only when used
 
-        return PostgresStore.from_url(url)
-    return SQLiteStore.from_url(url)
+        return PostgresStore.from_url(url, payloads=payloads)
+    return SQLiteStore.from_url(url, payloads=payloads)
 
 
 def make_observers(settings: Settings, *, store: Store | None = None) -> list[Observer]:

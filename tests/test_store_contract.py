@@ -785,6 +785,157 @@ async def test_evaluations_and_their_results_are_stored_and_replaced(store: Stor
     assert await store.eval_results("none") == []
 
 
+# -- payloads and retention (podium.storage.payloads) -----------------------------------------------
+
+BIG = "context " * 2_000  # 16 KB: above the payload threshold
+ODD = {"$payload": "not a reference", "bytes": 3, "text": "é" * 5_000}  # user data that looks like one
+
+
+async def step_run(
+    store: Store, run_id: str, results: list[Any], *, flow: str = "f", end: bool = True
+) -> None:
+    """A run whose steps returned ``results``; completed with the last one as output when ``end``."""
+    await create(store, run_id, flow=flow, input={"doc": BIG, "n": len(results)})
+    await held(store, run_id)
+    events = [
+        Event(run_id, "step", str(i), "s", {"result": r, "attempts": 1, "started": T0, "ended": T0 + 1})
+        for i, r in enumerate(results)
+    ]
+    w = Write(run_id, events)
+    if end:
+        events.append(Event(run_id, "end", "", None, {"status": "completed", "output": results[-1]}))
+        w = Write(run_id, events, transition=Transition.COMPLETE, output=results[-1])
+    assert await commit1(store, "w1", w) is Outcome.OK
+
+
+async def test_large_values_read_back_exactly_everywhere(store: Store) -> None:
+    results: list[Any] = [
+        BIG,
+        {"text": BIG, "i": 1},
+        [BIG, BIG + "x"],
+        ODD,
+        [ODD] * 3,
+        "small",
+        {"$payload": 1},
+    ]
+    await step_run(store, "r1", results)
+    steps = [e for e in await store.load_events("r1") if e.kind == "step"]
+    assert [e.data["result"] for e in steps] == results
+    assert steps[0].data["attempts"] == 1
+    run = await store.get_run("r1")
+    assert run is not None and run.input == {"doc": BIG, "n": len(results)} and run.output == results[-1]
+    assert [r.input for r in await store.list_runs()] == [run.input]
+    feed = [e for e in await store.events_after(0) if e.kind == "step"]
+    assert [e.data["result"] for e in feed] == results
+
+
+async def test_a_claimed_run_and_a_parents_child_done_carry_large_values(store: Store) -> None:
+    await create(store, "p")
+    await held(store, "p")
+    await create(store, "c", parent=("p", "0"), input=BIG)
+    claimed = await store.claim("w2", ["f"], now=T0 + 3, lease_until=T0 + 60, limit=5)
+    assert [r.input for r in claimed if r.id == "c"] == [BIG]
+    w = Write("c", [Event("c", "end", "", None, {"status": "completed", "output": [BIG]})])
+    w.transition, w.output = Transition.COMPLETE, [BIG]
+    assert await commit1(store, "w2", w, now=T0 + 4) is Outcome.OK
+    done = [e for e in await store.load_events("p") if e.kind == "child_done"]
+    assert len(done) == 1 and done[0].data["output"] == [BIG]
+
+
+async def test_gc_keeps_the_skeleton_of_old_finished_runs_and_drops_their_payloads(store: Store) -> None:
+    await step_run(store, "old", [BIG + "old"])
+    done = await store.collect_payloads(ended_before=T0 + 100)
+    assert done.runs == 1 and done.bytes > 0
+    steps = [e for e in await store.load_events("old") if e.kind == "step"]
+    data = steps[0].data
+    assert (data["attempts"], data["started"], data["ended"]) == (1, T0, T0 + 1)
+    assert data["result"]["expired_payload"] is None or len(data["result"]["expired_payload"]) == 64
+    assert data["result"]["bytes"] >= len(BIG)
+    run = await store.get_run("old")
+    assert run is not None and run.status is RunStatus.COMPLETED and "expired_payload" in run.output
+    again = await store.collect_payloads(ended_before=T0 + 100)
+    assert again.runs == 0 and again.payloads == 0
+
+
+async def test_gc_never_drops_what_an_unfinished_run_references(store: Store) -> None:
+    await step_run(store, "done", [BIG])  # the same value as ...
+    await step_run(store, "live", [BIG], end=False)  # ... this running run's
+    await create(store, "parent")
+    await held(store, "parent")
+    await create(store, "child", parent=("parent", "0"))
+    await held(store, "child")
+    end = Event("child", "end", "", None, {"status": "completed", "output": BIG + "child"})
+    assert await commit1(store, "w1", Write("child", [end], Transition.COMPLETE, output=BIG + "child")) is (
+        Outcome.OK
+    )
+    await store.collect_payloads(ended_before=T0 + 1_000)
+    live = [e.data["result"] for e in await store.load_events("live") if e.kind == "step"]
+    assert live == [BIG]
+    run = await store.get_run("live")
+    assert run is not None and run.input["doc"] == BIG
+    child = await store.get_run("child")  # its parent runs on: it may still read the child's output
+    assert child is not None and child.output == BIG + "child"
+    done = [e for e in await store.load_events("parent") if e.kind == "child_done"]
+    assert done[0].data["output"] == BIG + "child"
+
+
+async def test_gc_by_flow_and_not_before_the_cutoff(store: Store) -> None:
+    await step_run(store, "a", [BIG + "a"], flow="A")
+    await step_run(store, "b", [BIG + "b"], flow="B")
+    assert (await store.collect_payloads(ended_before=T0)).runs == 0  # ended at T0 + 2: too recent
+    assert (await store.collect_payloads(ended_before=T0 + 10, exclude=["A", "B"])).runs == 0
+    assert (await store.collect_payloads(ended_before=T0 + 10, flows=["B"])).runs == 1
+    a = [e.data["result"] for e in await store.load_events("a") if e.kind == "step"]
+    b = [e.data["result"] for e in await store.load_events("b") if e.kind == "step"]
+    assert a == [BIG + "a"] and "expired_payload" in b[0]
+
+
+async def test_storage_usage_by_flow_and_age(store: Store) -> None:
+    await step_run(store, "a", [BIG], flow="A")
+    await step_run(store, "b", [BIG], flow="B")
+    usage = await store.storage_usage(now=T0 + 10 * 86_400)
+    assert {(u.flow, u.age, u.runs) for u in usage} == {("A", "7-30d", 1), ("B", "7-30d", 1)}
+    assert all(u.journal_bytes > 0 for u in usage)
+
+
+# -- token streams ------------------------------------------------------------------------------------
+
+
+async def test_a_token_stream_reads_in_order_and_a_second_epoch_starts_with_a_reset(store: Store) -> None:
+    await create(store, "r1")
+    await create(store, "r2")
+    assert await store.stream_begin("r1", "0", now=T0) == 1
+    await store.stream_append("r1", "0", 1, 0, "Hello ", now=T0)
+    await store.stream_append("r2", "0", 1, 0, "other run", now=T0)
+    await store.stream_append("r1", "0", 1, 6, "wor", now=T0)
+    assert await store.stream_begin("r1", "1", now=T0) == 1  # another step: its own epochs
+    assert await store.stream_begin("r1", "0", now=T0 + 1) == 2  # the step streams again (a retry)
+    await store.stream_append("r1", "0", 2, 0, "Hello world", now=T0 + 1)
+    chunks = await store.stream_read("r1")
+    assert [(c.step, c.epoch, c.offset, c.text) for c in chunks] == [
+        ("0", 1, 0, "Hello "),
+        ("0", 1, 6, "wor"),
+        ("0", 2, 0, None),
+        ("0", 2, 0, "Hello world"),
+    ]
+    assert [c.id for c in chunks] == sorted(c.id for c in chunks)
+    later = await store.stream_read("r1", after=chunks[1].id)
+    assert [c.text for c in later] == [None, "Hello world"]
+    assert [c.text for c in await store.stream_read("r1", after=chunks[0].id, limit=1)] == ["wor"]
+    assert await store.stream_read("nope") == []
+
+
+async def test_a_token_stream_is_fenced_by_the_lease(store: Store) -> None:
+    await create(store, "r1")
+    assert await store.stream_begin("r1", "0", now=T0, owner="w1") is None  # pending: nobody holds it
+    await held(store, "r1", "w1")
+    assert await store.stream_begin("r1", "0", now=T0, owner="w1") == 1
+    assert await store.stream_append("r1", "0", 1, 0, "mine", now=T0, owner="w1") is True
+    assert await store.stream_append("r1", "0", 1, 4, "zombie", now=T0, owner="w2") is False
+    assert await store.stream_begin("r1", "0", now=T0, owner="w2") is None
+    assert [c.text for c in await store.stream_read("r1")] == ["mine"]
+
+
 async def test_runs_keep_their_tenant_and_list_by_tenant(store: Store) -> None:
     for i, tenant in enumerate(["acme", "globex", "acme", "default"]):
         rec = RunRecord(

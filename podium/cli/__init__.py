@@ -760,6 +760,10 @@ from .memory import ask_command, ingest_command  # noqa: E402 - they read this m
 app.command("ingest")(ingest_command)
 app.command("ask")(ask_command)
 
+from .journal import gc_command, stats_command  # noqa: E402 - they read this module's helpers when they run
+
+app.command("gc")(gc_command)
+app.command("stats")(stats_command)
 from .audit import audit_app  # noqa: E402 - it reads this module's helpers when it runs
 
 app.add_typer(audit_app, name="audit")

@@ -34,6 +34,7 @@ from ..workflow.context import Approval, Context, ContinueAsNew, Scope, enter_sc
 from ..workflow.flow import Flow
 from ..workflow.step import StepInfo, StepOptions, _scope
 from .codec import PydanticSerializationError, describe_error, from_json, to_json
+from .streams import TokenPublisher
 
 _enter = _scope.set
 _exit = _scope.reset
@@ -469,6 +470,11 @@ class Execution:
     async def spent_today(self) -> float:
         """Dollars this run's flow spent on model calls today (UTC), across all its runs."""
         return await self.store.spend_get(self.flow.name, self._day())
+
+    def token_stream(self, sid: str) -> TokenPublisher | None:
+        if self.worker.replay_only:
+            return None
+        return TokenPublisher(self.worker.store, self.run_id, sid, self.clock, self.worker.owner)
 
     def record(self, sid: str, name: str, produce: Callable[[], JSON]) -> JSON:
         self._check_halt()

@@ -108,6 +108,8 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="podium-heartbeat"),
             asyncio.create_task(self.scheduler.run(), name="podium-scheduler"),
         ]
+        if self.settings.storage.gc_interval > 0 and not self.replay_only:
+            self._loops.append(asyncio.create_task(self._gc_loop(), name="podium-gc"))
 
     async def stop(self) -> None:
         """Stop claiming; release every run this worker holds so another worker resumes it at once."""
@@ -331,6 +333,29 @@ class Worker:
                     ex.stop("lease_lost")
                 elif seqs[run_id] != ex.seen_inbox:
                     asyncio.get_running_loop().create_task(ex.refresh())
+
+    async def _gc_loop(self) -> None:
+        """Retention in the background: this worker's flows, every ``[storage] gc_interval``."""
+        from .retention import collect_garbage
+
+        st = self.settings.storage
+        while True:
+            await asyncio.sleep(st.gc_interval)
+            retention = {name: fl.retention for name, fl in self.flows().items()}
+            if st.retention is None and all(v is None for v in retention.values()):
+                continue
+            try:
+                done = await collect_garbage(
+                    self.store, now=self.clock(), retention=retention, default=st.retention, only_known=True
+                )
+            except Exception as exc:
+                self.log_store_error(exc)
+                continue
+            if done.payloads:
+                log.info(
+                    "retention: %d runs released, %d payloads (%d bytes) deleted",
+                    *(done.runs, done.payloads, done.bytes),
+                )
 
     # -- executions ---------------------------------------------------------------------------
     async def _launch(self, run: RunRecord, events: list[Event] | None = None) -> None:

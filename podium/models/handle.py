@@ -465,13 +465,19 @@ class ModelHandle:
         self,
         prompt: str | Sequence[Message | dict[str, Any]],
         *,
-        on_token: Callable[[str], Any],
+        on_token: Callable[[str], Any] | None = None,
         system: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        retries: int | Any = None,
     ) -> str:
         """Generate text, calling ``on_token`` with each piece as it arrives; returns (and journals) the
-        whole text. On replay the text comes from the journal and ``on_token`` is not called."""
+        whole text. On replay the text comes from the journal and ``on_token`` is not called.
+
+        The pieces are also published to the run's token stream (``client.tokens(run_id)``, or
+        ``GET /api/runs/{id}/tokens`` as server-sent events a client can resume with ``Last-Event-ID``); a
+        retried or taken-over step streams again after a reset event. ``retries``: the step's retry policy.
+        """
         self._chat_only("stream text")
         spec, models = self.spec, self._models
         request = ModelRequest(
@@ -493,14 +499,22 @@ class ModelHandle:
             started = time.perf_counter()
             parts: list[str] = []
             reported: Usage | None = None
-            async for piece in models.provider(spec).stream(spec, request):
-                if isinstance(piece, Usage):  # the server's own count, after the text
-                    reported = piece
-                    continue
-                parts.append(piece)
-                out = on_token(piece)
-                if hasattr(out, "__await__"):
-                    await out
+            live = self._ctx.token_stream()
+            try:
+                async for piece in models.provider(spec).stream(spec, request):
+                    if isinstance(piece, Usage):  # the server's own count, after the text
+                        reported = piece
+                        continue
+                    parts.append(piece)
+                    if live is not None:
+                        await live.write(piece)
+                    if on_token is not None:
+                        out = on_token(piece)
+                        if hasattr(out, "__await__"):
+                            await out
+            finally:
+                if live is not None:
+                    await live.close()
             text = "".join(parts)
             u = reported or Usage(
                 input_tokens=sum(estimate_tokens(m.content) for m in request.messages),
@@ -521,7 +535,7 @@ class ModelHandle:
             await _policies.charge(ctx, done)
             return done
 
-        completion: Completion = await ctx.step(f"model:{self.name}", charged)
+        completion: Completion = await ctx.step(f"model:{self.name}", charged, retries=retries)
         return (await _policies.after_model(ctx, pfacts, completion, masked)).text
 
 

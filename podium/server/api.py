@@ -217,6 +217,15 @@ def create_api(client: Client) -> APIRouter:
 
         return _stream(request, poll, after)
 
+    @api.get(
+        "/runs/{run_id}/tokens",
+        summary="The run's streamed model text, resumable (server-sent events)",
+        openapi_extra=needs("view"),
+    )
+    async def run_tokens(run_id: str, request: Request, me: Caller) -> StreamingResponse:
+        await me.get(run_id)  # 404 before the stream starts (also for a run the caller may not view)
+        return _token_stream(me, run_id, request, _last_event_id(request))
+
     @api.get("/events", summary="Live journal of all runs (server-sent events)", openapi_extra=needs("view"))
     async def all_events(request: Request, me: Caller) -> StreamingResponse:
         after = _last_event_id(request)
@@ -374,6 +383,44 @@ def _stream(
                 seen = max(seen, int(item["id"]))
                 yield f"id: {item['id']}\nevent: {item['kind']}\ndata: {json.dumps(item, default=str)}\n\n"
             if not batch:
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(STREAM_POLL)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _token_stream(client: ActingClient, run_id: str, request: Request, after: int) -> StreamingResponse:
+    """``token`` events (``step``, ``epoch``, ``offset``, ``text``), ``reset`` when a step streams again from
+    the start, and ``end`` once the run finished and every chunk was sent. Each event's id is its chunk's:
+    a client that reconnects with ``Last-Event-ID`` continues after it."""
+
+    async def events() -> AsyncIterator[str]:
+        seen = after
+        yield ": podium token stream\n\n"
+        while not await request.is_disconnected():
+            status = None
+            try:
+                batch = await client.tokens(run_id, after=seen)
+                if not batch:  # idle: has the run ended? (read before the chunks: none comes after an end)
+                    status = (await client.get(run_id)).status
+                    batch = await client.tokens(run_id, after=seen)
+            except StoreError:
+                yield "event: unavailable\ndata: {}\n\n"
+                await asyncio.sleep(1)
+                continue
+            for c in batch:
+                seen = c.id
+                kind = "reset" if c.text is None else "token"
+                data = {"id": c.id, "step": c.step, "epoch": c.epoch, "offset": c.offset, "text": c.text}
+                yield f"id: {c.id}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+            if not batch:
+                if status is not None and status.terminal:
+                    yield f"event: end\ndata: {json.dumps({'status': status.value})}\n\n"
+                    return
                 yield ": keep-alive\n\n"
             await asyncio.sleep(STREAM_POLL)
 

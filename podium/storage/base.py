@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from ..types import JSON, RunStatus
 from .audit import AuditCheckpoint, AuditDraft, AuditRecord
+from .payloads import Collected, Usage
 
 
 @dataclass(slots=True)
@@ -65,6 +66,21 @@ class Event:
     data: JSON = None
     at: float = 0.0
     seq: int = 0
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """A piece of a streaming step's text (``Store.stream_append``), or, with ``text`` None, a reset: the step
+    streams again from the start (epoch ``epoch``), so a reader drops what it showed of earlier epochs."""
+
+    id: int
+    run_id: str
+    step: str
+    epoch: int
+    offset: int
+    """Where ``text`` starts within this epoch's text (characters)."""
+    text: str | None
+    at: float = 0.0
 
 
 class Transition(enum.Enum):
@@ -363,6 +379,45 @@ class Store(Protocol):
     async def eval_results(self, eval_id: str) -> list[EvalResultRecord]:
         """The evaluation's results, by variant, then oldest first."""
         ...
+
+    async def collect_payloads(
+        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> Collected:
+        """Retention: release the payloads of runs that finished before ``ended_before`` (of ``flows`` if
+        given, never of ``exclude``), then delete every payload no run references. The runs and their journals
+        stay (steps, timings, statuses); a released value reads as ``{"expired_payload": ..., "bytes": N}``.
+        A payload that an unfinished run references is never deleted."""
+        ...
+
+    async def storage_usage(self, *, now: float) -> list[Usage]:
+        """Journal and payload bytes by flow and by age of run (``podium stats``)."""
+        ...
+
+    async def stream_begin(
+        self, run_id: str, step: str, *, now: float, owner: str | None = None
+    ) -> int | None:
+        """Start streaming text for ``step``: its epoch (1 the first time; later ones, after a retry or a
+        takeover, are announced by a reset chunk). With ``owner``, fenced by the lease: None (and nothing
+        written) unless ``owner`` holds the running run."""
+        ...
+
+    async def stream_append(
+        self,
+        run_id: str,
+        step: str,
+        epoch: int,
+        offset: int,
+        text: str,
+        *,
+        now: float,
+        owner: str | None = None,
+    ) -> bool:
+        """Add a chunk of streamed text (``offset``: characters of this epoch before it). With ``owner``,
+        fenced by the lease: False (and nothing written) unless ``owner`` holds the running run."""
+        ...
+
+    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        """The run's stream chunks with ``id > after``, in order."""
 
     # -- the audit trail (podium/storage/audit.py) ----------------------------------------------
     async def audit_append(self, drafts: Sequence[AuditDraft]) -> list[AuditRecord]:

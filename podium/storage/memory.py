@@ -22,10 +22,13 @@ from .base import (
     ScheduleFire,
     SchedulePlan,
     ScheduleRecord,
+    StreamChunk,
     Transition,
     Write,
 )
 from .memory_datasets import MemoryDatasets
+from .payload_rows import usage
+from .payloads import DEFAULT_THRESHOLD, Collected, Usage, expire, json_size
 
 _TERMINAL_STATUS = {
     Transition.COMPLETE: RunStatus.COMPLETED,
@@ -55,6 +58,10 @@ class MemoryStore(MemoryDatasets, MemoryAudit):
         self._api_keys: list[KeyRecord] = []
         self._fires: dict[tuple[str, float], _Claim] = {}  # claimed, not yet started schedule occurrences
         self._init_datasets()
+        self._collected: set[str] = set()  # runs whose payloads retention released
+        self._chunks: dict[str, list[StreamChunk]] = {}  # token streams by run
+        self._chunk_ids = itertools.count(1)
+        self.threshold = DEFAULT_THRESHOLD
         self._audit_init()
         self._prompts: dict[str, list[PromptRecord]] = {}
         self._labels: dict[tuple[str, str], PromptLabelRecord] = {}
@@ -153,6 +160,86 @@ class MemoryStore(MemoryDatasets, MemoryAudit):
                 k.revoked_at = now
                 return True
         return False
+
+    async def collect_payloads(
+        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> Collected:
+        # No payload table here (values are shared in memory, never copied): retention drops the large
+        # values of a finished run's journal in place, keeping its skeleton, as the durable stores do.
+        done = Collected()
+        for run in self._runs.values():
+            if (
+                run.id in self._collected
+                or not run.status.terminal
+                or run.ended_at is None
+                or run.ended_at >= ended_before
+                or (flows is not None and run.flow not in flows)
+                or run.flow in exclude
+            ):
+                continue
+            parent = self._runs.get(run.parent_id) if run.parent_id else None
+            if parent is not None and not parent.status.terminal:
+                continue
+            self._collected.add(run.id)
+            self._chunks.pop(run.id, None)
+            done.runs += 1
+            for e in self._events.get(run.id, []):
+                before = json_size(e.data)
+                e.data = expire(e.data, self.threshold)
+                freed = before - json_size(e.data)
+                if freed > 0:
+                    done.payloads += 1
+                    done.bytes += freed
+            run.input = expire(run.input, self.threshold, keep_root=False)
+            run.output = expire(run.output, self.threshold, keep_root=False)
+        return done
+
+    async def storage_usage(self, *, now: float) -> list[Usage]:
+        rows = [
+            (run.flow, run.created_at, 1, sum(json_size(e.data) for e in self._events.get(run.id, [])))
+            for run in self._runs.values()
+        ]
+        return usage(now, rows, [])
+
+    def _holds(self, run_id: str, owner: str | None) -> bool:
+        run = self._runs.get(run_id)
+        return owner is None or (
+            run is not None and run.lease_owner == owner and run.status is RunStatus.RUNNING
+        )
+
+    async def stream_begin(
+        self, run_id: str, step: str, *, now: float, owner: str | None = None
+    ) -> int | None:
+        if not self._holds(run_id, owner):
+            return None
+        epochs = [c.epoch for c in self._chunks.get(run_id, []) if c.step == step]
+        if not epochs:
+            return 1
+        epoch = max(epochs) + 1
+        self._chunks.setdefault(run_id, []).append(
+            StreamChunk(next(self._chunk_ids), run_id, step, epoch, 0, None, now)
+        )
+        return epoch
+
+    async def stream_append(
+        self,
+        run_id: str,
+        step: str,
+        epoch: int,
+        offset: int,
+        text: str,
+        *,
+        now: float,
+        owner: str | None = None,
+    ) -> bool:
+        if not self._holds(run_id, owner):
+            return False
+        chunk = StreamChunk(next(self._chunk_ids), run_id, step, epoch, offset, text, now)
+        self._chunks.setdefault(run_id, []).append(chunk)
+        return True
+
+    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        return [c for c in self._chunks.get(run_id, []) if c.id > after][:limit]
 
     # -- prompt registry ----------------------------------------------------------------------
     async def prompt_push(self, prompt: PromptRecord) -> tuple[PromptRecord, bool]:

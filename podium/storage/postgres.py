@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
+from . import payload_rows, stream_rows
 from .audit import PostgresAudit
 from .base import (
     Event,
@@ -45,9 +46,11 @@ from .base import (
     ScheduleFire,
     SchedulePlan,
     ScheduleRecord,
+    StreamChunk,
     Transition,
     Write,
 )
+from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
 from .postgres_datasets import PostgresDatasets
 from .postgres_prompts import PostgresPrompts
 from .sqlite import _EVENT_COLS, _RUN_COLS, _SCHEDULE_COLS, _dump, _event, _load, _run, _schedule
@@ -110,25 +113,30 @@ _LISTEN_CHECK_SECONDS = 10.0
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
-def _event_arrays(events: Sequence[Event]) -> tuple[list[Any], ...]:
+def _event_arrays(events: Sequence[Event], enc: Encoder | None = None) -> tuple[list[Any], ...]:
+    data = (
+        [_dump(e.data) for e in events]
+        if enc is None
+        else [enc.dump(e.data, e.run_id, keep_root=True) for e in events]
+    )
     return (
         [e.run_id for e in events],
         [e.kind for e in events],
         [e.step for e in events],
         [e.name for e in events],
-        [_dump(e.data) for e in events],
+        data,
         [e.at for e in events],
     )
 
 
-def _run_params(run: RunRecord) -> tuple[Any, ...]:
+def _run_params(run: RunRecord, enc: Encoder) -> tuple[Any, ...]:
     return (
         run.id,
         run.flow,
         run.status.value,
         run.key,
-        _dump(run.input),
-        _dump(run.output),
+        enc.dump(run.input, run.id),
+        enc.dump(run.output, run.id),
         _dump(run.error),
         run.parent_id,
         run.parent_step,
@@ -147,14 +155,18 @@ def _run_params(run: RunRecord) -> tuple[Any, ...]:
     )
 
 
-def _finish_params(run_id: str, status: RunStatus, output: Any, error: Any, now: float) -> dict[str, Any]:
+def _finish_params(
+    run_id: str, status: RunStatus, output: Any, error: Any, now: float, enc: Encoder
+) -> dict[str, Any]:
     data = {"run_id": run_id, "status": status.value, "output": output, "error": error}
     return {
         "id": run_id,
         "status": status.value,
-        "output": _dump(output),
+        "output": enc.dump(output, run_id),
         "error": _dump(error),
-        "data": _dump(data),
+        # the parent's child_done: the payload is referenced by the child (the parent reads it while the
+        # child's row exists, and retention never releases an unfinished run's payloads)
+        "data": enc.dump(data, run_id, keep_root=True),
         "now": now,
     }
 
@@ -173,8 +185,18 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
 
     durable = True
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 5.0,
+        payloads: PayloadOptions | None = None,
+    ) -> None:
         self.url = url
+        self.payloads = payloads or PayloadOptions()
+        """Large values of journal rows are stored once by hash (see ``podium.storage.payloads``)."""
         self._min_size = min_size
         self._max_size = max_size
         self._timeout = timeout  # waiting longer for a connection is a StoreError (the server is down)
@@ -186,8 +208,8 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
         """The schema version after ``open`` (the number of the last migration applied)."""
 
     @classmethod
-    def from_url(cls, url: str) -> PostgresStore:
-        return cls(url)
+    def from_url(cls, url: str, *, payloads: PayloadOptions | None = None) -> PostgresStore:
+        return cls(url, payloads=payloads)
 
     # -- connection ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -347,6 +369,108 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                     version = max(version, number)
         return version
 
+    # -- payloads -----------------------------------------------------------------------------
+    async def _write_payloads(self, conn: psycopg.AsyncConnection[Any], enc: Encoder, now: float) -> None:
+        for sql, params in payload_rows.pg_statements(enc, now):
+            await conn.execute(sql, params)
+
+    async def _runs(self, rows: Sequence[Sequence[Any]]) -> list[RunRecord]:
+        """Rows as runs, their input and output references resolved."""
+        runs = [_run(r) for r in rows]
+        hit = [run for run, r in zip(runs, rows, strict=True) if has_refs(r[4]) or has_refs(r[5])]
+        if hit:
+            async with self._conn() as conn:
+                values = await payload_rows.pg_resolve(
+                    conn, self.payloads, [v for run in hit for v in (run.input, run.output)]
+                )
+            for k, run in enumerate(hit):
+                run.input, run.output = values[2 * k], values[2 * k + 1]
+        return runs
+
+    async def _events(self, rows: Sequence[Sequence[Any]]) -> list[Event]:
+        """Rows as events, their data's references resolved (only the payloads these events reference)."""
+        events = [_event(r) for r in rows]
+        hit = [e for e, r in zip(events, rows, strict=True) if has_refs(r[5])]
+        if hit:
+            async with self._conn() as conn:
+                values = await payload_rows.pg_resolve(conn, self.payloads, [e.data for e in hit])
+            for e, v in zip(hit, values, strict=True):
+                e.data = v
+        return events
+
+    async def collect_payloads(
+        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> Collected:
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> Collected:
+            async with conn.transaction():
+                # Exclusive: no writer (they hold it shared) is between referencing a payload and committing.
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._feed_lock,))
+                done = await payload_rows.pg_collect(
+                    conn, ended_before=ended_before, flows=flows, exclude=exclude
+                )
+                await conn.execute(stream_rows.PG_FORGET, (ended_before,))
+                return done
+
+        done = await self._retry(tx)
+        blobs = self.payloads.blobs
+        delete_blobs(blobs, done.files)  # after the commit: a crash leaves a file, not a hole
+        if blobs is not None:  # files no row names, older than any commit in flight (crash leftovers)
+            async with self._conn() as conn:
+                strays = await payload_rows.pg_strays(conn, blobs, ended_before - STRAY_MARGIN)
+            delete_blobs(blobs, strays)
+        return done
+
+    async def storage_usage(self, *, now: float) -> list[Usage]:
+        async with self._conn() as conn:
+            return await payload_rows.pg_usage(conn, now)
+
+    # -- token streams ------------------------------------------------------------------------
+    async def stream_begin(
+        self, run_id: str, step: str, *, now: float, owner: str | None = None
+    ) -> int | None:
+        params = {"run": run_id, "step": step, "now": now, "owner": owner}
+
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> int | None:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(stream_rows.PG_LOCK_RUN, (run_id,))
+                cur = await conn.execute(stream_rows.PG_BEGIN, params)
+            row = await cur.fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+        return await self._retry(tx)
+
+    async def stream_append(
+        self,
+        run_id: str,
+        step: str,
+        epoch: int,
+        offset: int,
+        text: str,
+        *,
+        now: float,
+        owner: str | None = None,
+    ) -> bool:
+        params = {
+            "run": run_id,
+            "step": step,
+            "epoch": epoch,
+            "offset": offset,
+            "text": text,
+            "now": now,
+            "owner": owner,
+        }
+
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> bool:
+            async with conn.pipeline(), conn.transaction():
+                await conn.execute(stream_rows.PG_LOCK_RUN, (run_id,))
+                cur = await conn.execute(stream_rows.PG_APPEND, params)
+            return await cur.fetchone() is not None
+
+        return await self._retry(tx)
+
+    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        return stream_rows.pg_chunks(await self._all(stream_rows.PG_READ, (run_id, after, limit)))
+
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
         return (await self.create_runs([(run, first)]))[0]
@@ -358,14 +482,17 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
             if not first.at:
                 first.at = run.created_at
 
-        async def tx(conn: psycopg.AsyncConnection[Any]) -> list[tuple[RunRecord, bool]]:
-            out: list[tuple[RunRecord, bool]] = []
+        async def tx(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, bool]]:
+            out: list[tuple[Any, bool]] = []
+            enc = Encoder(self.payloads)
             async with conn.pipeline(), conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self._feed_lock,))
                 curs = []
                 for run, e in items:
-                    params = (*_run_params(run), e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at)
+                    data = enc.dump(e.data, e.run_id, keep_root=True)
+                    params = (*_run_params(run, enc), e.run_id, e.kind, e.step, e.name, data, e.at)
                     curs.append(await conn.execute(_CREATE, params))
+                await self._write_payloads(conn, enc, items[0][0].created_at)
                 for (run, _), cur in zip(items, curs, strict=True):
                     if await cur.fetchone() is not None:
                         out.append((run, True))
@@ -376,14 +503,16 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                         row = await found.fetchone()
                     if row is None:
                         raise InvalidStateError(f"run id {run.id} exists already")
-                    out.append((_run(row), False))
+                    out.append((row, False))
             return out
 
-        return await self._retry(tx)
+        out = await self._retry(tx)
+        found = await self._runs([r for r, _ in out if not isinstance(r, RunRecord)])
+        return [(r if isinstance(r, RunRecord) else found.pop(0), created) for r, created in out]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = await self._one(f"SELECT {_RUN_COLS} FROM runs WHERE id = %s", (run_id,))
-        return None if row is None else _run(row)
+        return None if row is None else (await self._runs([row]))[0]
 
     async def list_runs(
         self,
@@ -417,13 +546,13 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
         args.append(limit)
-        return [_run(r) for r in await self._all(sql, args)]
+        return await self._runs(await self._all(sql, args))
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         rows = await self._all(
             f"SELECT {_EVENT_COLS} FROM events WHERE run_id = %s AND seq > %s ORDER BY seq", (run_id, after)
         )
-        return [_event(r) for r in rows]
+        return await self._events(rows)
 
     async def events_after(self, after: int, *, limit: int = 500) -> list[Event]:
         async with self._conn() as conn:
@@ -437,7 +566,8 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                 f"SELECT {_EVENT_COLS} FROM events WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
                 (after, high, limit),
             )
-            return [_event(r) for r in await cur.fetchall()]
+            rows = await cur.fetchall()
+        return await self._events(rows)
 
     # -- workers ------------------------------------------------------------------------------
     async def claim(
@@ -508,7 +638,7 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                     return await cur.fetchall()
 
             rows = await self._retry(tx)
-        runs = [_run(r) for r in rows]
+        runs = await self._runs(rows)
         runs.sort(key=lambda r: (-r.priority, r.created_at))
         return runs
 
@@ -519,7 +649,7 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
             f"RETURNING {_RUN_COLS}"
         )
         row = await self._one(sql, {"owner": owner, "until": lease_until, "now": now, "id": run_id})
-        return None if row is None else _run(row)
+        return None if row is None else (await self._runs([row]))[0]
 
     async def commit(
         self, owner: str, writes: Sequence[Write], *, now: float, lease_until: float
@@ -539,6 +669,7 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
         (nearly always); otherwise that transaction aborts itself and ``_commit_checked`` redoes it."""
         ids = sorted({w.run_id for w in writes})
         suspends: dict[int, Any] = {}
+        enc = Encoder(self.payloads)
         try:
             async with conn.pipeline():
                 await conn.execute("BEGIN")
@@ -550,16 +681,17 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                 )
                 for w in writes:
                     if w.transition is Transition.CONTINUE:
-                        await self._continue(conn, w, now)
+                        await self._continue(conn, w, now, enc)
                 events = [e for w in writes for e in w.events]
                 if events:  # no ON CONFLICT: a position journaled already aborts the transaction
                     await conn.execute(
-                        _INSERT_EVENTS.removesuffix(" ON CONFLICT DO NOTHING"), _event_arrays(events)
+                        _INSERT_EVENTS.removesuffix(" ON CONFLICT DO NOTHING"), _event_arrays(events, enc)
                     )
                 for i, w in enumerate(writes):
-                    cur = await self._transition(conn, w, now)
+                    cur = await self._transition(conn, w, now, enc)
                     if cur is not None:
                         suspends[i] = cur
+                await self._write_payloads(conn, enc, now)
                 await conn.execute("COMMIT")
                 outcomes = [Outcome.OK] * len(writes)
                 for i, cur in suspends.items():
@@ -572,11 +704,14 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                 raise
         return await self._commit_checked(conn, owner, writes, now)
 
-    async def _transition(self, conn: psycopg.AsyncConnection[Any], w: Write, now: float) -> Any:
+    async def _transition(
+        self, conn: psycopg.AsyncConnection[Any], w: Write, now: float, enc: Encoder
+    ) -> Any:
         """Queue ``w``'s status change; for a suspend, the cursor that tells whether it took."""
         t = w.transition
         if t in _TERMINAL_STATUS:
-            await conn.execute(_FINISH, _finish_params(w.run_id, _TERMINAL_STATUS[t], w.output, w.error, now))
+            params = _finish_params(w.run_id, _TERMINAL_STATUS[t], w.output, w.error, now, enc)
+            await conn.execute(_FINISH, params)
         elif t is Transition.SUSPEND:
             return await conn.execute(
                 "UPDATE runs SET status = 'waiting', wake_at = %s, lease_owner = NULL, "
@@ -598,6 +733,7 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
         probe = [e for w in writes if w.transition is not Transition.CONTINUE for e in w.events]
         outcomes: list[Outcome | None] = []
         suspends: dict[int, Any] = {}
+        enc = Encoder(self.payloads)
         async with conn.pipeline():
             async with conn.transaction():
                 # Round trip 1: lock the runs this worker still holds, and find positions journaled already.
@@ -631,20 +767,21 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                         ok.append(w)
                 for w in ok:
                     if w.transition is Transition.CONTINUE:
-                        await self._continue(conn, w, now)
+                        await self._continue(conn, w, now, enc)
                 events = [e for w in ok for e in w.events]
                 if events:
-                    await conn.execute(_INSERT_EVENTS, _event_arrays(events))
+                    await conn.execute(_INSERT_EVENTS, _event_arrays(events, enc))
                 for i, w in enumerate(writes):
                     if outcomes[i] is None:
-                        cur = await self._transition(conn, w, now)
+                        cur = await self._transition(conn, w, now, enc)
                         if cur is not None:
                             suspends[i] = cur
+                await self._write_payloads(conn, enc, now)
             for i, cur in suspends.items():  # the sync that fetches these also carries the COMMIT
                 outcomes[i] = Outcome.OK if await cur.fetchone() is not None else Outcome.INBOX_CHANGED
         return [Outcome.OK if o is None else o for o in outcomes]
 
-    async def _continue(self, conn: psycopg.AsyncConnection[Any], w: Write, now: float) -> None:
+    async def _continue(self, conn: psycopg.AsyncConnection[Any], w: Write, now: float, enc: Encoder) -> None:
         """Continue-as-new: drop the journal but for unread signals and a cancel, take the new input,
         and make the run runnable again."""
         await conn.execute(
@@ -654,7 +791,7 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
         await conn.execute(
             "UPDATE runs SET input = %s, status = 'pending', lease_owner = NULL, lease_until = NULL, "
             "wake_at = NULL, updated_at = %s WHERE id = %s",
-            (_dump(w.output), now, w.run_id),
+            (enc.dump(w.output, w.run_id), now, w.run_id),
         )
 
     async def heartbeat(self, owner: str, run_ids: Collection[str], *, lease_until: float) -> dict[str, int]:
@@ -673,6 +810,7 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
             event.at = now
 
         async def tx(conn: psycopg.AsyncConnection[Any]) -> Event | None:
+            enc = Encoder(self.payloads)
             async with conn.pipeline(), conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self._feed_lock,))
                 run_cur = await conn.execute(
@@ -707,11 +845,12 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                         "kind": event.kind,
                         "step": event.step,
                         "name": event.name,
-                        "data": _dump(event.data),
+                        "data": enc.dump(event.data, event.run_id, keep_root=True),
                         "at": event.at,
                         "now": now,
                     },
                 )
+                await self._write_payloads(conn, enc, now)
                 stored = await cur.fetchone()
             if stored is None:
                 return None
@@ -733,9 +872,12 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
                     return False
                 end = Event(run_id, "end", "", data={"status": "cancelled"}, at=now)
                 events = [end] if request is None else [request, end]
-                await conn.execute(_INSERT_EVENTS, _event_arrays(events))
+                enc = Encoder(self.payloads)
+                await conn.execute(_INSERT_EVENTS, _event_arrays(events, enc))
                 error = {"type": "Cancelled", "message": "cancelled", "retryable": False}
-                await conn.execute(_FINISH, _finish_params(run_id, RunStatus.CANCELLED, None, error, now))
+                params = _finish_params(run_id, RunStatus.CANCELLED, None, error, now, enc)
+                await conn.execute(_FINISH, params)
+                await self._write_payloads(conn, enc, now)
             return True
 
         return await self._retry(tx)
@@ -761,7 +903,8 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
             (limit,),
         )
         n = len(_RUN_COLS.split(","))
-        return [(_run(r[:n]), _event(r[n:])) for r in rows]
+        runs = await self._runs([r[:n] for r in rows])
+        return list(zip(runs, await self._events([r[n:] for r in rows]), strict=True))
 
     # -- model cache and spending -------------------------------------------------------------
     async def cache_get(self, key: str) -> Any:

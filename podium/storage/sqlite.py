@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
 from ..types import RunStatus
+from . import payload_rows, stream_rows
 from .audit import SQLiteAudit
 from .base import (
     Event,
@@ -26,9 +27,11 @@ from .base import (
     ScheduleFire,
     SchedulePlan,
     ScheduleRecord,
+    StreamChunk,
     Transition,
     Write,
 )
+from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
 from .prompt_rows import SQLitePrompts
 from .sqlite_datasets import SQLiteDatasets
 
@@ -104,15 +107,19 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
 
     durable = True
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, payloads: PayloadOptions | None = None) -> None:
         self.path = Path(path)
+        self.payloads = payloads or PayloadOptions()
+        """Large values of journal rows are stored once by hash (see ``podium.storage.payloads``)."""
         self._db: sqlite3.Connection | None = None
+        self._enc = Encoder(self.payloads)
+        self._now = 0.0  # the latest time a caller passed in: payloads' created_at (stores read no clock)
         self.version = 0
         """The schema version after ``open`` (the number of the last migration applied)."""
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
-        return cls(path_from_url(url))
+    def from_url(cls, url: str, *, payloads: PayloadOptions | None = None) -> SQLiteStore:
+        return cls(path_from_url(url), payloads=payloads)
 
     # -- connection ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -147,8 +154,10 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite: {exc}") from exc
+        enc = self._enc = Encoder(self.payloads)
         try:
             yield db
+            payload_rows.sqlite_write(db, enc, self._now)  # with the rows that reference them
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -194,6 +203,72 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
                     db.execute(f"PRAGMA user_version={version}")
             self.version = version
 
+    # -- payloads -----------------------------------------------------------------------------
+    def _runs(self, rows: Sequence[Sequence[Any]]) -> list[RunRecord]:
+        """Rows as runs, their input and output references resolved."""
+        runs = [_run(r) for r in rows]
+        hit = [run for run, r in zip(runs, rows, strict=True) if has_refs(r[4]) or has_refs(r[5])]
+        if hit:
+            values = payload_rows.sqlite_resolve(
+                self.db, self.payloads, [v for run in hit for v in (run.input, run.output)]
+            )
+            for k, run in enumerate(hit):
+                run.input, run.output = values[2 * k], values[2 * k + 1]
+        return runs
+
+    def _events(self, rows: Sequence[Sequence[Any]]) -> list[Event]:
+        """Rows as events, their data's references resolved (only the payloads these events reference)."""
+        events = [_event(r) for r in rows]
+        hit = [e for e, r in zip(events, rows, strict=True) if has_refs(r[5])]
+        if hit:
+            values = payload_rows.sqlite_resolve(self.db, self.payloads, [e.data for e in hit])
+            for e, v in zip(hit, values, strict=True):
+                e.data = v
+        return events
+
+    async def collect_payloads(
+        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> Collected:
+        with self._tx() as db:
+            done = payload_rows.sqlite_collect(db, ended_before=ended_before, flows=flows, exclude=exclude)
+            stream_rows.sqlite_forget(db, ended_before)
+            strays = payload_rows.sqlite_strays(db, self.payloads.blobs, ended_before - STRAY_MARGIN)
+        delete_blobs(self.payloads.blobs, strays)
+        delete_blobs(self.payloads.blobs, done.files)  # after the commit: a crash leaves a file, not a hole
+        return done
+
+    async def storage_usage(self, *, now: float) -> list[Usage]:
+        return payload_rows.sqlite_usage(self.db, now)
+
+    # -- token streams ------------------------------------------------------------------------
+    async def stream_begin(
+        self, run_id: str, step: str, *, now: float, owner: str | None = None
+    ) -> int | None:
+        with self._tx() as db:
+            if not stream_rows.sqlite_held(db, run_id, owner):
+                return None
+            return stream_rows.sqlite_begin(db, run_id, step, now)
+
+    async def stream_append(
+        self,
+        run_id: str,
+        step: str,
+        epoch: int,
+        offset: int,
+        text: str,
+        *,
+        now: float,
+        owner: str | None = None,
+    ) -> bool:
+        with self._tx() as db:
+            if not stream_rows.sqlite_held(db, run_id, owner):
+                return False
+            stream_rows.sqlite_append(db, run_id, step, epoch, offset, text, now)
+            return True
+
+    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        return stream_rows.sqlite_read(self.db, run_id, after, limit)
+
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
         with self._tx() as db:
@@ -203,7 +278,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
         if run.key is not None:
             row = db.execute(f"SELECT {_RUN_COLS} FROM runs WHERE key = ?", (run.key,)).fetchone()
             if row is not None:
-                return _run(row), False
+                return self._runs([row])[0], False
         try:
             db.execute(
                 f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -212,8 +287,8 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
                     run.flow,
                     run.status.value,
                     run.key,
-                    _dump(run.input),
-                    _dump(run.output),
+                    self._enc.dump(run.input, run.id),
+                    self._enc.dump(run.output, run.id),
                     _dump(run.error),
                     run.parent_id,
                     run.parent_step,
@@ -242,7 +317,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = self.db.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return None if row is None else _run(row)
+        return None if row is None else self._runs([row])[0]
 
     async def list_runs(
         self,
@@ -276,13 +351,13 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         args.append(limit)
-        return [_run(r) for r in self.db.execute(sql, args)]
+        return self._runs(self.db.execute(sql, args).fetchall())
 
     async def events_after(self, after: int, *, limit: int = 500) -> list[Event]:
         rows = self.db.execute(
             f"SELECT {_EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         )
-        return [_event(r) for r in rows]
+        return self._events(rows.fetchall())
 
     async def key_add(self, key: KeyRecord) -> None:
         with self._tx() as db:
@@ -323,7 +398,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
         rows = self.db.execute(
             f"SELECT {_EVENT_COLS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
         )
-        return [_event(r) for r in rows]
+        return self._events(rows.fetchall())
 
     # -- workers ------------------------------------------------------------------------------
     async def claim(
@@ -376,7 +451,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
         }
         with self._tx() as db:
             rows = db.execute(sql, {**params, **names})
-            runs = [_run(r) for r in rows.fetchall()]
+            runs = self._runs(rows.fetchall())
         runs.sort(key=lambda r: (-r.priority, r.created_at))
         return runs
 
@@ -388,17 +463,26 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
         )
         with self._tx() as db:
             row = db.execute(sql, {"owner": owner, "until": lease_until, "now": now, "id": run_id}).fetchone()
-        return None if row is None else _run(row)
+        return None if row is None else self._runs([row])[0]
 
     def _insert(self, db: sqlite3.Connection, events: Sequence[Event], now: float) -> int:
         for e in events:
             if not e.at:
                 e.at = now
         sql = "INSERT OR IGNORE INTO events (run_id, kind, step, name, data, at) VALUES (?,?,?,?,?,?)"
+        dump = self._enc.dump
         if len(events) == 1:
             e = events[0]
-            return db.execute(sql, (e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at)).rowcount
-        cur = db.executemany(sql, [(e.run_id, e.kind, e.step, e.name, _dump(e.data), e.at) for e in events])
+            data = dump(e.data, e.run_id, keep_root=True)
+            self._now = max(self._now, e.at)
+            return db.execute(sql, (e.run_id, e.kind, e.step, e.name, data, e.at)).rowcount
+        cur = db.executemany(
+            sql,
+            [
+                (e.run_id, e.kind, e.step, e.name, dump(e.data, e.run_id, keep_root=True), e.at)
+                for e in events
+            ],
+        )
         return cur.rowcount
 
     def _insert_all(self, db: sqlite3.Connection, events: Sequence[Event], now: float) -> bool:
@@ -420,7 +504,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
             "UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ?, updated_at = ?, "
             "lease_owner = NULL, lease_until = NULL, wake_at = NULL WHERE id = ? "
             "RETURNING parent_id, parent_step, flow",
-            (status.value, _dump(output), _dump(error), now, now, run_id),
+            (status.value, self._enc.dump(output, run_id), _dump(error), now, now, run_id),
         ).fetchone()
         if row is not None and row[0] is not None and row[1] is not None:
             parent = db.execute("SELECT status FROM runs WHERE id = ?", (row[0],)).fetchone()
@@ -485,7 +569,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
         db.execute(
             "UPDATE runs SET input = ?, status = 'pending', lease_owner = NULL, lease_until = NULL, "
             "wake_at = NULL, updated_at = ? WHERE id = ?",
-            (_dump(w.output), now, w.run_id),
+            (self._enc.dump(w.output, w.run_id), now, w.run_id),
         )
 
     async def heartbeat(self, owner: str, run_ids: Collection[str], *, lease_until: float) -> dict[str, int]:
@@ -571,7 +655,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
             (limit,),
         ).fetchall()
         n = len(_RUN_COLS.split(","))
-        return [(_run(r[:n]), _event(r[n:])) for r in rows]
+        return list(zip(self._runs([r[:n] for r in rows]), self._events([r[n:] for r in rows]), strict=True))
 
     async def cache_get(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM cache WHERE key = ?", (key,)).fetchone()

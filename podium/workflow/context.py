@@ -77,6 +77,14 @@ class ContinueAsNew(BaseException):
         self.input = input
 
 
+class TokenStream(Protocol):
+    """A streaming step's live text (``Driver.token_stream``): readers follow it by the run's token stream."""
+
+    async def write(self, text: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class Driver(Protocol):
     """What the engine provides to a running flow (implemented in ``podium.engine``)."""
 
@@ -121,6 +129,10 @@ class Driver(Protocol):
 
     def settle(self) -> None:
         """Called whenever ``active`` dropped: the engine checks whether the run is quiescent."""
+        ...
+
+    def token_stream(self, sid: str) -> TokenStream | None:
+        """Where step ``sid`` publishes streamed text (None: nowhere, e.g. on replay)."""
         ...
 
     root: Region  # the run's own region (its compensations run when the run fails or is cancelled)
@@ -469,6 +481,14 @@ class Context:
 
         name = self._driver.pins.get(f"model:{name}", name)
         return ModelHandle(self, self._driver.models, name, self._driver.cache)
+
+    def token_stream(self) -> TokenStream | None:
+        """The running step's live text stream (``ModelHandle.stream`` publishes to it); None outside a
+        step. Readers follow it with ``client.tokens`` or ``GET /api/runs/{id}/tokens``."""
+        s: Scope | None = _scope.get()
+        if s is None or not s.in_step:
+            return None
+        return self._driver.token_stream(s.step_id)
 
     async def embed(self, texts: str | list[str], *, model: str = "embed", query: bool = False) -> Any:
         """Embedding vector(s) of ``texts`` (a vector for a string, a list for a list), as one step.

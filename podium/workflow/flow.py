@@ -34,6 +34,7 @@ class Flow(Generic[I, O]):
         budget: float | None = None,
         daily_budget: float | None = None,
         concurrency: int | None = None,
+        retention: float | None = None,
         queue: str = "default",
     ) -> None:
         self.fn = fn
@@ -43,6 +44,8 @@ class Flow(Generic[I, O]):
         self.daily_budget = daily_budget
         self.concurrency = concurrency
         """At most this many runs of the flow execute at once, across all workers (None: no limit)."""
+        self.retention = retention
+        """Seconds after a run ends before its payloads may be deleted (None: ``[storage] retention``)."""
         self.queue = queue
         """The queue its runs belong to: workers may serve only some queues, and a queue may be capped
         (``[queues]`` in ``podium.toml``)."""
@@ -165,6 +168,7 @@ def flow(
     budget: float | None = None,
     daily_budget: float | None = None,
     concurrency: int | None = None,
+    retention: Duration | None = None,
     queue: str = "default",
 ) -> Callable[[Callable[..., Awaitable[O]]], Flow[Any, O]]: ...
 
@@ -178,6 +182,7 @@ def flow(
     budget: float | None = None,
     daily_budget: float | None = None,
     concurrency: int | None = None,
+    retention: Duration | None = None,
     queue: str = "default",
 ) -> Any:
     """Register an async function as a durable flow.
@@ -189,6 +194,7 @@ def flow(
     @podium.flow(name="checkout.v2", timeout="1h")     # run-level timeout
     @podium.flow(budget=2.0, daily_budget=100.0)       # $2 per run, $100 a day for this flow
     @podium.flow(concurrency=3)                        # at most 3 runs at once, across all workers
+    @podium.flow(retention="30d")                      # drop finished runs' payloads after 30 days
     @podium.flow(queue="gpu")                          # its runs go to queue "gpu" (default: "default")
     async def checkout(ctx: podium.Context, order: Order) -> Receipt: ...
     ```
@@ -199,6 +205,9 @@ def flow(
         if not inspect.iscoroutinefunction(f):
             raise UsageError(f"@podium.flow needs an `async def` function, not {f!r}")
         seconds = None if timeout is None else parse_duration(timeout)
+        keep = None if retention is None else parse_duration(retention)
+        if keep is not None and keep <= 0:
+            raise UsageError(f"retention must be a positive duration, not {retention!r}")
         for what, value in (("budget", budget), ("daily_budget", daily_budget)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or value < 0
@@ -216,6 +225,7 @@ def flow(
             budget=budget,
             daily_budget=daily_budget,
             concurrency=concurrency,
+            retention=keep,
             queue=queue,
         )
         register(fl)
