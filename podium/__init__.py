@@ -16,7 +16,7 @@ print(podium.run(hello, "world"))
 """
 
 from .agents import Agent, AgentError, AgentResult
-from .client import ApiKey, Client, FeedEntry, JournalEntry, PendingApproval, Run, RunHandle, run
+from .client import Client, RunHandle, run
 from .config import Settings
 from .engine import TimelineRow, Worker
 from .errors import (
@@ -47,6 +47,7 @@ from .errors import (
 from .hooks import EngineEvent, Observer
 from .management import Prompt, Prompts
 from .policies.access import Principal
+from .records import ApiKey, FeedEntry, JournalEntry, PendingApproval, Run
 from .tools import Tool, ToolResult, Toolset, tool
 from .types import RenderedPrompt, RunStatus
 from .workflow import (

@@ -19,19 +19,12 @@ import builtins
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .client import (
-    _UNSET,
-    ApiKey,
-    Client,
-    FeedEntry,
-    JournalEntry,
-    PendingApproval,
-    Run,
-    RunHandle,
-)
+from .client import Client, RunHandle
+from .client_management import _UNSET
 from .engine.timeline import ModelUsage, TimelineRow
 from .errors import PermissionDeniedError, RunNotFoundError, UsageError
 from .policies.access import DEFAULT_TENANT, Principal, authorize, can
+from .records import ApiKey, FeedEntry, JournalEntry, PendingApproval, Run
 from .storage.base import RunRecord, StreamChunk
 from .types import JSON, Duration, RunStatus
 from .workflow.flow import Flow, resolve_flow

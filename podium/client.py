@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import hashlib
 import logging
-import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .client_journal import JournalMixin
+from .client_keys import KeysMixin
+from .client_management import _UNSET, ManagementMixin
+from .client_schedules import SchedulesMixin
 from .config import Settings
 from .engine.codec import to_json
-from .engine.retention import collect_garbage
 from .engine.timeline import ModelUsage, TimelineRow, timeline, usage
 from .engine.worker import Worker, cancel_children, request_cancel
 from .errors import (
@@ -42,180 +43,31 @@ from .management.prompts import Prompts
 from .observability.audit import Auditor
 from .policies import configure as configure_policies
 from .policies import enforce as _policies
-from .policies.access import DEFAULT_TENANT, ROLES, Permissions, Principal, check_tenant
+from .policies.access import DEFAULT_TENANT, Permissions, check_tenant
 from .policies.engine import Facts
 from .policies.engine import active as active_policies
+from .records import (
+    FeedEntry,
+    JournalEntry,
+    PendingApproval,
+    ReplayReport,
+    Run,
+)
 from .runtime import close_observers, make_observers, make_store
 from .storage.audit import AuditDraft
-from .storage.base import Event, Gate, KeyRecord, RunRecord, ScheduleRecord, Store, StreamChunk
-from .storage.payloads import Collected, Usage
-from .triggers import cron as _cron
+from .storage.base import Event, Gate, RunRecord, Store
 from .types import JSON, Clock, Duration, RunStatus, check_pins, new_id, parse_duration
 from .workflow.flow import Flow, registered, resolve_flow
 
 if TYPE_CHECKING:
-    from .acting import ActingClient
+    pass
 
 log = logging.getLogger("podium.client")
 
 if TYPE_CHECKING:
-    from .management.datasets import Datasets
-    from .management.evals import EvalReport
-    from .management.feedback import Feedback
+    pass
 
 T = TypeVar("T")
-_UNSET: Any = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """A run as the client sees it."""
-
-    id: str
-    flow: str
-    status: RunStatus
-    input: JSON
-    output: JSON
-    error: dict[str, Any] | None
-    key: str | None
-    parent_id: str | None
-    created_at: float
-    updated_at: float
-    ended_at: float | None
-    wake_at: float | None
-    queue: str = "default"
-    """The queue of the run's flow (``@podium.flow(queue=...)``)."""
-    priority: int = 0
-    """Runnable runs are claimed highest priority first."""
-    tenant: str = DEFAULT_TENANT
-
-    @classmethod
-    def _of(cls, r: RunRecord) -> Run:
-        return cls(
-            r.id,
-            r.flow,
-            r.status,
-            r.input,
-            r.output,
-            r.error,
-            r.key,
-            r.parent_id,
-            r.created_at,
-            r.updated_at,
-            r.ended_at,
-            r.wake_at,
-            r.queue,
-            r.priority,
-            r.tenant,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """One event of a run's journal."""
-
-    seq: int
-    kind: str
-    position: str
-    name: str | None
-    data: JSON
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayReport:
-    """Whether a run's journal replays against the current code (``Client.check_replay``)."""
-
-    run_id: str
-    flow: str
-    status: RunStatus
-    ok: bool
-    problem: str | None
-    """What differs: a nondeterminism (with the position), another outcome or output."""
-    position: str | None
-    recorded_version: str | None
-    """The flow's code version the run started with (``Flow.version``), if journaled."""
-    current_version: str
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEntry:
-    """One event of the feed of all runs (``Client.feed``)."""
-
-    seq: int
-    run_id: str
-    kind: str
-    position: str
-    name: str | None
-    data: JSON
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """An API key of the HTTP API (its secret is never stored, only a hash). ``tenant`` is the tenant it
-    acts in (None: every tenant); after ``expires_at`` it no longer authenticates."""
-
-    id: str
-    name: str
-    role: str
-    created_at: float
-    revoked_at: float | None
-    tenant: str | None = None
-    expires_at: float | None = None
-
-    @classmethod
-    def _of(cls, k: KeyRecord) -> ApiKey:
-        return cls(k.id, k.name, k.role, k.created_at, k.revoked_at, k.tenant, k.expires_at)
-
-    @property
-    def principal(self) -> Principal:
-        """Who acts with this key."""
-        return Principal(self.name, self.role, self.tenant, self.id)
-
-
-def _hash_key(secret: str) -> str:
-    # Keys are 256 random bits: a fast hash is enough (no dictionary to guess from).
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class PendingApproval:
-    """An approval a flow is waiting for."""
-
-    run_id: str
-    flow: str
-    name: str
-    position: str
-    payload: JSON
-    requested_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """A cron schedule that starts runs of ``flow`` (see ``Client.add_schedule``).
-
-    ``next_at`` is the next occurrence to fire (None: the cron never falls due again); ``last_at`` the
-    latest occurrence fired. Times are seconds since the epoch.
-    """
-
-    name: str
-    flow: str
-    cron: str
-    tz: str
-    input: JSON
-    missed: str
-    paused: bool
-    next_at: float | None
-    last_at: float | None
-    created_at: float
-    updated_at: float
-
-    @classmethod
-    def _of(cls, s: ScheduleRecord) -> Schedule:
-        next_at = None if s.next_at == _cron.NEVER else s.next_at
-        fields = (s.name, s.flow, s.cron, s.tz, s.input, s.missed, s.paused)
-        return cls(*fields, next_at, s.last_at, s.created_at, s.updated_at)
 
 
 class RunHandle(Generic[T]):
@@ -259,7 +111,7 @@ class RunHandle(Generic[T]):
         return f"<RunHandle {self.id}>"
 
 
-class Client:
+class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin):
     """Start and steer runs. Use as ``async with Client() as c: ...``."""
 
     def __init__(
@@ -691,66 +543,6 @@ class Client:
             run_id, rec.flow, target.name or "", target.step, (target.data or {}).get("payload"), target.at
         )
 
-    # -- feedback, datasets, evaluations (podium.management) -----------------------------------
-    @property
-    def datasets(self) -> Datasets:
-        """Datasets of examples: ``create``, ``add``, ``items``, ``export`` and ``import_`` (JSONL)."""
-        from .management.datasets import Datasets
-
-        return Datasets(self)
-
-    async def feedback(
-        self,
-        run_id: str,
-        step: str,
-        *,
-        score: int | None = None,
-        comment: str | None = None,
-        correction: Any = _UNSET,
-        dataset: str | None = None,
-        by: str | None = None,
-    ) -> Feedback:
-        """Feedback on a step's output (``step``: a position, a unique step name, or ``"output"`` for the
-        run's output): ``score`` +1/-1, a ``comment``, a ``correction``; linked to the model and prompt
-        version that produced it, and added to ``dataset`` as an item if given (``podium.management``)."""
-        from .management.feedback import UNSET, give_feedback
-
-        fixed = UNSET if correction is _UNSET else correction
-        return await give_feedback(
-            self, run_id, step, score=score, comment=comment, correction=fixed, dataset=dataset, by=by
-        )
-
-    async def feedback_list(self, run_id: str | None = None, *, limit: int = 100) -> builtins.list[Feedback]:
-        """Feedback records (of one run, or all), newest first."""
-        from .management.feedback import list_feedback
-
-        return await list_feedback(self, run_id, limit=limit)
-
-    async def evaluate(
-        self,
-        dataset: str,
-        flow: Flow[Any, Any] | str,
-        *,
-        variants: Any = None,
-        scorers: Iterable[Any] = ("exact",),
-        concurrency: int = 8,
-        eval_id: str | None = None,
-        resume: bool = True,
-        version: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> EvalReport:
-        """Run ``flow`` on every item of ``dataset`` under each variant (run pins: ``{"v4": {"prompt:triage":
-        "4"}}`` or ``["v4=prompt=triage@4"]``), score the outputs (``"exact"``, ``"judge:smart"``, a function,
-        ...) with at most ``concurrency`` runs at once, and store the results. A killed evaluation resumes
-        (same ``eval_id``, or the same dataset version, flow, variants and scorers) without running finished
-        items again. See ``podium.management.evals.evaluate``."""
-        from .management.evals import evaluate
-
-        return await evaluate(
-            self, dataset, flow, variants=variants, scorers=scorers, concurrency=concurrency, eval_id=eval_id,
-            resume=resume, version=version, progress=progress,
-        )  # fmt: skip
-
     # -- reading ------------------------------------------------------------------------------
     async def journal(self, run_id: str) -> builtins.list[JournalEntry]:
         """The run's journal, in order."""
@@ -772,40 +564,6 @@ class Client:
             totals.setdefault(run.flow, ModelUsage()).add(usage(await self.store.load_events(run.id)))
         return totals
 
-    # -- journal economy ----------------------------------------------------------------------
-    async def collect_garbage(self, *, older_than: Duration | None = None) -> Collected:
-        """Apply retention now (``podium gc``): delete the payloads of finished runs, keeping their skeletons.
-
-        Without ``older_than``: each registered flow's ``retention``, and ``[storage] retention`` for every
-        other flow (nothing, if neither is set). With it: every flow's runs that ended that long ago.
-        """
-        self._check_open()
-        if older_than is not None:
-            seconds = parse_duration(older_than)
-            if seconds < 0:
-                raise UsageError(f"older_than must not be negative, not {older_than!r}")
-            return await collect_garbage(self.store, now=self.clock(), retention={}, default=seconds)
-        retention = {name: fl.retention for name, fl in registered().items()}
-        default = self.settings.storage.retention
-        return await collect_garbage(self.store, now=self.clock(), retention=retention, default=default)
-
-    async def tokens(self, run_id: str, *, after: int = 0, limit: int = 1000) -> builtins.list[StreamChunk]:
-        """The run's streamed model text (``ModelHandle.stream``) as chunks with ``id > after``, in order.
-
-        A chunk whose ``text`` is None is a reset: the step (``chunk.step``) streams again from the start
-        (a retry, or another worker after a crash); drop what was shown of that step's earlier epochs.
-        Concatenating a step's chunks of its last epoch gives the text the model produced.
-        """
-        self._check_open()
-        if not 1 <= limit <= 10_000:
-            raise UsageError("limit must be between 1 and 10000")
-        return await self.store.stream_read(run_id, after=after, limit=limit)
-
-    async def storage_usage(self) -> builtins.list[Usage]:
-        """Journal and payload bytes by flow and by age of run (``podium stats``)."""
-        self._check_open()
-        return await self.store.storage_usage(now=self.clock())
-
     async def feed(self, after: int = 0, *, limit: int = 500) -> builtins.list[FeedEntry]:
         """Journal events of all runs after ``after`` (a ``seq``), in order: a live feed of everything."""
         self._check_open()
@@ -815,78 +573,6 @@ class Client:
             FeedEntry(e.seq, e.run_id, e.kind, e.step, e.name, to_json(e.data), e.at)
             for e in await self.store.events_after(after, limit=limit)
         ]
-
-    # -- API keys -----------------------------------------------------------------------------
-    async def create_key(
-        self,
-        name: str,
-        role: str,
-        *,
-        tenant: str | None = None,
-        expires: Duration | None = None,
-        by: str | None = None,
-    ) -> tuple[ApiKey, str]:
-        """Create an API key for the HTTP API; returns it and its secret. Only a hash of the secret is
-        stored: show the secret to its owner now, it cannot be read back.
-
-        The key acts in ``tenant`` only (None: in every tenant, a platform key) and, with ``expires``
-        (seconds or ``"30d"``), stops authenticating that long from now."""
-        self._check_open()
-        if not isinstance(name, str) or not name.strip():
-            raise UsageError("an API key needs a name (who or what uses it)")
-        if role not in ROLES:
-            raise UsageError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
-        if tenant is not None:
-            check_tenant(tenant)
-        now = self.clock()
-        expires_at = None
-        if expires is not None:
-            seconds = parse_duration(expires)
-            if seconds <= 0:
-                raise UsageError(f"expires must be a positive duration, not {expires!r}")
-            expires_at = now + seconds
-        secret = "pdm_" + secrets.token_urlsafe(32)
-        rec = KeyRecord(new_id(), name.strip(), role, _hash_key(secret), now, None, tenant, expires_at)
-        await self.store.key_add(rec)
-        if self.auditor is not None:
-            payload: dict[str, Any] = {"name": rec.name, "role": role, "tenant": tenant}
-            if expires_at is not None:
-                payload["expires_at"] = expires_at
-            await self.auditor.record("key.created", subject=rec.id, actor=by, payload=payload)
-        return ApiKey._of(rec), secret
-
-    async def keys(self) -> builtins.list[ApiKey]:
-        """Every API key (revoked ones too), oldest first."""
-        self._check_open()
-        return [ApiKey._of(k) for k in await self.store.key_list()]
-
-    async def revoke_key(self, key_id: str, *, by: str | None = None) -> None:
-        """Revoke an API key at once. ``UsageError`` if there is no such active key."""
-        self._check_open()
-        if not await self.store.key_revoke(key_id, now=self.clock()):
-            raise UsageError(f"no active API key with id {key_id!r}")
-        if self.auditor is not None:
-            await self.auditor.record("key.revoked", subject=key_id, actor=by)
-
-    async def authenticate(self, secret: str) -> ApiKey | None:
-        """The active key whose secret this is, or None (unknown, revoked or expired)."""
-        self._check_open()
-        if not isinstance(secret, str) or not secret:
-            return None
-        rec = await self.store.key_find(_hash_key(secret))
-        if rec is None or (rec.expires_at is not None and rec.expires_at <= self.clock()):
-            return None
-        return ApiKey._of(rec)
-
-    def acting_as(self, principal: Principal | ApiKey, *, by: str | None = None) -> ActingClient:
-        """This client bound to ``principal`` (or an API key's): its methods check, with
-        ``podium.policies.access.authorize``, that the principal may act before acting, and see only the
-        principal's tenant. The REST API, the MCP server and the CLI all act through one. What it does is
-        journaled as done by ``by`` (default: ``"NAME (ROLE)"`` of the principal)."""
-        from .acting import ActingClient
-
-        who = principal.principal if isinstance(principal, ApiKey) else principal
-        return ActingClient(self, who, by=by)
 
     async def check_replay(self, run_id: str) -> ReplayReport:
         """Replay the run's journal against the flow code loaded in this process, running nothing: does
@@ -1000,101 +686,6 @@ class Client:
         if conflict is not None:  # as ``start`` does, once the runs that were created are under way
             raise conflict
         return handles
-
-    # -- schedules ----------------------------------------------------------------------------
-    async def add_schedule(
-        self,
-        flow: Flow[Any, Any] | str,
-        cron: str,
-        input: Any = None,
-        *,
-        name: str | None = None,
-        tz: str = "UTC",
-        missed: str = "skip",
-    ) -> Schedule:
-        """Start a run of ``flow`` with ``input`` at every occurrence of ``cron`` (read in time zone
-        ``tz``). Any worker that runs the flow fires it; each occurrence starts exactly one run, with key
-        ``schedule:NAME:TIME``.
-
-        ``name`` defaults to the flow's name. ``missed`` says what happens to occurrences that fell due while
-        no worker ran: ``"skip"`` them (default), run ``"once"`` for the latest, or ``"catchup"`` on each
-        (the latest 100). Adding a name that exists replaces that schedule's definition and starts it afresh
-        from now (its pause is kept); adding the same definition again changes nothing, so code can declare
-        its schedules at every start.
-        """
-        self._check_open()
-        fl = resolve_flow(flow)
-        sname = fl.name if name is None else name
-        _cron.check(sname, cron, tz, missed)
-        data = fl.dump_input(fl.validate_input(input))
-        expr = _cron.normalize(cron)
-        now = self.clock()
-        old = await self.store.schedule_get(sname)
-        definition = (fl.name, expr, tz, data, missed)
-        if old is not None and (old.flow, old.cron, old.tz, old.input, old.missed) == definition:
-            return Schedule._of(old)  # declared again as it is: keep its next occurrence
-        rec = ScheduleRecord(
-            name=sname,
-            flow=fl.name,
-            cron=expr,
-            tz=tz,
-            input=data,
-            missed=missed,
-            paused=old is not None and old.paused,
-            next_at=_cron.next_after(expr, tz, now),
-            last_at=None if old is None else old.last_at,
-            created_at=now,
-            updated_at=now,
-        )
-        stored = await self.store.schedule_put(rec)
-        self._poke_scheduler()
-        return Schedule._of(stored)
-
-    async def schedules(self) -> builtins.list[Schedule]:
-        """Every schedule, by name."""
-        self._check_open()
-        return [Schedule._of(s) for s in await self.store.schedule_list()]
-
-    async def get_schedule(self, name: str) -> Schedule:
-        """One schedule; ``UsageError`` if there is none of that name."""
-        self._check_open()
-        rec = await self.store.schedule_get(name)
-        if rec is None:
-            raise UsageError(f"no schedule named {name!r}")
-        return Schedule._of(rec)
-
-    async def pause_schedule(self, name: str) -> Schedule:
-        """Stop firing a schedule (runs it started already go on). Idempotent."""
-        self._check_open()
-        rec = await self.store.schedule_set_paused(name, True, now=self.clock())
-        if rec is None:
-            raise UsageError(f"no schedule named {name!r}")
-        return Schedule._of(rec)
-
-    async def resume_schedule(self, name: str) -> Schedule:
-        """Fire a paused schedule again, from its next occurrence after now: occurrences that fell while
-        it was paused do not run. Resuming a schedule that is not paused changes nothing."""
-        current = await self.get_schedule(name)
-        if not current.paused:
-            return current
-        now = self.clock()
-        rec = await self.store.schedule_set_paused(
-            name, False, now=now, next_at=_cron.next_after(current.cron, current.tz, now)
-        )
-        if rec is None:
-            raise UsageError(f"no schedule named {name!r}")
-        self._poke_scheduler()
-        return Schedule._of(rec)
-
-    async def delete_schedule(self, name: str) -> bool:
-        """Delete a schedule; True if it existed. Runs it started already go on."""
-        self._check_open()
-        return await self.store.schedule_delete(name)
-
-    def _poke_scheduler(self) -> None:
-        scheduler = getattr(self.worker, "scheduler", None)  # the worker's (podium.triggers.schedule)
-        if scheduler is not None:
-            scheduler.poke()
 
     @classmethod
     def for_worker(cls, worker: Worker) -> Client:

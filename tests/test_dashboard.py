@@ -22,7 +22,7 @@ from conftest import WAIT_SECONDS, eventually, wait_status
 from dashboard_app import Order, browser_missing, chromium, echo, order_flow, server
 
 import podium
-from podium.client import ROLES
+from podium.policies.access import ROLES
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page

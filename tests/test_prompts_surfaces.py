@@ -14,7 +14,7 @@ import pytest
 from conftest import WAIT_SECONDS
 
 import podium
-from podium.client import ROLES
+from podium.policies.access import ROLES
 
 ROOT = Path(__file__).resolve().parent.parent
 

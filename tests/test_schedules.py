@@ -239,7 +239,7 @@ async def test_occurrences_claimed_by_a_worker_that_died_are_started_by_another(
         await close_within(live)
 
 
-async def dead_schedules(settings: podium.Settings, clock: ManualClock) -> list[podium.client.Schedule]:
+async def dead_schedules(settings: podium.Settings, clock: ManualClock) -> list[podium.records.Schedule]:
     async with podium.Client(settings, worker=False, clock=clock) as c:
         return await c.schedules()
 

@@ -15,10 +15,11 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.text import Text
 
-from ..client import Client, Run
+from ..client import Client
 from ..config import Settings
 from ..engine.worker import Worker
 from ..errors import PodiumError, RunCancelledError, RunFailedError
+from ..records import Run
 from ..types import RunStatus, check_queue_name
 from . import render
 from .access import DbOption, TenantOption, acting

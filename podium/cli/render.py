@@ -11,8 +11,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..client import JournalEntry, PendingApproval, Run
 from ..engine.timeline import ModelUsage, TimelineRow
+from ..records import JournalEntry, PendingApproval, Run
 from ..types import RunStatus
 
 STATUS_STYLE = {

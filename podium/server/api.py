@@ -45,7 +45,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..acting import ActingClient
-from ..client import Client, Run, RunHandle
+from ..client import Client, RunHandle
 from ..errors import (
     InvalidInputError,
     InvalidStateError,
@@ -59,6 +59,7 @@ from ..errors import (
     UnknownFlowError,
     UsageError,
 )
+from ..records import Run
 from ..workflow.flow import registered
 from .authz import ApiError, caller_dependency, check_routes, needs
 from .management_api import add_management_routes

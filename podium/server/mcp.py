@@ -34,9 +34,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..acting import ActingClient
-from ..client import Client, PendingApproval, Run
+from ..client import Client
 from ..errors import PodiumError, RunCancelledError, RunFailedError, UsageError
 from ..policies.access import Principal
+from ..records import PendingApproval, Run
 from ..tools.mcp import require_mcp
 from ..tools.tool import Tool, ToolArgumentsError
 from ..tools.toolset import Toolset

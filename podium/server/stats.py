@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..acting import ActingClient
-from ..client import Client, Run
+from ..client import Client
 from ..errors import RunNotFoundError, UsageError
+from ..records import Run
 from ..types import parse_duration
 
 BUCKETS = {"hour": 3600.0, "day": 86400.0}

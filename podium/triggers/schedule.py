@@ -28,8 +28,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..client import Client, RunHandle, Schedule
+from ..client import Client, RunHandle
 from ..errors import StoreError, UsageError
+from ..records import Schedule
 from ..storage.base import ScheduleFire, ScheduleRecord
 from . import cron
 
