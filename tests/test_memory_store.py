@@ -262,7 +262,12 @@ def test_deleting_a_space_leaves_no_row_vector_or_index_in_postgres(memory_url: 
         ]
     assert sql_rows(memory_url, f"SELECT count(*) FROM mem_items WHERE text LIKE '%{secret}%'") == [(0,)]
     indexes = [
-        r[0] for r in sql_rows(memory_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'mem_items'")
+        r[0]
+        for r in sql_rows(
+            memory_url,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'mem_items' "
+            "AND schemaname = current_schema()",
+        )
     ]
     assert f"mem_items_hnsw_{sid}" not in indexes
     assert f"mem_items_hnsw_{store.require('memory:user:8')[0]}" in indexes  # the other space keeps its own
@@ -276,7 +281,10 @@ def _hnsw_scans(url: str, store: VectorStore, space: str) -> int:
     """How many more scans of the space's HNSW index a vector search by ``store`` makes (from the server's
     statistics)."""
     index = f"mem_items_hnsw_{store.require(space)[0]}"
-    query = f"SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = '{index}'"
+    query = (
+        "SELECT idx_scan FROM pg_stat_user_indexes "
+        f"WHERE indexrelname = '{index}' AND schemaname = current_schema()"
+    )
     conn = store.conn  # type: ignore[attr-defined]
     conn.execute("SELECT pg_stat_force_next_flush()")
     before = sql_rows(url, query)[0][0]
