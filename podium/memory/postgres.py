@@ -99,6 +99,7 @@ class PostgresMemoryStore:
         self._df: dict[int, tuple[int, dict[str, int]]] = {}  # space -> (version, word -> chunks)
         self._counts: dict[int, tuple[int, int]] = {}  # space -> (version, rows)
         self._vector_oid = 0
+        self._ef = 0  # the session's hnsw.ef_search
         self.conn = self._connect()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -112,6 +113,12 @@ class PostgresMemoryStore:
             dumper = type("VecDumper", (_VecDumper,), {"oid": self._vector_oid})
             conn.adapters.register_dumper(_Vec, dumper)
             self._migrate(conn)
+            # Never sort a space's rows where its HNSW index can answer (stale statistics after a large
+            # ingestion would otherwise pick a sort); every other query here either must sort or has an
+            # index order as good. (A plan that must sort then costs "disabled": JIT, which compiles costly
+            # plans and takes tens of milliseconds to, is off.)
+            conn.execute("SET enable_sort = off")
+            conn.execute("SET jit = off")
             try:
                 conn.execute("SET hnsw.iterative_scan = strict_order")  # pgvector 0.8: filtered ANN
             except psycopg.Error:
@@ -119,6 +126,7 @@ class PostgresMemoryStore:
         except BaseException:
             conn.close()
             raise
+        self._ef = 0
         return conn
 
     def _ensure_pgvector(self, conn: psycopg.Connection[Any]) -> int:
@@ -282,12 +290,15 @@ class PostgresMemoryStore:
         return (int(row[0]), row[1], row[2], int(row[3]), int(row[4]))
 
     def _require_tx(self, db: psycopg.Connection[Any], name: str) -> tuple[int, int]:
-        """Inside a write: the space's id and dim, its row locked (writes to one space are serialised)."""
-        row = self._space_row(db, name, lock=True)
+        """Inside a write: move the space's version on (other processes' caches see the change) and lock its
+        row (writes to one space are serialised); returns its id and dim."""
+        row = db.execute(
+            "UPDATE mem_spaces SET version = version + 1 WHERE name = %s RETURNING id, dim", (name,)
+        ).fetchone()
         if row is None:
             self.require(name)
         assert row is not None
-        return int(row[0]), int(row[3])
+        return int(row[0]), int(row[1])
 
     @staticmethod
     def _bump(db: psycopg.Connection[Any], sid: int) -> None:
@@ -343,7 +354,6 @@ class PostgresMemoryStore:
                         for i, it in enumerate(items)
                     ],
                 )
-            self._bump(db, sid)
         return [f"{short(name)}:{it.key}" for it in items]
 
     def delete(self, name: str, keys: Sequence[str]) -> int:
@@ -450,25 +460,19 @@ class PostgresMemoryStore:
         args = [*args, now]
         n_cand = candidates or max(4 * k, 40)
         sid, _, _, dim, version = self.require(name)
+        rows: dict[int, tuple[Any, ...]] = {}
         with self._read() as db:
             vec: list[tuple[int, float]] = []
             txt: list[tuple[int, float]] = []
             if vector is not None:
                 q = unit_vectors(name, dim, [vector])[0]
-                vec = self._vector_hits(db, sid, dim, version, q, n_cand, where, args, filtered=bool(filters))
-            if text:
-                txt = self._text_hits(db, sid, version, text, n_cand, where, args, keep_one=vector is None)
-            wanted = list(dict.fromkeys([rid for rid, _ in vec] + [rid for rid, _ in txt]))
-            if not wanted:
-                return []
-            rows = {
-                r[0]: r
-                for r in db.execute(
-                    f"SELECT {self._ROW} FROM mem_items i WHERE i.id = ANY(%s) "
-                    "AND (i.expires_at IS NULL OR i.expires_at > %s)",
-                    (wanted, now),
+                vec = self._vector_hits(
+                    db, sid, dim, version, q, n_cand, where, args, rows, filtered=bool(filters)
                 )
-            }
+            if text:
+                txt = self._text_hits(
+                    db, sid, version, text, n_cand, where, args, rows, keep_one=vector is None
+                )
         return fuse(name, vec, txt, rows, k, both=vector is not None and bool(text))
 
     def _count(self, db: psycopg.Connection[Any], sid: int, where: str, args: list[Any], limit: int) -> int:
@@ -490,9 +494,12 @@ class PostgresMemoryStore:
         n_cand: int,
         where: str,
         args: list[Any],
+        rows: dict[int, tuple[Any, ...]],
         *,
         filtered: bool,
     ) -> list[tuple[int, float]]:
+        """The space's ``n_cand`` nearest rows (id, cosine similarity), best first; their rows into
+        ``rows``."""
         cached = self._counts.get(sid)
         if cached is None or cached[0] != version:
             cached = self._counts[sid] = (version, self._count(db, sid, "", [], self.ann_min))
@@ -500,20 +507,20 @@ class PostgresMemoryStore:
         if filtered and not exact:  # a selective filter: search the few rows it leaves exactly
             exact = self._count(db, sid, where, args, PREFILTER_MAX + 1) <= PREFILTER_MAX
         vec = f"i.embedding::vector({int(dim)})"
-        sql = f"SELECT i.id, 1 - ({vec} <=> %s) FROM mem_items i WHERE i.space = {sid}{where} ORDER BY "
+        sql = (
+            f"SELECT 1 - ({vec} <=> %s), {self._ROW} FROM mem_items i WHERE i.space = {sid}{where} ORDER BY "
+        )
         if exact:  # "+ 0": an expression no index answers, so the rows are sorted by their exact distance
             sql += f"({vec} <=> %s) + 0, i.id LIMIT {int(n_cand)}"
-            rows = db.execute(sql, [_Vec(q), *args, _Vec(q)]).fetchall()
-        else:  # the space's HNSW index, even where the planner's statistics are stale (a sort costs more)
+        else:  # the space's HNSW index (the session's enable_sort=off: chosen even on stale statistics)
             sql += f"{vec} <=> %s LIMIT {int(n_cand)}"
             ef = min(1000, max(self.ef_search, n_cand))
-            with db.transaction():
-                db.execute(
-                    "SELECT set_config('enable_sort', 'off', true), set_config('hnsw.ef_search', %s, true)",
-                    (str(ef),),
-                )
-                rows = db.execute(sql, [_Vec(q), *args, _Vec(q)]).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
+            if ef != self._ef:
+                db.execute(f"SET hnsw.ef_search = {ef}")
+                self._ef = ef
+        found = db.execute(sql, [_Vec(q), *args, _Vec(q)]).fetchall()
+        rows.update((r[1], r[1:]) for r in found)
+        return [(int(r[1]), float(r[0])) for r in found]
 
     def _text_hits(
         self,
@@ -524,9 +531,12 @@ class PostgresMemoryStore:
         n_cand: int,
         where: str,
         args: list[Any],
+        rows: dict[int, tuple[Any, ...]],
         *,
         keep_one: bool,
     ) -> list[tuple[int, float]]:
+        """The space's ``n_cand`` best full-text matches (id, ts_rank), best first; their rows into
+        ``rows``."""
         cached = self._df.get(sid)
         if cached is None or cached[0] != version or len(cached[1]) > 50_000:
             cached = self._df[sid] = (version, {})
@@ -541,12 +551,13 @@ class PostgresMemoryStore:
         words = rare_words(query_words(text), count, keep_one=keep_one)
         if not words:
             return []
-        rows = db.execute(
-            f"SELECT i.id, ts_rank(i.tsv, q, 1) AS r FROM mem_items i, to_tsquery('simple', %s) q "
+        found = db.execute(
+            f"SELECT ts_rank(i.tsv, q, 1) AS r, {self._ROW} FROM mem_items i, to_tsquery('simple', %s) q "
             f"WHERE i.space = {sid} AND i.tsv @@ q{where} ORDER BY r DESC, i.id LIMIT {int(n_cand)}",
             [" | ".join(_lexeme(w) for w in words), *args],
         ).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
+        rows.update((r[1], r[1:]) for r in found)
+        return [(int(r[1]), float(r[0])) for r in found]
 
     # -- documents (ingestion) ----------------------------------------------------------------
     def doc_hashes(self, name: str) -> dict[str, str]:
@@ -624,7 +635,6 @@ class PostgresMemoryStore:
                 "source = excluded.source, updated_at = excluded.updated_at",
                 (sid, doc, hash, count, source, now),
             )
-            self._bump(db, sid)
         return int(count)
 
     def remove_docs(self, name: str, docs: Sequence[str]) -> int:
@@ -637,7 +647,6 @@ class PostgresMemoryStore:
                 "DELETE FROM mem_items WHERE space = %s AND doc = ANY(%s)", (sid, list(docs))
             ).rowcount
             db.execute("DELETE FROM mem_docs WHERE space = %s AND doc = ANY(%s)", (sid, list(docs)))
-            self._bump(db, sid)
         return n
 
     # -- threads ------------------------------------------------------------------------------
