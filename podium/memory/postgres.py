@@ -8,7 +8,9 @@ reciprocal rank exactly as in the SQLite store (``fusion.py``), with the same fi
 Small spaces (under ``ann_min`` rows) and selective filters are searched exactly, like the SQLite store.
 
 The store is synchronous (the ``VectorStore`` protocol is): one connection, one lock, autocommit reads and
-one transaction per write. ``CREATE EXTENSION IF NOT EXISTS vector`` runs on first use.
+one transaction per write. Commits do not wait for the disk (``synchronous_commit=off``): a write made inside
+a step reaches it with the step's journal entry, whose commit flushes the WAL up to itself. ``CREATE
+EXTENSION IF NOT EXISTS vector`` runs on first use.
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ class PostgresMemoryStore:
             # plans and takes tens of milliseconds to, is off.)
             conn.execute("SET enable_sort = off")
             conn.execute("SET jit = off")
+            # Like the SQLite store's synchronous=NORMAL: a commit does not wait for the disk; the WAL is
+            # one sequence, so the next synchronous commit (a step's journal entry) flushes this one too.
+            conn.execute("SET synchronous_commit = off")
             try:
                 conn.execute("SET hnsw.iterative_scan = strict_order")  # pgvector 0.8: filtered ANN
             except psycopg.Error:
