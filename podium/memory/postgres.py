@@ -278,7 +278,8 @@ class PostgresMemoryStore:
                     db.execute(
                         f"CREATE INDEX mem_items_hnsw_{sid} ON mem_items USING hnsw "
                         f"((embedding::vector({int(dim)})) vector_cosine_ops) "
-                        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) WHERE space = {sid}"
+                        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
+                        f"WHERE space = {sid} AND vector_dims(embedding) = {int(dim)}"
                     )
             else:
                 check_space(name, row[2], row[3], model, dim)
@@ -513,7 +514,8 @@ class PostgresMemoryStore:
             exact = self._count(db, sid, where, args, PREFILTER_MAX + 1) <= PREFILTER_MAX
         vec = f"i.embedding::vector({int(dim)})"
         sql = (
-            f"SELECT 1 - ({vec} <=> %s), {self._ROW} FROM mem_items i WHERE i.space = {sid}{where} ORDER BY "
+            f"SELECT 1 - ({vec} <=> %s), {self._ROW} FROM mem_items i "
+            f"WHERE i.space = {sid} AND vector_dims(i.embedding) = {int(dim)}{where} ORDER BY "
         )
         if exact:  # "+ 0": an expression no index answers, so the rows are sorted by their exact distance
             sql += f"({vec} <=> %s) + 0, i.id LIMIT {int(n_cand)}"

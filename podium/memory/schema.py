@@ -189,6 +189,7 @@ CREATE TABLE IF NOT EXISTS mem_summaries (
 ]
 """The PostgreSQL variant (``PostgresMemoryStore``), in the schema of the connection's ``search_path``.
 Vectors are ``vector`` (pgvector) of any size; each space gets its own partial HNSW index over
-``embedding::vector(dim)`` (``mem_items_hnsw_<space id>``), made with the space and dropped with it. Full
+``embedding::vector(dim)`` (``mem_items_hnsw_<space id>``, ``WHERE space = <id> AND vector_dims(embedding) =
+<dim>``: a dead row of another size never reaches the cast), made with the space and dropped with it. Full
 text is a generated ``tsvector`` (``simple`` configuration: no stemming, like the SQLite store) with a GIN
 index. Every statement is idempotent: a schema emptied by ``DELETE`` from each table migrates again."""
