@@ -102,6 +102,7 @@ class PostgresMemoryStore:
         self._counts: dict[int, tuple[int, int]] = {}  # space -> (version, rows)
         self._vector_oid = 0
         self._ef = 0  # the session's hnsw.ef_search
+        self._schema = "public"
         self.conn = self._connect()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -115,6 +116,9 @@ class PostgresMemoryStore:
             dumper = type("VecDumper", (_VecDumper,), {"oid": self._vector_oid})
             conn.adapters.register_dumper(_Vec, dumper)
             self._migrate(conn)
+            row = conn.execute("SELECT quote_ident(current_schema())").fetchone()
+            assert row is not None
+            self._schema = str(row[0])  # the tables' schema (the extension's may follow it on the path)
             # Never sort a space's rows where its HNSW index can answer (stale statistics after a large
             # ingestion would otherwise pick a sort); every other query here either must sort or has an
             # index order as good. (A plan that must sort then costs "disabled": JIT, which compiles costly
@@ -273,7 +277,7 @@ class PostgresMemoryStore:
                 ).fetchone()
                 assert got is not None
                 sid = int(got[0])
-                db.execute(f"DROP INDEX IF EXISTS mem_items_hnsw_{sid}")  # left by a schema emptied by hand
+                db.execute(f"DROP INDEX IF EXISTS {self._schema}.mem_items_hnsw_{sid}")  # left by a DELETE
                 if dim <= HNSW_MAX_DIM:
                     db.execute(
                         f"CREATE INDEX mem_items_hnsw_{sid} ON mem_items USING hnsw "
@@ -323,7 +327,7 @@ class PostgresMemoryStore:
             db.execute("DELETE FROM mem_cache WHERE space = %s", (sid,))
             db.execute("DELETE FROM mem_docs WHERE space = %s", (sid,))
             db.execute("DELETE FROM mem_spaces WHERE id = %s", (sid,))
-            db.execute(f"DROP INDEX IF EXISTS mem_items_hnsw_{sid}")
+            db.execute(f"DROP INDEX IF EXISTS {self._schema}.mem_items_hnsw_{sid}")
             self._df.pop(sid, None)
             self._counts.pop(sid, None)
         return True
