@@ -96,15 +96,16 @@ def store_for(settings: Settings) -> VectorStore:
     ``SQLiteMemoryStore``."""
     section = memory_config(settings)
     url = str(section.get("url") or settings.database_url)
-    ann_min = int(section.get("ann_min", ANN_MIN))
     if url.startswith(("postgresql://", "postgres://")):
         with _LOCK:
             store = _STORES.get(url)
             if store is None:
                 from .postgres import PostgresMemoryStore  # psycopg only when a PostgreSQL URL is used
 
-                store = _STORES[url] = PostgresMemoryStore(url, ann_min=ann_min)
+                options = {"ann_min": int(section["ann_min"])} if "ann_min" in section else {}
+                store = _STORES[url] = PostgresMemoryStore(url, **options)
             return store
+    ann_min = int(section.get("ann_min", ANN_MIN))
     path = path_of(url)
     key = path if path == ":memory:" else str(Path(path).resolve())
     with _LOCK:
