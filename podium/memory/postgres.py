@@ -343,28 +343,22 @@ class PostgresMemoryStore:
         with self._tx() as db:
             sid, dim = self._require_tx(db, name)
             mat = unit_vectors(name, dim, [it.vector for it in items])
-            with db.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO mem_items (space, key, doc, source, text, metadata, embedding, created_at, "
-                    "expires_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s) "
-                    "ON CONFLICT (space, key) DO UPDATE SET doc = excluded.doc, source = excluded.source, "
-                    "text = excluded.text, metadata = excluded.metadata, embedding = excluded.embedding, "
-                    "created_at = excluded.created_at, expires_at = excluded.expires_at",
-                    [
-                        (
-                            sid,
-                            it.key,
-                            it.doc,
-                            it.source,
-                            it.text,
-                            dump(it.metadata),
-                            _Vec(mat[i]),
-                            now,
-                            it.expires_at,
-                        )
-                        for i, it in enumerate(items)
-                    ],
-                )
+            sql = (
+                "INSERT INTO mem_items (space, key, doc, source, text, metadata, embedding, created_at, "
+                "expires_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s) "
+                "ON CONFLICT (space, key) DO UPDATE SET doc = excluded.doc, source = excluded.source, "
+                "text = excluded.text, metadata = excluded.metadata, embedding = excluded.embedding, "
+                "created_at = excluded.created_at, expires_at = excluded.expires_at"
+            )
+            rows = [
+                (sid, it.key, it.doc, it.source, it.text, dump(it.metadata), _Vec(mat[i]), now, it.expires_at)
+                for i, it in enumerate(items)
+            ]
+            if len(rows) == 1:
+                db.execute(sql, rows[0])  # one round trip (executemany adds a pipeline's)
+            else:
+                with db.cursor() as cur:
+                    cur.executemany(sql, rows)
         return [f"{short(name)}:{it.key}" for it in items]
 
     def delete(self, name: str, keys: Sequence[str]) -> int:
@@ -554,8 +548,11 @@ class PostgresMemoryStore:
         """The space's ``n_cand`` best full-text matches (id, ts_rank), best first; their rows into
         ``rows``."""
         cached = self._df.get(sid)
-        if cached is None or cached[0] != version or len(cached[1]) > 50_000:
+        if cached is None or len(cached[1]) > 50_000:
             cached = self._df[sid] = (version, {})
+        elif cached[0] != version:  # counts only steer the choice of words: keep them, but a word no chunk
+            # held may be in one now
+            cached = self._df[sid] = (version, {w: n for w, n in cached[1].items() if n})
         known = cached[1]
 
         def count(w: str) -> int:
