@@ -235,6 +235,30 @@ def test_hnsw_index_agrees_with_exact_search_and_sees_every_write(memory_url: st
     exact_store.close()
 
 
+def test_filtered_search_walks_the_hnsw_index_until_enough_rows_pass(memory_url: str) -> None:
+    if not memory_url.startswith("postgresql://"):
+        pytest.skip("pgvector's iterative index scan")
+    exact_store = open_store(memory_url, ann_min=10**9)
+    rng = np.random.default_rng(3)
+    mat = rng.standard_normal((600, 32)).astype(np.float32)
+    exact_store.ensure_space("collection:f", kind="collection", model="test:random", dim=32)
+    exact_store.upsert(
+        "collection:f",
+        [Item(key=str(i), text=f"row {i}", vector=mat[i], metadata={"odd": i % 2}) for i in range(600)],
+    )
+    ann_store = open_store(memory_url, ann_min=100)
+    recall = []
+    for q in rng.standard_normal((10, 32)).astype(np.float32):
+        want = [h.key for h in exact_store.search("collection:f", vector=q, k=10, filters={"odd": 1})]
+        got = [h.key for h in ann_store.search("collection:f", vector=q, k=10, filters={"odd": 1})]
+        assert len(got) == 10 and all(int(key) % 2 == 1 for key in got)
+        recall.append(len(set(want) & set(got)) / 10)
+    assert sum(recall) / len(recall) >= 0.9
+    assert _hnsw_scans(memory_url, ann_store, "collection:f") > 0
+    ann_store.close()
+    exact_store.close()
+
+
 def test_deleting_a_space_leaves_no_row_vector_or_index_in_postgres(memory_url: str) -> None:
     if not memory_url.startswith("postgresql://"):
         pytest.skip("PostgreSQL's tables (SQLite's file: the test above)")
