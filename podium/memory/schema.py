@@ -186,18 +186,11 @@ CREATE TABLE IF NOT EXISTS mem_summaries (
 )
 """,
     ),
-    (
-        2,
-        """
-ALTER TABLE mem_items ALTER COLUMN embedding SET STORAGE MAIN
-""",
-    ),
 ]
 """The PostgreSQL variant (``PostgresMemoryStore``), in the schema of the connection's ``search_path``.
 Vectors are ``vector`` (pgvector) of any size; each space gets its own partial HNSW index over
 ``embedding::vector(dim)`` (``mem_items_hnsw_<space id>``, ``WHERE space = <id> AND vector_dims(embedding) =
 <dim>``: a dead row of another size never reaches the cast), made with the space and dropped with it. Full
 text is a generated ``tsvector`` (``simple`` configuration: no stemming, like the SQLite store) with a GIN
-index. Migration 2 keeps vectors in the row (``STORAGE MAIN``: a chunk's text goes to TOAST first), which
-makes an exact scan about 3x faster. Every statement is idempotent: a schema emptied by ``DELETE`` from each
+index. Every statement is idempotent: a schema emptied by ``DELETE`` from each
 table migrates again."""
