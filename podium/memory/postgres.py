@@ -52,8 +52,8 @@ except ImportError as exc:  # pragma: no cover - exercised where psycopg is not 
     ) from exc
 
 ANN_MIN = 2_000
-"""Spaces with fewer rows are searched exactly (a scan of the space's rows: about 2 microseconds a row here,
-so 40 ms at 20,000 rows, where the HNSW index answers in 2-5 ms whatever the size)."""
+"""Spaces with fewer rows are searched exactly (a scan of the space's rows: 2-6 microseconds a row here, so
+40-110 ms at 20,000 rows, where the HNSW index answers in 2-5 ms whatever the size)."""
 
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
