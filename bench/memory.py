@@ -14,7 +14,8 @@ Prints, each beside its target:
 * Retrieval quality on Python's help topics: recall@5 and MRR for BM25, vectors (e5) and hybrid.
 * With ``--store postgres`` (or ``both``): the same 100,000 chunks in PostgreSQL (pgvector HNSW, tsvector),
   in a schema of their own on ``--pg-url`` (dropped afterwards): vector query median and recall@10 for
-  several ``hnsw.ef_search`` values, full-text, hybrid and filtered query medians, put + search round trip.
+  several ``hnsw.ef_search`` values, full-text, hybrid and filtered query medians, put + search round trip,
+  and recall on the hard case (Gaussian clusters) for several ``ef_search`` values.
 
 The 100k vectors lie on the manifold of real embeddings: each mixes two of 2,000 help-topic sentences
 embedded by e5 (cached after the first run), plus noise. Gaussian clusters, near-ties without structure,
@@ -427,6 +428,22 @@ async def scale_pg(url: str, texts: list[str], n: int, queries: int) -> None:
             store.search("collection:big", vector=q, k=10, filters={"group": 3})
             filtered.append(time.perf_counter() - t)
         line("vector query with a 10% metadata filter, median", f"{median_ms(filtered):.2f} ms")
+
+        hard = clustered(n, 384, 4)
+        hard_q = clustered(queries // 2, 384, 5)
+        store.ensure_space("collection:hard", kind="collection", model="bench:clustered", dim=384)
+        for i in range(0, n, 2000):
+            store.upsert(
+                "collection:hard",
+                [Item(key=str(j), text="x", vector=hard[j]) for j in range(i, min(n, i + 2000))],
+            )
+        store.conn.execute("ANALYZE mem_items")
+        hard_truth = [{str(i) for i in top_k(ids, hard, q, 10)[0].tolist()} for q in hard_q]
+        for ef in (40, 64, 100, 200, 400):
+            store.ef_search = ef
+            got = [{h.key for h in store.search("collection:hard", vector=q, k=10)} for q in hard_q]
+            worst = np.mean([len(g & e) / 10 for g, e in zip(got, hard_truth, strict=True)])
+            line(f"recall@10 on 1,000 Gaussian clusters, ef_search={ef}", f"{worst:.3f}", "(hard case)")
     finally:
         store.close()
         pg_drop(url, schema)
