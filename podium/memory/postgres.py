@@ -59,11 +59,11 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 """The HNSW graph's parameters (pgvector's defaults): links per node and the build's candidate list."""
 
-EF_SEARCH = 64
+EF_SEARCH = 100
 """``hnsw.ef_search``: the search's candidate list (at least the number of candidates asked for). At
-100,000 x 384 (vectors on the manifold of real e5 embeddings) recall@10 against exact search was 1.000 from
-40 to 200, at 2.6 ms (40) to 13 ms (200) a query; 64 (3.9 ms) keeps a margin for harder data
-(bench/memory.py --store postgres; docs/memory.md)."""
+100,000 x 384, recall@10 against exact search was 1.000 from 40 to 200 on vectors of real e5 embeddings
+(100: 2.5-7 ms a query), and 0.25 / 0.33 / 0.44 / 0.63 / 0.82 at 40 / 64 / 100 / 200 / 400 on Gaussian
+clusters, the hard case (bench/memory.py --store postgres; docs/memory.md). 100 is about usearch's 96."""
 
 HNSW_MAX_DIM = 2_000
 """pgvector indexes ``vector`` values of at most this size; larger spaces are always searched exactly."""
