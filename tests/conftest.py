@@ -46,6 +46,24 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             schemas.give_back(schema)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def memory_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The memory stores' contract: a fresh SQLite file under ``tmp_path``, or an empty schema on PostgreSQL
+    (with pgvector: missing is a skip, or a failure under ``PODIUM_REQUIRE_POSTGRES``)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/podium.db"
+        return
+    schemas: PostgresSchemas = request.getfixturevalue("postgres_schemas")
+    available = "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+    if schemas.admin().execute(available).fetchone() is None:
+        _unavailable(f"pgvector is not installed on {POSTGRES_URL} (./dev test builds it)")
+    schema = schemas.take()
+    try:
+        yield schemas.url(schema)
+    finally:
+        schemas.give_back(schema)
+
+
 class PostgresSchemas:
     """This test process's schemas on ``POSTGRES_URL``: each test gets one of its own, empty.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import eventually
-from memory_helpers import hash_settings
+from memory_helpers import hash_settings, sql_rows
 
 import podium
 from podium.memory import close_stores, store_for
@@ -228,7 +228,10 @@ def test_splitting_a_large_file_is_streamed_in_bounded_memory(tmp_path: Path) ->
     assert peak < 1_000_000  # well under the file's size: the file is never held whole
 
 
-async def test_sigkilled_ingestion_resumes_without_reembedding_finished_batches(tmp_path: Path) -> None:
+async def test_sigkilled_ingestion_resumes_without_reembedding_finished_batches(
+    tmp_path: Path, memory_url: str
+) -> None:
+    """On SQLite and on PostgreSQL (runs and memory in one schema)."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(3):
@@ -246,7 +249,7 @@ async def test_sigkilled_ingestion_resumes_without_reembedding_finished_batches(
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         "PODIUM_CONFIG": str(tmp_path / "podium.toml"),
-        "PODIUM_DATABASE_URL": f"sqlite:///{tmp_path / 'podium.db'}",
+        "PODIUM_DATABASE_URL": memory_url,
         "PODIUM_LEASE_SECONDS": "1",
         "PODIUM_POLL_SECONDS": "0.1",
         "PODIUM_TEST_EMBED_LOG": str(log),
@@ -286,7 +289,5 @@ async def test_sigkilled_ingestion_resumes_without_reembedding_finished_batches(
     assert (
         len(set(texts)) == 36 and repeated <= 4
     )  # at most the batch in flight at the kill is embedded twice
-    db = sqlite3.connect(tmp_path / "podium.db")
-    assert db.execute("SELECT count(*) FROM mem_items").fetchone()[0] == 36
-    assert db.execute("SELECT count(*) FROM mem_staging").fetchone()[0] == 0
-    db.close()
+    assert sql_rows(memory_url, "SELECT count(*) FROM mem_items") == [(36,)]
+    assert sql_rows(memory_url, "SELECT count(*) FROM mem_staging") == [(0,)]

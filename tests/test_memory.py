@@ -4,13 +4,12 @@ leaves no copy behind; ``ctx.retrieve`` journals which chunks (ids, scores) it f
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import close_within
-from memory_helpers import hash_settings
+from memory_helpers import hash_settings, sql_rows
 
 import podium
 from podium.memory import Item, Memory, close_stores, store_for
@@ -55,8 +54,8 @@ async def forget(ctx: podium.Context, user: str) -> dict[str, Any]:
     return {"before": [h.key for h in before], "cleared": cleared, "after": [h.key for h in after]}
 
 
-async def test_memory_in_a_flow_is_journaled_and_replays(tmp_path: Path) -> None:
-    settings = hash_settings(tmp_path / "podium.db")
+async def test_memory_in_a_flow_is_journaled_and_replays(memory_url: str) -> None:
+    settings = hash_settings(memory_url)
     async with podium.Client(settings) as client:
         handle = await client.start(remember, "alice")
         out = await handle.result(timeout=20)
@@ -79,8 +78,8 @@ async def test_memory_in_a_flow_is_journaled_and_replays(tmp_path: Path) -> None
         assert report.ok, report
 
 
-async def test_forgetting_a_namespace_removes_rows_vectors_and_cache(tmp_path: Path) -> None:
-    settings = hash_settings(tmp_path / "podium.db")
+async def test_forgetting_a_namespace_removes_rows_vectors_and_cache(memory_url: str) -> None:
+    settings = hash_settings(memory_url)
     client = podium.Client(settings)
     await client.open()
     try:
@@ -93,13 +92,17 @@ async def test_forgetting_a_namespace_removes_rows_vectors_and_cache(tmp_path: P
         assert [h.key for h in await keep.search("sailing")] == ["hobby"]  # other namespaces untouched
         again = Memory("user:carol", settings=settings)
         assert await again.search("vault code") == [] and await again.get("vault") is None
-        db = sqlite3.connect(tmp_path / "podium.db")
-        assert db.execute("SELECT count(*) FROM mem_items WHERE text LIKE '%qwertzuiop%'").fetchone()[0] == 0
-        spaces = db.execute("SELECT id FROM mem_spaces").fetchall()
-        tables = db.execute("SELECT name FROM sqlite_master WHERE name GLOB 'mem_fts_*[0-9]'").fetchall()
-        assert sorted(t[0] for t in tables) == sorted(f"mem_fts_{s[0]}" for s in spaces)  # carol's is dropped
-        assert db.execute("SELECT count(*) FROM mem_cache").fetchone()[0] == 1  # bob's query only
-        db.close()
+        assert sql_rows(memory_url, "SELECT count(*) FROM mem_items WHERE text LIKE '%qwertzuiop%'") == [(0,)]
+        spaces = sorted(f"{s[0]}" for s in sql_rows(memory_url, "SELECT id FROM mem_spaces"))
+        if memory_url.startswith("sqlite"):  # each space's own full-text table; carol's is dropped
+            query = "SELECT name FROM sqlite_master WHERE name GLOB 'mem_fts_*[0-9]'"
+        else:  # each space's own HNSW index; carol's is dropped
+            query = (
+                "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'mem_items_hnsw_%' "
+                "AND schemaname = current_schema()"
+            )
+        assert sorted(t[0].rpartition("_")[2] for t in sql_rows(memory_url, query)) == spaces
+        assert sql_rows(memory_url, "SELECT count(*) FROM mem_cache") == [(1,)]  # bob's query only
     finally:
         await close_within(client)
 
@@ -168,8 +171,8 @@ def _fill_kb(settings: podium.Settings) -> None:
     )
 
 
-async def test_retrieve_is_a_journaled_step_with_chunk_ids_and_scores(tmp_path: Path) -> None:
-    settings = hash_settings(tmp_path / "podium.db")
+async def test_retrieve_is_a_journaled_step_with_chunk_ids_and_scores(memory_url: str) -> None:
+    settings = hash_settings(memory_url)
     _fill_kb(settings)
     async with podium.Client(settings) as client:
         handle = await client.start(ask_kb, "how are refunds paid")

@@ -1,9 +1,8 @@
 """Conversation threads: durable messages per thread, a token budget with older turns summarised (once),
-and concurrent runs on one thread that never interleave their turns."""
+and concurrent runs on one thread that never interleave their turns; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,8 +49,8 @@ async def chat(ctx: podium.Context, args: dict[str, Any]) -> list[dict[str, str]
     return [m.model_dump(include={"role", "content"}) for m in messages]
 
 
-async def test_messages_are_stored_and_fit_the_budget_with_a_summary(tmp_path: Path) -> None:
-    settings = hash_settings(tmp_path / "podium.db")
+async def test_messages_are_stored_and_fit_the_budget_with_a_summary(memory_url: str) -> None:
+    settings = hash_settings(memory_url)
     thread = Thread("t1", settings=settings)
     for i in range(10):
         await thread.add("user", f"message number {i} " + "words " * 20)
@@ -81,8 +80,8 @@ async def test_messages_are_stored_and_fit_the_budget_with_a_summary(tmp_path: P
     assert await thread.clear() == 11 and await thread.history() == []
 
 
-async def test_concurrent_runs_on_one_thread_do_not_interleave_turns(tmp_path: Path) -> None:
-    settings = hash_settings(tmp_path / "podium.db")
+async def test_concurrent_runs_on_one_thread_do_not_interleave_turns(memory_url: str) -> None:
+    settings = hash_settings(memory_url)
     async with podium.Client(settings) as client:
         handles = [
             await client.start(chat, {"thread": "shared", "who": f"run{r}", "turns": 4}) for r in range(6)
@@ -101,8 +100,8 @@ async def test_concurrent_runs_on_one_thread_do_not_interleave_turns(tmp_path: P
         assert journal.count("thread.append") == 4 and "thread.context" in journal
 
 
-async def test_summaries_inside_a_flow_are_model_steps(tmp_path: Path) -> None:
-    settings = hash_settings(tmp_path / "podium.db")
+async def test_summaries_inside_a_flow_are_model_steps(memory_url: str) -> None:
+    settings = hash_settings(memory_url)
     async with podium.Client(settings) as client:
         handle = await client.start(chat, {"thread": "long", "who": "ann", "turns": 12, "budget": 60})
         messages = await handle.result(timeout=30)

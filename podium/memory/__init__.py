@@ -1,5 +1,6 @@
 """Memory, context and retrieval: conversation threads, long-term memory, document collections, hybrid
-search and RAG. The embedded store lives on the run store's SQLite file (see docs/memory.md).
+search and RAG. The embedded store lives on the run store's SQLite file; on PostgreSQL, pgvector
+(``podium.memory.postgres.PostgresMemoryStore``; see docs/memory.md).
 
 ```python
 from podium.memory import Memory, Thread
@@ -17,9 +18,10 @@ journaled step); it imports neither the engine nor the run store.
 """
 
 from .errors import DimensionMismatchError, IngestError, UnknownCollectionError
+from .fusion import RRF_K
 from .longterm import Memory
 from .query import filter_sql, fts_query
-from .sqlite import RRF_K, SQLiteMemoryStore
+from .sqlite import SQLiteMemoryStore
 from .store import VectorStore, close_stores, memory_config, store_for
 from .threads import Thread
 from .types import Hit, Item, SpaceInfo

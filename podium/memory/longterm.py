@@ -23,12 +23,11 @@ from ..config import Settings
 from ..errors import UsageError
 from ..types import Duration, parse_duration
 from .embedder import Embedder, settings_of
-from .store import store_for
+from .store import VectorStore, store_for
 from .types import Hit, Item
 
 if TYPE_CHECKING:
     from ..workflow.context import Context
-    from .sqlite import SQLiteMemoryStore
 
 T = TypeVar("T")
 
@@ -54,7 +53,7 @@ class Memory:
         self._embedder: Embedder | None = None
 
     @property
-    def store(self) -> SQLiteMemoryStore:
+    def store(self) -> VectorStore:
         return store_for(self._settings)
 
     def _embed_with(self) -> Embedder:
@@ -166,7 +165,7 @@ class Memory:
         return await self._run("memory.clear", clear)
 
 
-async def query_vector(store: SQLiteMemoryStore, space: str, embedder: Embedder, text: str) -> Any:
+async def query_vector(store: VectorStore, space: str, embedder: Embedder, text: str) -> Any:
     """The query's embedding, from the space's cache or the model (then cached in the space)."""
     key = embedder.cache_key(text)
     cached = store.cache_get(space, key)

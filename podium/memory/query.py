@@ -1,7 +1,9 @@
-"""Query helpers of the SQLite memory store: full-text queries, metadata filters as SQL, URLs, migrations."""
+"""Query helpers of the memory stores: full-text queries, metadata filters as SQL (SQLite and PostgreSQL),
+URLs, migrations."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -33,26 +35,20 @@ def fts_query(text: str | list[str]) -> str | None:
     return " OR ".join(f'"{w}"' for w in seen) if seen else None
 
 
-def filter_sql(filters: dict[str, Any] | None) -> tuple[str, list[Any]]:
-    """``AND ...`` conditions on ``i`` (mem_items) for metadata filters.
+def filter_conditions(filters: dict[str, Any] | None) -> list[tuple[str, str, Any]]:
+    """Metadata filters checked and read as ``(key, operator, value)`` conditions (operator ``IN``: a list).
 
     ``{"lang": "en"}`` equality; ``{"lang": ["en", "de"]}`` any of; ``{"year": {"$gte": 2020}}`` comparisons
     ($eq $ne $gt $gte $lt $lte $in); the keys ``source`` and ``doc`` filter on those columns.
     """
     if not filters:
-        return "", []
+        return []
     if not isinstance(filters, dict):
         raise ConfigError(f"filters must be a dict of metadata key -> value, not {filters!r}")
-    parts: list[str] = []
-    args: list[Any] = []
+    out: list[tuple[str, str, Any]] = []
     for key, want in filters.items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"filter keys must be non-empty strings, not {key!r}")
-        if key in ("source", "doc"):
-            col = f"i.{key}"
-        else:
-            col = "json_extract(i.metadata, ?)"
-            path = '$."' + key.replace('"', '""') + '"'
         conds: list[tuple[str, Any]] = []
         if isinstance(want, dict):
             for op, value in want.items():
@@ -69,19 +65,65 @@ def filter_sql(filters: dict[str, Any] | None) -> tuple[str, list[Any]]:
         else:
             conds.append(("=", want))
         for op, value in conds:
-            if key not in ("source", "doc"):
-                args.append(path)
-            if op == "IN":
-                if not value:
-                    parts.append("0")
-                    if key not in ("source", "doc"):
-                        args.pop()
-                    continue
-                parts.append(f"{col} IN ({','.join('?' * len(value))})")
-                args.extend(_sql_value(v) for v in value)
-            else:
-                parts.append(f"{col} {op} ?")
-                args.append(_sql_value(value))
+            for v in value if op == "IN" else [value]:
+                _sql_value(v)
+            out.append((key, op, value))
+    return out
+
+
+def filter_sql(filters: dict[str, Any] | None) -> tuple[str, list[Any]]:
+    """``AND ...`` conditions on ``i`` (mem_items) for metadata filters, in SQLite (see
+    ``filter_conditions``)."""
+    parts: list[str] = []
+    args: list[Any] = []
+    for key, op, value in filter_conditions(filters):
+        if key in ("source", "doc"):
+            col = f"i.{key}"
+        else:
+            col = "json_extract(i.metadata, ?)"
+            args.append('$."' + key.replace('"', '""') + '"')
+        if op == "IN":
+            if not value:
+                parts.append("0")
+                if key not in ("source", "doc"):
+                    args.pop()
+                continue
+            parts.append(f"{col} IN ({','.join('?' * len(value))})")
+            args.extend(_sql_value(v) for v in value)
+        else:
+            parts.append(f"{col} {op} ?")
+            args.append(_sql_value(value))
+    return "".join(f" AND {p}" for p in parts), args
+
+
+def filter_pg(filters: dict[str, Any] | None) -> tuple[str, list[Any]]:
+    """The same conditions in PostgreSQL (``metadata`` is ``jsonb``; ``%s`` parameters). An order
+    comparison ($gt ...) holds only between values of one JSON type (numbers with numbers, strings with
+    strings)."""
+    parts: list[str] = []
+    args: list[Any] = []
+    for key, op, value in filter_conditions(filters):
+        column = key in ("source", "doc")
+        if op == "IN" and not value:
+            parts.append("false")
+            continue
+        values = value if op == "IN" else [value]
+        if column:
+            marks = ["%s"] * len(values)
+            args.extend(None if v is None else str(_sql_value(v)) for v in values)
+            col = f"i.{key}"
+        else:
+            marks = ["%s::jsonb"] * len(values)
+            col = "(i.metadata -> %s)"
+            args.append(key)
+            args.extend(json.dumps(v) for v in values)
+        if op == "IN":
+            parts.append(f"{col} IN ({', '.join(marks)})")
+        elif op in ("=", "!=") or column:
+            parts.append(f"{col} {op} {marks[0]}")
+        else:
+            parts.append(f"jsonb_typeof{col} = jsonb_typeof(%s::jsonb) AND {col} {op} %s::jsonb")
+            args.extend([key, json.dumps(value)])
     return "".join(f" AND {p}" for p in parts), args
 
 
@@ -99,12 +141,9 @@ def path_of(url: str) -> str:
         return ":memory:"
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return url[len("sqlite:///") :]
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "the memory layer has no PostgreSQL (pgvector) store yet: set [memory] url = "
-            '"sqlite:///PATH" in podium.toml to keep memories in a SQLite file'
-        )
-    raise ConfigError(f"unsupported memory URL {url!r}: use sqlite:///PATH or memory://")
+    raise ConfigError(
+        f"unsupported memory URL {url!r}: use sqlite:///PATH, postgresql://USER@HOST/DB or memory://"
+    )
 
 
 def statements(sql: str) -> list[str]:

@@ -8,7 +8,6 @@ migrations. Writes use ``synchronous=NORMAL``: in WAL mode they reach disk with 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -18,28 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from .errors import DimensionMismatchError, UnknownCollectionError
+from .fusion import (
+    PREFILTER_MAX,
+    check_space,
+    dump,
+    fuse,
+    hit,
+    rare_words,
+    short,
+    unit_vectors,
+    unknown,
+)
 from .query import filter_sql, fts_query, query_words, statements
 from .schema import MIGRATIONS
 from .thread_rows import ThreadRows
 from .types import Hit, Item, SpaceInfo
-from .vectors import SpaceVectors, as_matrix, np, top_k
-
-RRF_K = 60
-"""The constant of reciprocal rank fusion: score = sum over result lists of 1 / (RRF_K + rank)."""
+from .vectors import SpaceVectors, np, top_k
 
 ANN_MIN = 20_000
 """Spaces with at least this many vectors are searched with the ANN index (below: exact search)."""
-
-POSTINGS_MAX = 2_500
-"""BM25 queries use the query's words from the rarest on while the chunks containing them add up to at most
-this many: frequent words add little to the ranking and cost a score for each chunk they occur in (about
-4 microseconds here), so a large collection's query stays bounded; small collections are not affected. A
-text-only search keeps at least the rarest word; a hybrid one relies on its vectors when every word is
-that frequent."""
-
-PREFILTER_MAX = 20_000
-"""A filtered vector search whose filter leaves at most this many rows searches those rows exactly."""
 
 
 class SQLiteMemoryStore(ThreadRows):
@@ -184,27 +180,16 @@ class SQLiteMemoryStore(ThreadRows):
                 assert cur.lastrowid is not None
                 self._ensure_fts(db, cur.lastrowid)
             else:
-                self._check(name, row, model, dim)
+                check_space(name, row[2], row[3], model, dim)
         info = self.info(name)
         assert info is not None
         return info
-
-    @staticmethod
-    def _check(name: str, row: tuple[int, str, str, int, int], model: str, dim: int) -> None:
-        if row[3] != dim or row[2] != model:
-            raise DimensionMismatchError(
-                f"{_what(name)} holds {row[3]}-d vectors of {row[2]!r}, but the embedder now gives {dim}-d "
-                f"vectors of {model!r}: re-create it (delete it and ingest again) or configure its embedder"
-            )
 
     def require(self, name: str) -> tuple[int, str, str, int, int]:
         row = self._space_row(name)
         if row is None:
             known = [r[0] for r in self.db.execute("SELECT name FROM mem_spaces ORDER BY name")]
-            kind, _, short = name.partition(":")
-            same = [k.partition(":")[2] for k in known if k.startswith(kind + ":")]
-            listing = ", ".join(same) if same else "none yet"
-            raise UnknownCollectionError(f"unknown {kind} {short!r} (known: {listing})")
+            raise unknown(name, known)
         return row
 
     def delete_space(self, name: str) -> bool:
@@ -257,7 +242,7 @@ class SQLiteMemoryStore(ThreadRows):
                         it.source,
                         it.text,
                         tag,
-                        _dump(it.metadata),
+                        dump(it.metadata),
                         mat[i].tobytes(),
                         now,
                         it.expires_at,
@@ -269,13 +254,10 @@ class SQLiteMemoryStore(ThreadRows):
                 [(rid, it.text) for rid, it in zip(new, items, strict=True)],
             )
             self._bump(db, sid, version, removed=old, added=(new, mat))
-        return [f"{_short(name)}:{k}" for k in keys]
+        return [f"{short(name)}:{k}" for k in keys]
 
     def _vectors(self, name: str, dim: int, vectors: list[Any]) -> Any:
-        try:
-            return as_matrix(vectors, dim)
-        except ValueError as exc:
-            raise DimensionMismatchError(f"{_what(name)}: {exc}") from None
+        return unit_vectors(name, dim, vectors)
 
     def _ids_of(self, sid: int, keys: Sequence[str]) -> list[int]:
         out: list[int] = []
@@ -370,15 +352,7 @@ class SQLiteMemoryStore(ThreadRows):
             ).fetchone()
         if r is None:
             return None
-        return Hit(
-            id=f"{_short(name)}:{r[1]}",
-            key=r[1],
-            text=r[2],
-            score=1.0,
-            source=r[3],
-            metadata=json.loads(r[4]),
-            doc=r[5],
-        )
+        return hit(name, r, 1.0)
 
     def keys(self, name: str, *, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
@@ -568,18 +542,14 @@ class SQLiteMemoryStore(ThreadRows):
         known = self._df.setdefault(sid, {})
         if len(known) > 50_000:
             known.clear()
-        for w in words:
+
+        def count(w: str) -> int:
             if w not in known:
                 row = self.db.execute(f"SELECT doc FROM {fts}_v WHERE term = ?", (w,)).fetchone()
                 known[w] = int(row[0]) if row else 0
-        rare = sorted((w for w in words if known[w] > 0), key=lambda w: known[w])  # absent: no match
-        kept: list[str] = []
-        total = 0
-        for w in rare:
-            if (keep_one and not kept) or total + known[w] <= POSTINGS_MAX:
-                kept.append(w)
-                total += known[w]
-        return kept
+            return known[w]
+
+        return rare_words(words, count, keep_one=keep_one)
 
     def _fuse(
         self,
@@ -602,35 +572,7 @@ class SQLiteMemoryStore(ThreadRows):
                 (*wanted, now),
             )
         }
-        vec = [h for h in vec if h[0] in rows]  # expired (not yet purged) or deleted meanwhile: gone
-        txt = [h for h in txt if h[0] in rows]
-        vrank = {rid: r for r, (rid, _) in enumerate(vec, 1)}
-        trank = {rid: r for r, (rid, _) in enumerate(txt, 1)}
-        if both:
-            scores: dict[int, float] = {}
-            for ranks in (vrank, trank):
-                for rid, r in ranks.items():
-                    scores[rid] = scores.get(rid, 0.0) + 1.0 / (RRF_K + r)
-            order = sorted(scores, key=lambda rid: (-scores[rid], rid))[:k]
-        else:
-            ranked = vec or txt
-            scores = dict(ranked)
-            order = [rid for rid, _ in ranked[:k]]
-        return [
-            Hit(
-                id=f"{_short(name)}:{rows[rid][1]}",
-                key=rows[rid][1],
-                text=rows[rid][2],
-                score=round(scores[rid], 6),
-                source=rows[rid][3],
-                metadata=json.loads(rows[rid][4]),
-                doc=rows[rid][5],
-                vector_rank=vrank.get(rid),
-                text_rank=trank.get(rid),
-            )
-            for rid in order
-            if rid in rows
-        ]
+        return fuse(name, vec, txt, rows, k, both=both)
 
     # -- documents (ingestion) ----------------------------------------------------------------
     def doc_hashes(self, name: str) -> dict[str, str]:
@@ -644,7 +586,7 @@ class SQLiteMemoryStore(ThreadRows):
 
     def stage(self, run: str, doc: str, first: int, chunks: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Stage chunks ``first, first+1, ...`` of ``doc`` for run ``run`` (invisible to searches)."""
-        rows = [(run, doc, first + i, text, _dump(meta)) for i, (text, meta) in enumerate(chunks)]
+        rows = [(run, doc, first + i, text, dump(meta)) for i, (text, meta) in enumerate(chunks)]
         with self._tx() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO mem_staging (run, doc, n, text, metadata) VALUES (?, ?, ?, ?, ?)",
@@ -730,17 +672,3 @@ class SQLiteMemoryStore(ThreadRows):
                 db.execute("DELETE FROM mem_docs WHERE space = ? AND doc = ?", (sid, d))
             self._bump(db, sid, version, removed=ids)
         return len(ids)
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value or {}, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-
-
-def _short(name: str) -> str:
-    """``collection:kb`` -> ``kb``: chunk ids read ``kb:guide.md#3``."""
-    return name.partition(":")[2]
-
-
-def _what(name: str) -> str:
-    kind, _, short = name.partition(":")
-    return f"{kind} {short!r}"

@@ -1,8 +1,8 @@
 """The seam between the memory layer and its storage, and the process-wide store registry.
 
 ``VectorStore`` is the small protocol a backend implements: the embedded SQLite one
-(``SQLiteMemoryStore``) today; a PostgreSQL/pgvector one can follow behind the same methods, and the memory
-tests' contract suite can then run against both.
+(``SQLiteMemoryStore``) and the PostgreSQL/pgvector one (``PostgresMemoryStore``); the memory tests'
+contract suite runs against both.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class VectorStore(Protocol):
     vectors and metadata; hybrid search; staged document ingestion; conversation threads."""
 
     def ensure_space(self, name: str, *, kind: str, model: str, dim: int) -> SpaceInfo: ...
+    def require(self, name: str) -> tuple[int, str, str, int, int]: ...
     def info(self, name: str) -> SpaceInfo | None: ...
     def spaces(self, kind: str | None = None) -> list[SpaceInfo]: ...
     def delete_space(self, name: str) -> bool: ...
@@ -85,20 +86,32 @@ def memory_config(settings: Settings) -> Mapping[str, Any]:
     return section
 
 
-_STORES: dict[str, SQLiteMemoryStore] = {}
+_STORES: dict[str, VectorStore] = {}
 _LOCK = threading.Lock()
 
 
-def store_for(settings: Settings) -> SQLiteMemoryStore:
-    """The process's memory store on the settings' database (or ``[memory] url``), opened once."""
+def store_for(settings: Settings) -> VectorStore:
+    """The process's memory store on the settings' database (or ``[memory] url``), opened once: a
+    ``postgresql://`` URL opens a ``PostgresMemoryStore`` (pgvector), ``sqlite:///PATH`` or ``memory://`` a
+    ``SQLiteMemoryStore``."""
     section = memory_config(settings)
     url = str(section.get("url") or settings.database_url)
+    if url.startswith(("postgresql://", "postgres://")):
+        with _LOCK:
+            store = _STORES.get(url)
+            if store is None:
+                from .postgres import PostgresMemoryStore  # psycopg only when a PostgreSQL URL is used
+
+                options = {"ann_min": int(section["ann_min"])} if "ann_min" in section else {}
+                store = _STORES[url] = PostgresMemoryStore(url, **options)
+            return store
+    ann_min = int(section.get("ann_min", ANN_MIN))
     path = path_of(url)
     key = path if path == ":memory:" else str(Path(path).resolve())
     with _LOCK:
         store = _STORES.get(key)
         if store is None:
-            store = _STORES[key] = SQLiteMemoryStore(path, ann_min=int(section.get("ann_min", ANN_MIN)))
+            store = _STORES[key] = SQLiteMemoryStore(path, ann_min=ann_min)
         return store
 
 

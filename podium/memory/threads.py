@@ -24,11 +24,10 @@ from ..config import Settings
 from ..errors import UsageError
 from ..models.types import Message, ModelRequest, estimate_tokens
 from .embedder import models_of, settings_of
-from .store import store_for
+from .store import VectorStore, store_for
 
 if TYPE_CHECKING:
     from ..workflow.context import Context
-    from .sqlite import SQLiteMemoryStore
 
 T = TypeVar("T")
 
@@ -62,7 +61,7 @@ class Thread:
         self._settings = settings_of(ctx, settings)
 
     @property
-    def store(self) -> SQLiteMemoryStore:
+    def store(self) -> VectorStore:
         return store_for(self._settings)
 
     async def _run(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
