@@ -26,47 +26,38 @@ advisory lock, so processes starting at once apply each exactly once; ``podium d
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
-from importlib import resources
-from typing import Any, TypeVar
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
-from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError, StoreError
+from ..errors import ConfigError, InvalidStateError, RunNotFoundError, SignalRefusedError
 from ..types import RunStatus
 from . import payload_rows, stream_rows
 from .audit import PostgresAudit
 from .base import (
     Event,
     Gate,
-    KeyRecord,
     Outcome,
     RunRecord,
-    ScheduleFire,
-    SchedulePlan,
-    ScheduleRecord,
-    StreamChunk,
     Transition,
     Write,
 )
 from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
+from .postgres_conn import PostgresConnection
+from .postgres_conn import migration_files as migration_files  # re-exported: `podium db migrate` and tests
 from .postgres_datasets import PostgresDatasets
+from .postgres_keyed import PostgresKeyed
 from .postgres_prompts import PostgresPrompts
-from .sqlite import _EVENT_COLS, _RUN_COLS, _SCHEDULE_COLS, _dump, _event, _load, _run, _schedule
+from .postgres_schedules import PostgresSchedules
+from .postgres_streams import PostgresStreams
+from .sqlite_rows import _EVENT_COLS, _RUN_COLS, _dump, _event, _run
 
 try:
     import psycopg
-    from psycopg import errors as pg_errors
-    from psycopg import sql as pg_sql
     from psycopg_pool import AsyncConnectionPool
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides psycopg
     raise ConfigError(
         "a postgresql:// database URL needs psycopg 3 and psycopg-pool: pip install podium[postgres]"
     ) from exc
-
-T = TypeVar("T")
-log = logging.getLogger("podium.postgres")
 
 _RUNNABLE = (
     "status IN ('pending', 'waiting', 'running') AND (status = 'pending' "
@@ -78,7 +69,6 @@ _TERMINAL_STATUS = {
     Transition.CANCEL: RunStatus.CANCELLED,
 }
 _LIVE = "('pending', 'running', 'waiting')"
-_KEY_COLS = "id, name, role, hash, created_at, revoked_at, tenant, expires_at"
 
 _INSERT_EVENTS = (
     "INSERT INTO events (run_id, kind, step, name, data, at) "
@@ -107,10 +97,6 @@ _CREATE = (
     "INSERT INTO events (run_id, kind, step, name, data, at) SELECT %s, %s, %s, %s, %s, %s FROM r "
     "ON CONFLICT DO NOTHING RETURNING run_id"
 )
-_RETRIES = 5
-_LISTEN_CHECK_SECONDS = 10.0
-"""How often an idle listening connection is checked (a round trip) to notice a silent drop."""
-_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
 def _event_arrays(events: Sequence[Event], enc: Encoder | None = None) -> tuple[list[Any], ...]:
@@ -171,16 +157,15 @@ def _finish_params(
     }
 
 
-def migration_files() -> list[tuple[int, str, str]]:
-    """``(number, file name, SQL)`` of every PostgreSQL migration, in order."""
-    out = []
-    for f in resources.files("podium.storage").joinpath("migrations").iterdir():
-        if f.name.endswith(".postgres.sql"):
-            out.append((int(f.name.split("_", 1)[0]), f.name, f.read_text()))
-    return sorted(out)
-
-
-class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
+class PostgresStore(
+    PostgresConnection,
+    PostgresDatasets,
+    PostgresAudit,
+    PostgresPrompts,
+    PostgresSchedules,
+    PostgresKeyed,
+    PostgresStreams,
+):
     """Runs and journals in PostgreSQL. ``PostgresStore("postgresql://user@host/db")``."""
 
     durable = True
@@ -210,164 +195,6 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
     @classmethod
     def from_url(cls, url: str, *, payloads: PayloadOptions | None = None) -> PostgresStore:
         return cls(url, payloads=payloads)
-
-    # -- connection ---------------------------------------------------------------------------
-    async def open(self) -> None:
-        if self._pool is not None:
-            return
-        # One plain connection first: an unreachable server is one clear error at once (a pool would retry
-        # in the background), and it applies the migrations before any other statement runs.
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL ({_safe(self.url)}): {exc}") from exc
-        try:
-            self.version = await self._migrate(conn)
-            cur = await conn.execute(
-                "SELECT hashtextextended('podium.feed:' || current_schema(), 0), "
-                "left('podium:' || current_schema(), 63)"
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            self._feed_lock = int(row[0])
-            self.channel = str(row[1])
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL: {exc}") from exc
-        finally:
-            await conn.close()
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            self.url,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            timeout=self._timeout,
-            kwargs={"autocommit": True},
-            open=False,
-            name="podium",
-        )
-        await pool.open(wait=False)
-        self._pool = pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
-
-    async def listen(self, callback: Callable[[str | None], None]) -> Callable[[], Awaitable[None]]:
-        """Call ``callback(flow)`` whenever a run of ``flow`` becomes runnable (or gets a timer), as told
-        by NOTIFY from the transaction that did it (migration 0006); returns an async function that stops.
-
-        One connection of its own, outside the pool. After it drops it is made again, and ``callback(None)``
-        is called at every (re)connection: something may have become runnable while nobody listened.
-        """
-        task = asyncio.create_task(self._listen(callback), name="podium-listen")
-
-        async def stop() -> None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-        return stop
-
-    async def _listen(self, callback: Callable[[str | None], None]) -> None:
-        delay = 0.1
-        while True:
-            conn: psycopg.AsyncConnection[Any] | None = None
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, connect_timeout=5, application_name="podium-listen"
-                )
-                await conn.execute(pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(self.channel)))
-                if delay > 0.1:
-                    log.info("listening to PostgreSQL again")
-                delay = 0.1
-                callback(None)
-                while True:
-                    async for note in conn.notifies(timeout=_LISTEN_CHECK_SECONDS):
-                        callback(note.payload)
-                    await conn.execute("SELECT 1")  # a connection that died silently raises here
-            except Exception as exc:  # psycopg.Error, OSError: the server is gone or restarting
-                log.warning("lost the PostgreSQL listening connection (retrying in %.1fs): %s", delay, exc)
-            finally:
-                if conn is not None:
-                    try:
-                        await conn.close()
-                    except Exception:  # pragma: no cover - closing a broken connection
-                        pass
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if self._pool is None:
-            raise StoreError("the PostgreSQL store is not open")
-        try:
-            async with self._pool.connection() as conn:
-                yield conn
-        except psycopg.Error as exc:
-            if isinstance(exc, _RETRYABLE):
-                raise
-            raise StoreError(f"PostgreSQL: {exc}") from exc
-
-    async def _retry(self, fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """Run a transaction, again if the server chose it as a deadlock's victim."""
-        for attempt in range(_RETRIES):
-            try:
-                async with self._conn() as conn:
-                    return await fn(conn)
-            except _RETRYABLE as exc:
-                if attempt == _RETRIES - 1:
-                    raise StoreError(f"PostgreSQL: {exc} (after {_RETRIES} attempts)") from exc
-                await asyncio.sleep(0.005 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    async def _one(self, sql: str, params: Any = None) -> tuple[Any, ...] | None:
-        async with self._conn() as conn:
-            cur = await conn.execute(sql, params)
-            return await cur.fetchone()
-
-    async def _all(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        async with self._conn() as conn:
-            cur = await conn.execute(sql, params)
-            return await cur.fetchall()
-
-    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        """Apply the migrations this database has not had yet; the schema version afterwards.
-
-        Cheap when there is nothing to do (one query). Otherwise one transaction under an advisory lock:
-        a second process starting at the same moment waits, then finds the work done.
-        """
-        files = migration_files()
-        latest = files[-1][0] if files else 0
-        try:
-            cur = await conn.execute("SELECT max(version), count(*) FROM podium_migrations")
-            row = await cur.fetchone()
-            if row is not None and row[0] is not None and row[0] >= latest and row[1] >= len(files):
-                return int(row[0])
-        except pg_errors.UndefinedTable:
-            pass
-        async with conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('podium.migrate:' || current_schema(), 0))"
-            )
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS podium_migrations (version INTEGER PRIMARY KEY, "
-                "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            # A migration missing from the table runs, whatever its number: branches developed side by
-            # side may land numbers out of order.
-            cur = await conn.execute("SELECT version FROM podium_migrations")
-            applied = {int(r[0]) for r in await cur.fetchall()}
-            version = max(applied, default=0)
-            for number, name, sql in files:
-                if number not in applied:
-                    await conn.execute(sql.encode())  # several statements: no parameters allowed
-                    await conn.execute(
-                        "INSERT INTO podium_migrations (version, name) VALUES (%s, %s)", (number, name)
-                    )
-                    version = max(version, number)
-        return version
 
     # -- payloads -----------------------------------------------------------------------------
     async def _write_payloads(self, conn: psycopg.AsyncConnection[Any], enc: Encoder, now: float) -> None:
@@ -423,53 +250,6 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
     async def storage_usage(self, *, now: float) -> list[Usage]:
         async with self._conn() as conn:
             return await payload_rows.pg_usage(conn, now)
-
-    # -- token streams ------------------------------------------------------------------------
-    async def stream_begin(
-        self, run_id: str, step: str, *, now: float, owner: str | None = None
-    ) -> int | None:
-        params = {"run": run_id, "step": step, "now": now, "owner": owner}
-
-        async def tx(conn: psycopg.AsyncConnection[Any]) -> int | None:
-            async with conn.pipeline(), conn.transaction():
-                await conn.execute(stream_rows.PG_LOCK_RUN, (run_id,))
-                cur = await conn.execute(stream_rows.PG_BEGIN, params)
-            row = await cur.fetchone()
-            return None if row is None or row[0] is None else int(row[0])
-
-        return await self._retry(tx)
-
-    async def stream_append(
-        self,
-        run_id: str,
-        step: str,
-        epoch: int,
-        offset: int,
-        text: str,
-        *,
-        now: float,
-        owner: str | None = None,
-    ) -> bool:
-        params = {
-            "run": run_id,
-            "step": step,
-            "epoch": epoch,
-            "offset": offset,
-            "text": text,
-            "now": now,
-            "owner": owner,
-        }
-
-        async def tx(conn: psycopg.AsyncConnection[Any]) -> bool:
-            async with conn.pipeline(), conn.transaction():
-                await conn.execute(stream_rows.PG_LOCK_RUN, (run_id,))
-                cur = await conn.execute(stream_rows.PG_APPEND, params)
-            return await cur.fetchone() is not None
-
-        return await self._retry(tx)
-
-    async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
-        return stream_rows.pg_chunks(await self._all(stream_rows.PG_READ, (run_id, after, limit)))
 
     # -- runs ---------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, first: Event) -> tuple[RunRecord, bool]:
@@ -905,222 +685,3 @@ class PostgresStore(PostgresDatasets, PostgresAudit, PostgresPrompts):
         n = len(_RUN_COLS.split(","))
         runs = await self._runs([r[:n] for r in rows])
         return list(zip(runs, await self._events([r[n:] for r in rows]), strict=True))
-
-    # -- model cache and spending -------------------------------------------------------------
-    async def cache_get(self, key: str) -> Any:
-        row = await self._one("SELECT value FROM cache WHERE key = %s", (key,))
-        return None if row is None else _load(row[0])
-
-    async def cache_put(self, key: str, value: Any, *, now: float) -> None:
-        await self._one(
-            "INSERT INTO cache (key, value, created_at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING "
-            "RETURNING 1",
-            (key, _dump(value), now),
-        )
-
-    async def cache_scan(self, prefix: str, *, limit: int = 10_000) -> list[tuple[str, Any]]:
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\uffff"
-        rows = await self._all(
-            "SELECT key, value FROM cache WHERE key >= %s AND key < %s ORDER BY created_at LIMIT %s",
-            (prefix, upper, limit),
-        )
-        return [(r[0], _load(r[1])) for r in rows]
-
-    async def spend_add(self, flow: str, day: str, cost: float) -> None:
-        await self._one(
-            "INSERT INTO spend (flow, day, cost) VALUES (%s, %s, %s) "
-            "ON CONFLICT (flow, day) DO UPDATE SET cost = spend.cost + excluded.cost RETURNING 1",
-            (flow, day, cost),
-        )
-
-    async def spend_get(self, flow: str, day: str) -> float:
-        row = await self._one("SELECT cost FROM spend WHERE flow = %s AND day = %s", (flow, day))
-        return 0.0 if row is None else float(row[0])
-
-    # -- schedules ----------------------------------------------------------------------------
-    async def schedule_put(self, schedule: ScheduleRecord) -> ScheduleRecord:
-        s = schedule
-        row = await self._one(
-            f"INSERT INTO schedules ({_SCHEDULE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-            "ON CONFLICT (name) DO UPDATE SET flow = excluded.flow, cron = excluded.cron, "
-            "tz = excluded.tz, input = excluded.input, missed = excluded.missed, "
-            "paused = excluded.paused, next_at = excluded.next_at, last_at = excluded.last_at, "
-            "updated_at = excluded.updated_at "
-            f"RETURNING {_SCHEDULE_COLS}",
-            (
-                s.name,
-                s.flow,
-                s.cron,
-                s.tz,
-                _dump(s.input),
-                s.missed,
-                bool(s.paused),
-                s.next_at,
-                s.last_at,
-                s.created_at,
-                s.updated_at,
-            ),
-        )
-        assert row is not None
-        return _schedule(row)
-
-    async def schedule_get(self, name: str) -> ScheduleRecord | None:
-        row = await self._one(f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE name = %s", (name,))
-        return None if row is None else _schedule(row)
-
-    async def schedule_list(self) -> list[ScheduleRecord]:
-        return [
-            _schedule(r) for r in await self._all(f"SELECT {_SCHEDULE_COLS} FROM schedules ORDER BY name")
-        ]
-
-    async def schedule_delete(self, name: str) -> bool:
-        async with self._conn() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute("DELETE FROM schedule_fires WHERE name = %s", (name,))
-            cur = await conn.execute("DELETE FROM schedules WHERE name = %s RETURNING 1", (name,))
-            return await cur.fetchone() is not None
-
-    async def schedule_set_paused(
-        self, name: str, paused: bool, *, now: float, next_at: float | None = None
-    ) -> ScheduleRecord | None:
-        row = await self._one(
-            "UPDATE schedules SET paused = %s, next_at = COALESCE(%s, next_at), updated_at = %s "
-            f"WHERE name = %s RETURNING {_SCHEDULE_COLS}",
-            (paused, next_at, now, name),
-        )
-        return None if row is None else _schedule(row)
-
-    async def schedule_claim_due(
-        self,
-        owner: str,
-        flows: Collection[str],
-        *,
-        now: float,
-        lease_until: float,
-        limit: int,
-        plan: SchedulePlan,
-    ) -> list[ScheduleFire]:
-        if not flows:
-            return []
-        names = list(flows)
-
-        async def tx(conn: psycopg.AsyncConnection[Any]) -> list[ScheduleFire]:
-            out: list[ScheduleFire] = []
-            async with conn.pipeline(), conn.transaction():
-                expired = await conn.execute(
-                    "UPDATE schedule_fires SET owner = %s, lease_until = %s WHERE (name, at) IN "
-                    "(SELECT name, at FROM schedule_fires WHERE lease_until < %s AND flow = ANY(%s) "
-                    "ORDER BY at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING name, flow, input, at",
-                    (owner, lease_until, now, names, limit),
-                )
-                due_cur = await conn.execute(  # locked: a concurrent claimer skips these schedules
-                    f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE NOT paused AND next_at <= %s "
-                    "AND flow = ANY(%s) ORDER BY next_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (now, names, limit),
-                )
-                rows = sorted(await expired.fetchall(), key=lambda r: r[3])
-                out.extend(ScheduleFire(r[0], r[1], _load(r[2]), r[3]) for r in rows)
-                planned: list[tuple[list[ScheduleFire], Any]] = []
-                for row in await due_cur.fetchall():
-                    s = _schedule(row)
-                    times, next_at = plan(s, now)
-                    last = max(times) if times else None
-                    fires = [ScheduleFire(s.name, s.flow, s.input, t) for t in times]
-                    cur = await conn.execute(  # compare-and-set, as in SQLite (the row lock makes it hold)
-                        "WITH s AS (UPDATE schedules SET next_at = %(next)s, "
-                        "last_at = COALESCE(%(last)s, last_at), updated_at = %(now)s "
-                        "WHERE name = %(name)s AND next_at = %(old)s AND NOT paused RETURNING name), "
-                        "f AS (INSERT INTO schedule_fires (name, at, flow, input, owner, lease_until) "
-                        "SELECT s.name, t.at, %(flow)s, %(input)s, %(owner)s, %(until)s "
-                        "FROM s CROSS JOIN unnest(%(times)s::float8[]) AS t(at) ON CONFLICT DO NOTHING) "
-                        "SELECT count(*) FROM s",
-                        {
-                            "next": next_at,
-                            "last": last,
-                            "now": now,
-                            "name": s.name,
-                            "old": s.next_at,
-                            "flow": s.flow,
-                            "input": _dump(s.input),
-                            "owner": owner,
-                            "until": lease_until,
-                            "times": times,
-                        },
-                    )
-                    planned.append((fires, cur))
-                for fires, cur in planned:
-                    advanced = await cur.fetchone()
-                    if advanced is not None and advanced[0]:
-                        out.extend(fires)
-            return out
-
-        return await self._retry(tx)
-
-    async def schedule_fired(self, fires: Sequence[ScheduleFire]) -> None:
-        if not fires:
-            return
-        async with self._conn() as conn:
-            await conn.execute(
-                "DELETE FROM schedule_fires f USING unnest(%s::text[], %s::float8[]) AS d(name, at) "
-                "WHERE f.name = d.name AND f.at = d.at",
-                ([f.name for f in fires], [f.at for f in fires]),
-            )
-
-    async def schedule_next_at(self, flows: Collection[str]) -> float | None:
-        if not flows:
-            return None
-        names = list(flows)
-        row = await self._one(
-            "SELECT LEAST((SELECT MIN(next_at) FROM schedules WHERE NOT paused AND flow = ANY(%s)), "
-            "(SELECT MIN(lease_until) FROM schedule_fires WHERE flow = ANY(%s)))",
-            (names, names),
-        )
-        return None if row is None or row[0] is None else float(row[0])
-
-    # -- API keys -----------------------------------------------------------------------------
-    async def key_add(self, key: KeyRecord) -> None:
-        try:
-            await self._one(
-                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) RETURNING 1",
-                (
-                    key.id,
-                    key.name,
-                    key.role,
-                    key.hash,
-                    key.created_at,
-                    key.revoked_at,
-                    key.tenant,
-                    key.expires_at,
-                ),
-            )
-        except StoreError as exc:
-            if isinstance(exc.__cause__, pg_errors.UniqueViolation):
-                raise StoreError("an API key with this id or hash exists already") from exc
-            raise
-
-    async def key_find(self, hash: str) -> KeyRecord | None:
-        row = await self._one(
-            f"SELECT {_KEY_COLS} FROM api_keys WHERE hash = %s AND revoked_at IS NULL", (hash,)
-        )
-        return None if row is None else KeyRecord(*row)
-
-    async def key_list(self) -> list[KeyRecord]:
-        rows = await self._all(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_at, id")
-        return [KeyRecord(*r) for r in rows]
-
-    async def key_revoke(self, key_id: str, *, now: float) -> bool:
-        row = await self._one(
-            "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL RETURNING 1",
-            (now, key_id),
-        )
-        return row is not None
-
-
-def _safe(url: str) -> str:
-    """``url`` without a password, for error messages."""
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        parts = conninfo_to_dict(url)
-    except Exception:
-        return "the configured URL"
-    return " ".join(f"{k}={v}" for k, v in parts.items() if k in ("host", "port", "dbname", "user"))

@@ -6,7 +6,6 @@ Writes use ``BEGIN IMMEDIATE`` so concurrent processes serialize on the database
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,12 +20,8 @@ from .audit import SQLiteAudit
 from .base import (
     Event,
     Gate,
-    KeyRecord,
     Outcome,
     RunRecord,
-    ScheduleFire,
-    SchedulePlan,
-    ScheduleRecord,
     StreamChunk,
     Transition,
     Write,
@@ -34,13 +29,10 @@ from .base import (
 from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
 from .prompt_rows import SQLitePrompts
 from .sqlite_datasets import SQLiteDatasets
+from .sqlite_keyed import SQLiteKeyed
+from .sqlite_rows import _EVENT_COLS, _RUN_COLS, _dump, _event, _run
+from .sqlite_schedules import SQLiteSchedules
 
-_RUN_COLS = (
-    "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
-    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, queue, tenant"
-)
-_EVENT_COLS = "seq, run_id, kind, step, name, data, at"
-_KEY_COLS = "id, name, role, hash, created_at, revoked_at, tenant, expires_at"
 _RUNNABLE = (
     "status IN ('pending', 'waiting', 'running') AND (status = 'pending' "
     "OR (status = 'waiting' AND wake_at <= :now) OR (status = 'running' AND lease_until < :now))"
@@ -50,46 +42,6 @@ _TERMINAL_STATUS = {
     Transition.FAIL: RunStatus.FAILED,
     Transition.CANCEL: RunStatus.CANCELLED,
 }
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _run(row: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        id=row[0],
-        flow=row[1],
-        status=RunStatus(row[2]),
-        key=row[3],
-        input=_load(row[4]),
-        output=_load(row[5]),
-        error=_load(row[6]),
-        parent_id=row[7],
-        parent_step=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-        ended_at=row[11],
-        lease_owner=row[12],
-        lease_until=row[13],
-        wake_at=row[14],
-        deadline=row[15],
-        inbox_seq=row[16],
-        claims=row[17],
-        priority=row[18],
-        queue=row[19],
-        tenant=row[20],
-    )
-
-
-def _event(row: Sequence[Any]) -> Event:
-    return Event(
-        seq=row[0], run_id=row[1], kind=row[2], step=row[3], name=row[4], data=_load(row[5]), at=row[6]
-    )
 
 
 def path_from_url(url: str) -> Path:
@@ -102,7 +54,7 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
+class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts, SQLiteSchedules, SQLiteKeyed):
     """Runs and journals in one SQLite file. ``SQLiteStore("path/to/podium.db")``."""
 
     durable = True
@@ -358,41 +310,6 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
             f"SELECT {_EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
         )
         return self._events(rows.fetchall())
-
-    async def key_add(self, key: KeyRecord) -> None:
-        with self._tx() as db:
-            db.execute(
-                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    key.id,
-                    key.name,
-                    key.role,
-                    key.hash,
-                    key.created_at,
-                    key.revoked_at,
-                    key.tenant,
-                    key.expires_at,
-                ),
-            )
-
-    async def key_find(self, hash: str) -> KeyRecord | None:
-        row = self.db.execute(
-            f"SELECT {_KEY_COLS} FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
-            (hash,),
-        ).fetchone()
-        return None if row is None else KeyRecord(*row)
-
-    async def key_list(self) -> list[KeyRecord]:
-        rows = self.db.execute(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_at, id")
-        return [KeyRecord(*r) for r in rows]
-
-    async def key_revoke(self, key_id: str, *, now: float) -> bool:
-        with self._tx() as db:
-            return bool(
-                db.execute(
-                    "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, key_id)
-                ).rowcount
-            )
 
     async def load_events(self, run_id: str, *, after: int = 0) -> list[Event]:
         rows = self.db.execute(
@@ -656,173 +573,3 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts):
         ).fetchall()
         n = len(_RUN_COLS.split(","))
         return list(zip(self._runs([r[:n] for r in rows]), self._events([r[n:] for r in rows]), strict=True))
-
-    async def cache_get(self, key: str) -> Any:
-        row = self.db.execute("SELECT value FROM cache WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _load(row[0])  # hits are counted in memory: a read stays a read
-
-    async def cache_put(self, key: str, value: Any, *, now: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO cache (key, value, created_at) VALUES (?, ?, ?)",
-                (key, _dump(value), now),
-            )
-
-    async def cache_scan(self, prefix: str, *, limit: int = 10_000) -> list[tuple[str, Any]]:
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\uffff"
-        rows = self.db.execute(
-            "SELECT key, value FROM cache WHERE key >= ? AND key < ? ORDER BY created_at LIMIT ?",
-            (prefix, upper, limit),
-        )
-        return [(r[0], _load(r[1])) for r in rows]
-
-    async def spend_add(self, flow: str, day: str, cost: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO spend (flow, day, cost) VALUES (?, ?, ?) "
-                "ON CONFLICT (flow, day) DO UPDATE SET cost = cost + excluded.cost",
-                (flow, day, cost),
-            )
-
-    async def spend_get(self, flow: str, day: str) -> float:
-        row = self.db.execute("SELECT cost FROM spend WHERE flow = ? AND day = ?", (flow, day)).fetchone()
-        return 0.0 if row is None else float(row[0])
-
-    # -- schedules ----------------------------------------------------------------------------
-    async def schedule_put(self, schedule: ScheduleRecord) -> ScheduleRecord:
-        s = schedule
-        with self._tx() as db:
-            row = db.execute(
-                f"INSERT INTO schedules ({_SCHEDULE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (name) DO UPDATE SET flow = excluded.flow, cron = excluded.cron, "
-                "tz = excluded.tz, input = excluded.input, missed = excluded.missed, "
-                "paused = excluded.paused, next_at = excluded.next_at, last_at = excluded.last_at, "
-                "updated_at = excluded.updated_at "
-                f"RETURNING {_SCHEDULE_COLS}",
-                (
-                    s.name,
-                    s.flow,
-                    s.cron,
-                    s.tz,
-                    _dump(s.input),
-                    s.missed,
-                    int(s.paused),
-                    s.next_at,
-                    s.last_at,
-                    s.created_at,
-                    s.updated_at,
-                ),
-            ).fetchone()
-        return _schedule(row)
-
-    async def schedule_get(self, name: str) -> ScheduleRecord | None:
-        row = self.db.execute(f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE name = ?", (name,)).fetchone()
-        return None if row is None else _schedule(row)
-
-    async def schedule_list(self) -> list[ScheduleRecord]:
-        rows = self.db.execute(f"SELECT {_SCHEDULE_COLS} FROM schedules ORDER BY name")
-        return [_schedule(r) for r in rows]
-
-    async def schedule_delete(self, name: str) -> bool:
-        with self._tx() as db:
-            db.execute("DELETE FROM schedule_fires WHERE name = ?", (name,))
-            return db.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
-
-    async def schedule_set_paused(
-        self, name: str, paused: bool, *, now: float, next_at: float | None = None
-    ) -> ScheduleRecord | None:
-        with self._tx() as db:
-            row = db.execute(
-                "UPDATE schedules SET paused = ?, next_at = COALESCE(?, next_at), updated_at = ? "
-                f"WHERE name = ? RETURNING {_SCHEDULE_COLS}",
-                (int(paused), next_at, now, name),
-            ).fetchone()
-        return None if row is None else _schedule(row)
-
-    async def schedule_claim_due(
-        self,
-        owner: str,
-        flows: Collection[str],
-        *,
-        now: float,
-        lease_until: float,
-        limit: int,
-        plan: SchedulePlan,
-    ) -> list[ScheduleFire]:
-        if not flows:
-            return []
-        names = list(flows)
-        marks = ",".join("?" * len(names))
-        out: list[ScheduleFire] = []
-        with self._tx() as db:
-            rows = db.execute(
-                "UPDATE schedule_fires SET owner = ?, lease_until = ? WHERE rowid IN (SELECT rowid FROM "
-                f"schedule_fires WHERE lease_until < ? AND flow IN ({marks}) ORDER BY at LIMIT ?) "
-                "RETURNING name, flow, input, at",
-                (owner, lease_until, now, *names, limit),
-            ).fetchall()
-            out.extend(ScheduleFire(r[0], r[1], _load(r[2]), r[3]) for r in rows)
-            due = db.execute(
-                f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE paused = 0 AND next_at <= ? "
-                f"AND flow IN ({marks}) ORDER BY next_at LIMIT ?",
-                (now, *names, limit),
-            ).fetchall()
-            for row in due:
-                s = _schedule(row)
-                times, next_at = plan(s, now)
-                last = max(times) if times else None
-                advanced = db.execute(  # compare-and-set: only if no one advanced it since we read it
-                    "UPDATE schedules SET next_at = ?, last_at = COALESCE(?, last_at), updated_at = ? "
-                    "WHERE name = ? AND next_at = ? AND paused = 0",
-                    (next_at, last, now, s.name, s.next_at),
-                ).rowcount
-                if not advanced or not times:
-                    continue
-                fires = [ScheduleFire(s.name, s.flow, s.input, t) for t in times]
-                db.executemany(
-                    "INSERT OR IGNORE INTO schedule_fires (name, at, flow, input, owner, lease_until) "
-                    "VALUES (?,?,?,?,?,?)",
-                    [(f.name, f.at, f.flow, _dump(f.input), owner, lease_until) for f in fires],
-                )
-                out.extend(fires)
-        return out
-
-    async def schedule_fired(self, fires: Sequence[ScheduleFire]) -> None:
-        if not fires:
-            return
-        with self._tx() as db:
-            db.executemany(
-                "DELETE FROM schedule_fires WHERE name = ? AND at = ?", [(f.name, f.at) for f in fires]
-            )
-
-    async def schedule_next_at(self, flows: Collection[str]) -> float | None:
-        if not flows:
-            return None
-        names = list(flows)
-        marks = ",".join("?" * len(names))
-        row = self.db.execute(
-            "SELECT MIN(t) FROM (SELECT MIN(next_at) AS t FROM schedules "
-            f"WHERE paused = 0 AND flow IN ({marks}) "
-            f"UNION ALL SELECT MIN(lease_until) FROM schedule_fires WHERE flow IN ({marks}))",
-            (*names, *names),
-        ).fetchone()
-        return None if row is None else row[0]
-
-
-_SCHEDULE_COLS = "name, flow, cron, tz, input, missed, paused, next_at, last_at, created_at, updated_at"
-
-
-def _schedule(row: Sequence[Any]) -> ScheduleRecord:
-    return ScheduleRecord(
-        name=row[0],
-        flow=row[1],
-        cron=row[2],
-        tz=row[3],
-        input=_load(row[4]),
-        missed=row[5],
-        paused=bool(row[6]),
-        next_at=float(row[7]),
-        last_at=None if row[8] is None else float(row[8]),
-        created_at=float(row[9]),
-        updated_at=float(row[10]),
-    )
