@@ -88,6 +88,7 @@ class ActingClient:
         priority: int = 0,
         pins: Mapping[str, str] | None = None,
         tenant: str | None = None,
+        subject: str | None = None,
     ) -> RunHandle[Any]:
         """``Client.start`` in the principal's tenant (a platform principal may name one; default
         ``default``), journaled as started by the principal."""
@@ -95,8 +96,9 @@ class ActingClient:
         where = tenant or self.principal.tenant or DEFAULT_TENANT
         self.authorize("start", flow=name, tenant=where)
         return await self.client.start(
-            flow, input, key=key, timeout=timeout, by=self.who, priority=priority, pins=pins, tenant=where
-        )
+            flow, input, key=key, timeout=timeout, by=self.who, priority=priority, pins=pins, tenant=where,
+            subject=subject,
+        )  # fmt: skip
 
     async def get(self, run_id: str) -> Run:
         return Run._of(await self._visible(run_id))

@@ -21,6 +21,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .client_erasure import ErasureMixin, check_subject
 from .client_journal import JournalMixin
 from .client_keys import KeysMixin
 from .client_management import _UNSET, ManagementMixin
@@ -111,7 +112,7 @@ class RunHandle(Generic[T]):
         return f"<RunHandle {self.id}>"
 
 
-class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin):
+class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin, ErasureMixin):
     """Start and steer runs. Use as ``async with Client() as c: ...``."""
 
     def __init__(
@@ -201,6 +202,7 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin):
         priority: int = 0,
         pins: Mapping[str, str] | None = None,
         tenant: str = DEFAULT_TENANT,
+        subject: str | None = None,
     ) -> RunHandle[T]:
         """Start a run of ``flow``. With ``key``, starting again returns the same run (idempotent).
 
@@ -213,9 +215,13 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin):
         ``timeout`` bounds the whole run (default: the flow's own ``timeout``). ``by`` (who asked) is
         journaled with the start. The run belongs to ``tenant`` (its child runs too); a ``key`` taken by a run
         of another tenant is refused with ``InvalidStateError``.
+
+        ``subject`` names the person whose data the run holds (a user id): ``erase_subject`` erases it later
+        (and the run never writes the shared response cache).
         """
         self._check_open()
         check_tenant(tenant)
+        check_subject(subject)
         fl = resolve_flow(flow)
         if key is not None and (not isinstance(key, str) or not key):
             raise UsageError("key must be a non-empty string")
@@ -238,6 +244,7 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin):
             priority=priority,
             queue=fl.queue,
             tenant=tenant,
+            subject=subject,
         )
         lease = None if self.worker is None else self.worker.lease_new(fl.name)
         if lease is not None:  # created already claimed by our worker: one transaction fewer

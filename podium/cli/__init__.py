@@ -106,6 +106,9 @@ def run_cmd(
         typer.Option("--pin", help="KEY=VALUE, repeatable: e.g. model:default=smart or prompt:triage=3"),
     ] = None,
     tenant: TenantOption = None,
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="The data subject (a person) whose data the run holds")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Start a flow and (unless --no-wait) run it here until it finishes."""
@@ -120,7 +123,9 @@ def run_cmd(
 
     async def go() -> None:
         async with Client(_settings(db), worker=not no_wait) as client:
-            handle = await acting(client, tenant).start(flow, value, key=key, pins=pins or None)
+            handle = await acting(client, tenant).start(
+                flow, value, key=key, pins=pins or None, subject=subject
+            )
             if no_wait:
                 module = flow_ref.rpartition(":")[0]
                 hint = escape(f"({flow.name}); run `podium worker {module}`")
@@ -766,8 +771,10 @@ from .journal import gc_command, stats_command  # noqa: E402 - they read this mo
 app.command("gc")(gc_command)
 app.command("stats")(stats_command)
 from .audit import audit_app  # noqa: E402 - it reads this module's helpers when it runs
+from .data import data_app  # noqa: E402 - it reads this module's helpers when it runs
 
 app.add_typer(audit_app, name="audit")
+app.add_typer(data_app, name="data")
 
 from .prompts import prompts_app  # noqa: E402 - it reads this module's helpers when it runs
 

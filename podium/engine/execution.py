@@ -136,7 +136,14 @@ class Execution(_Waits):
                 value = self.flow.validate_input(run.input)
             except InvalidInputError as exc:
                 return await self._end(Transition.FAIL, error={**describe_error(exc), "retryable": False})
-            ctx = Context(self, run_id=run.id, flow=self.flow.name, attempt=run.claims, tenant=run.tenant)
+            ctx = Context(
+                self,
+                run_id=run.id,
+                flow=self.flow.name,
+                attempt=run.claims,
+                tenant=run.tenant,
+                subject=run.subject,
+            )
             if self.observers:
                 self._tell("run.claimed", attempt=run.claims, started=run.created_at)
             # The flow runs in this very task (one task per run); stop() cancels it while flow code runs.

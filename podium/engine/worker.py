@@ -433,6 +433,7 @@ class Worker:
             priority=parent.priority,
             queue=flow.queue,
             tenant=parent.tenant,
+            subject=parent.subject,
         )
         start: dict[str, Any] = {"input": data, "depth": depth, "version": flow.version}
         if pins:

@@ -726,6 +726,14 @@ class PostgresMemoryStore:
                 (thread, upto, model, text),
             )
 
+    def threads(self, prefix: str = "") -> list[str]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT DISTINCT thread FROM mem_messages WHERE left(thread, %s) = %s ORDER BY thread",
+                (len(prefix), prefix),
+            ).fetchall()
+        return [r[0] for r in rows]
+
     def delete_thread(self, thread: str) -> int:
         with self._tx() as db:
             n = db.execute("DELETE FROM mem_messages WHERE thread = %s", (thread,)).rowcount

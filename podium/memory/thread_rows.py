@@ -76,6 +76,14 @@ class ThreadRows:
                 "INSERT OR REPLACE INTO mem_summaries VALUES (?, ?, ?, ?)", (thread, upto, model, text)
             )
 
+    def threads(self, prefix: str = "") -> list[str]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT DISTINCT thread FROM mem_messages WHERE substr(thread, 1, ?) = ? ORDER BY thread",
+                (len(prefix), prefix),
+            ).fetchall()
+        return [r[0] for r in rows]
+
     def delete_thread(self, thread: str) -> int:
         with self._tx() as db:
             n = db.execute("DELETE FROM mem_messages WHERE thread = ?", (thread,)).rowcount

@@ -181,7 +181,9 @@ class ModelHandle:
             "input_tokens": tokens - (request.max_tokens or 0),
         }
 
-        cache = self._cache
+        # A run that holds a data subject's data neither reads nor writes the shared cache: nothing of the
+        # subject's outlives an erasure there, and no other person's answer is served to it.
+        cache = None if getattr(self._ctx, "subject", None) else self._cache
 
         async def attempt(spec: ModelSpec) -> Completion:
             if cache is None or not cache.applies(spec, request):

@@ -77,6 +77,7 @@ class StartRun(BaseModel):
     key: str | None = Field(None, description="Idempotency key: starting again returns the same run")
     timeout: float | None = Field(None, gt=0, description="Seconds the whole run may take")
     tenant: str | None = Field(None, description="The run's tenant (default: the key's, else 'default')")
+    subject: str | None = Field(None, description="The data subject (a person) whose data the run holds")
 
 
 class SendSignal(BaseModel):
@@ -141,7 +142,12 @@ def create_api(client: Client) -> APIRouter:
     )
     async def start_run(body: StartRun, me: Caller) -> JSONResponse:
         h: RunHandle[Any] = await me.start(
-            body.flow, body.input, key=body.key, timeout=body.timeout, tenant=body.tenant
+            body.flow,
+            body.input,
+            key=body.key,
+            timeout=body.timeout,
+            tenant=body.tenant,
+            subject=body.subject,
         )
         run = await me.get(h.id)
         return JSONResponse({"run": _run(run), "created": h.created}, status_code=201 if h.created else 200)

@@ -18,11 +18,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..types import JSON, RunStatus
 from .audit import AuditCheckpoint, AuditDraft, AuditRecord
 from .payloads import Collected, Usage
+
+if TYPE_CHECKING:
+    from .erasure import Erased
 
 
 @dataclass(slots=True)
@@ -53,6 +56,9 @@ class RunRecord:
     """The queue of the run's flow when it was created; a queue's runs at once may be capped."""
     tenant: str = "default"
     """The tenant the run belongs to (child runs inherit it); principals of other tenants never see it."""
+    subject: str | None = None
+    """The data subject (a person) whose data the run holds, if any (child runs inherit it): what
+    ``Client.erase_subject`` erases."""
 
 
 @dataclass(slots=True)
@@ -418,6 +424,16 @@ class Store(Protocol):
 
     async def stream_read(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
         """The run's stream chunks with ``id > after``, in order."""
+
+    # -- erasure (podium/storage/erasure.py) -----------------------------------------------------
+    async def runs_of_subject(self, subject: str) -> list[RunRecord]:
+        """Every run whose data subject is ``subject``, in any status."""
+        ...
+
+    async def erase_runs(self, run_ids: Sequence[str]) -> Erased:
+        """Erase the input, output, error, journal data, token stream and payloads of those of ``run_ids``
+        that are finished, keeping their skeleton; runs not finished are left alone."""
+        ...
 
     # -- the audit trail (podium/storage/audit.py) ----------------------------------------------
     async def audit_append(self, drafts: Sequence[AuditDraft]) -> list[AuditRecord]:

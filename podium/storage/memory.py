@@ -26,6 +26,7 @@ from .base import (
     Transition,
     Write,
 )
+from .erasure import MemoryErasure
 from .memory_datasets import MemoryDatasets
 from .payload_rows import usage
 from .payloads import DEFAULT_THRESHOLD, Collected, Usage, expire, json_size
@@ -37,7 +38,7 @@ _TERMINAL_STATUS = {
 }
 
 
-class MemoryStore(MemoryDatasets, MemoryAudit):
+class MemoryStore(MemoryDatasets, MemoryAudit, MemoryErasure):
     """Keeps runs and journals in dictionaries. Nothing survives the process."""
 
     durable = False

@@ -41,6 +41,7 @@ from .base import (
     Transition,
     Write,
 )
+from .erasure import PostgresErasure
 from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
 from .postgres_conn import PostgresConnection
 from .postgres_conn import migration_files as migration_files  # re-exported: `podium db migrate` and tests
@@ -93,7 +94,7 @@ _FINISH = (
 )
 _CREATE = (
     f"WITH r AS (INSERT INTO runs ({_RUN_COLS}) VALUES "
-    "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING id) "
+    f"({','.join(['%s'] * 22)}) ON CONFLICT DO NOTHING RETURNING id) "
     "INSERT INTO events (run_id, kind, step, name, data, at) SELECT %s, %s, %s, %s, %s, %s FROM r "
     "ON CONFLICT DO NOTHING RETURNING run_id"
 )
@@ -138,6 +139,7 @@ def _run_params(run: RunRecord, enc: Encoder) -> tuple[Any, ...]:
         run.priority,
         run.queue,
         run.tenant,
+        run.subject,
     )
 
 
@@ -165,6 +167,7 @@ class PostgresStore(
     PostgresSchedules,
     PostgresKeyed,
     PostgresStreams,
+    PostgresErasure,
 ):
     """Runs and journals in PostgreSQL. ``PostgresStore("postgresql://user@host/db")``."""
 

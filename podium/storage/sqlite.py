@@ -26,6 +26,7 @@ from .base import (
     Transition,
     Write,
 )
+from .erasure import SQLiteErasure
 from .payloads import STRAY_MARGIN, Collected, Encoder, PayloadOptions, Usage, delete_blobs, has_refs
 from .prompt_rows import SQLitePrompts
 from .sqlite_datasets import SQLiteDatasets
@@ -54,7 +55,7 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts, SQLiteSchedules, SQLiteKeyed):
+class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts, SQLiteSchedules, SQLiteKeyed, SQLiteErasure):
     """Runs and journals in one SQLite file. ``SQLiteStore("path/to/podium.db")``."""
 
     durable = True
@@ -233,7 +234,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts, SQLiteSchedules, S
                 return self._runs([row])[0], False
         try:
             db.execute(
-                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO runs ({_RUN_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.id,
                     run.flow,
@@ -256,6 +257,7 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts, SQLiteSchedules, S
                     run.priority,
                     run.queue,
                     run.tenant,
+                    run.subject,
                 ),
             )
         except sqlite3.IntegrityError as exc:

@@ -12,7 +12,8 @@ from .base import Event, RunRecord, ScheduleRecord
 
 _RUN_COLS = (
     "id, flow, status, key, input, output, error, parent_id, parent_step, created_at, updated_at, "
-    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, queue, tenant"
+    "ended_at, lease_owner, lease_until, wake_at, deadline, inbox_seq, claims, priority, queue, tenant, "
+    "subject"
 )
 _EVENT_COLS = "seq, run_id, kind, step, name, data, at"
 
@@ -48,6 +49,7 @@ def _run(row: Sequence[Any]) -> RunRecord:
         priority=row[18],
         queue=row[19],
         tenant=row[20],
+        subject=row[21],
     )
 
 

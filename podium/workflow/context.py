@@ -93,7 +93,14 @@ class Context(_Branching):
     """
 
     def __init__(
-        self, driver: Driver, *, run_id: str, flow: str, attempt: int, tenant: str = "default"
+        self,
+        driver: Driver,
+        *,
+        run_id: str,
+        flow: str,
+        attempt: int,
+        tenant: str = "default",
+        subject: str | None = None,
     ) -> None:
         self._driver = driver
         self.run_id = run_id
@@ -102,6 +109,10 @@ class Context(_Branching):
         """The tenant the run belongs to (``Client.start(tenant=)``, inherited by child runs). Memories and
         collections are not isolated per tenant yet: a flow that keeps tenants' data apart names them with
         it, such as ``ctx.retrieve(q, collection=f"{ctx.tenant}/docs")``."""
+        self.subject = subject
+        """The data subject (a person) whose data the run holds (``Client.start(subject=)``), or None. Name
+        the subject's memories and threads after it (``f"{ctx.subject}/prefs"``): ``Client.erase_subject``
+        deletes them with the run's data. Model calls of such a run bypass the shared response cache."""
         self.flow = flow
         """The flow's registered name."""
         self.attempt = attempt
