@@ -39,6 +39,10 @@ DOCS = {
 }
 
 
+POSTGRES_ONLY = pytest.mark.parametrize("memory_url", ["postgres"], indirect=True)
+"""A test of pgvector's own machinery (SQLite's counterpart is a test of its own)."""
+
+
 def items() -> list[Item]:
     return [
         Item(key=k, text=t, vector=hash_vector(t), source=f"docs/{k}.md", doc=f"docs/{k}.md", metadata=m)
@@ -213,9 +217,8 @@ def test_deleting_a_space_leaves_no_trace_in_the_file(tmp_path: Path) -> None:
     assert not list((tmp_path / "podium.db.vectors").glob("*.usearch"))
 
 
+@POSTGRES_ONLY
 def test_hnsw_index_agrees_with_exact_search_and_sees_every_write(memory_url: str) -> None:
-    if not memory_url.startswith("postgresql://"):
-        pytest.skip("pgvector's HNSW index (SQLite's ANN index: the test above)")
     exact_store = open_store(memory_url, ann_min=10**9)
     mat, queries = _random_space(exact_store, 600)
     ann_store = open_store(memory_url, ann_min=100)
@@ -235,9 +238,8 @@ def test_hnsw_index_agrees_with_exact_search_and_sees_every_write(memory_url: st
     exact_store.close()
 
 
+@POSTGRES_ONLY
 def test_filtered_search_walks_the_hnsw_index_until_enough_rows_pass(memory_url: str) -> None:
-    if not memory_url.startswith("postgresql://"):
-        pytest.skip("pgvector's iterative index scan")
     exact_store = open_store(memory_url, ann_min=10**9)
     rng = np.random.default_rng(3)
     mat = rng.standard_normal((600, 32)).astype(np.float32)
@@ -259,9 +261,8 @@ def test_filtered_search_walks_the_hnsw_index_until_enough_rows_pass(memory_url:
     exact_store.close()
 
 
+@POSTGRES_ONLY
 def test_deleting_a_space_leaves_no_row_vector_or_index_in_postgres(memory_url: str) -> None:
-    if not memory_url.startswith("postgresql://"):
-        pytest.skip("PostgreSQL's tables (SQLite's file: the test above)")
     store = open_store(memory_url, ann_min=10)
     store.ensure_space("memory:user:7", kind="memory", model="test:hash", dim=64)
     store.ensure_space("memory:user:8", kind="memory", model="test:hash", dim=64)
