@@ -19,11 +19,12 @@ Runs with a subject never write the shared model response cache, so no cached an
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UsageError
+from .policies.access import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -84,8 +85,9 @@ class ErasureMixin:
         report = ErasureReport(subject)
         # The memory layer first: on SQLite it shares the run store's file, whose erasure ends with a WAL
         # checkpoint that takes every erased page to the file.
-        report.spaces, report.threads = _erase_memory(self.settings, subject)
         runs = await self.store.runs_of_subject(subject)
+        tenants = {r.tenant for r in runs}
+        report.spaces, report.threads = _erase_memory(self.settings, subject, tenants)
         report.unfinished = sorted(r.id for r in runs if not r.status.terminal)
         done = await self.store.erase_runs([r.id for r in runs if r.status.terminal])
         report.runs, report.events, report.payloads = sorted(done.runs), done.events, done.payloads
@@ -105,9 +107,12 @@ class ErasureMixin:
         return report
 
 
-def _erase_memory(settings: Settings, subject: str) -> tuple[list[str], list[str]]:
-    """Delete the memory spaces and threads named ``subject`` or ``subject/...`` (nothing without the
-    memory layer's extra, or when none were made)."""
+def _erase_memory(
+    settings: Settings, subject: str, tenants: Collection[str] = ()
+) -> tuple[list[str], list[str]]:
+    """Delete the memory spaces and threads named ``subject`` or ``subject/...``, also within each of
+    ``tenants`` (the tenants of the subject's runs, whose memory names are ``<tenant>/...``); nothing without
+    the memory layer's extra, or when none were made."""
     try:
         from .memory.store import store_for
     except ImportError:  # podium[memory] not installed: there is no memory to erase
@@ -116,10 +121,11 @@ def _erase_memory(settings: Settings, subject: str) -> tuple[list[str], list[str
         store = store_for(settings)
     except ConfigError:  # no memory layer can open here (PostgreSQL without pgvector): none was ever made
         return [], []
-    spaces = [s.name for s in store.spaces() if _named_after(s.name.partition(":")[2], subject)]
+    names = [subject] + [f"{t}/{subject}" for t in sorted(tenants) if t != DEFAULT_TENANT]
+    spaces = [s.name for s in store.spaces() if any(_named_after(s.name.partition(":")[2], n) for n in names)]
     for name in spaces:
         store.delete_space(name)
-    threads = [t for t in store.threads(subject) if _named_after(t, subject)]
+    threads = sorted({t for n in names for t in store.threads(n) if _named_after(t, n)})
     for thread in threads:
         store.delete_thread(thread)
     store.flush()

@@ -28,6 +28,7 @@ from ..workflow.flow import flow
 from .chunking import CHUNK_SIZE, OVERLAP, chunks, file_hash, kind_of
 from .embedder import Embedder, settings_of
 from .errors import IngestError
+from .names import scoped
 from .store import memory_config, store_for
 
 BATCH = 64
@@ -107,7 +108,7 @@ async def ingest_flow(ctx: Context, job: dict[str, Any]) -> dict[str, Any]:
     settings = settings_of(ctx)
     section = memory_config(settings)
     collection = str(job["collection"])
-    space = f"collection:{collection}"
+    space = f"collection:{scoped(collection, ctx)}"
     chunk_size = int(job.get("chunk_size") or section.get("chunk_size", CHUNK_SIZE))
     overlap = int(job["overlap"] if job.get("overlap") is not None else section.get("overlap", OVERLAP))
     batch = int(job.get("batch") or section.get("batch", BATCH))

@@ -23,6 +23,7 @@ from ..config import Settings
 from ..errors import UsageError
 from ..types import Duration, parse_duration
 from .embedder import Embedder, settings_of
+from .names import scoped
 from .store import VectorStore, store_for
 from .types import Hit, Item
 
@@ -46,7 +47,8 @@ class Memory:
         if not isinstance(namespace, str) or not namespace:
             raise UsageError("a memory namespace needs a non-empty name")
         self.namespace = namespace
-        self.space = f"memory:{namespace}"
+        self.space = f"memory:{scoped(namespace, ctx)}"
+        """The store's space: ``memory:<namespace>`` within the run's tenant (``podium.memory.names``)."""
         self._ctx = ctx
         self._settings = settings_of(ctx, settings)
         self._model = model

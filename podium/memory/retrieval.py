@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import UsageError
+from ..policies.access import DEFAULT_TENANT
 from .embedder import Embedder, settings_of
+from .fusion import unknown
 from .longterm import query_vector
+from .names import scoped, tenant_of
 from .store import store_for
 from .types import Hit
 
@@ -45,9 +48,13 @@ async def search_collection(
         raise UsageError("k must be at least 1")
     settings = settings_of(ctx, settings)
     store = store_for(settings)
-    space = f"collection:{collection}"
+    space = f"collection:{scoped(collection, ctx)}"
     info = store.info(space)
     if info is None:
+        tenant = tenant_of(ctx)
+        if tenant != DEFAULT_TENANT:  # name the tenant's own collections only
+            mine = [s.name for s in store.spaces("collection") if s.name.startswith(f"collection:{tenant}/")]
+            raise unknown(f"collection:{collection}", [n.replace(f"{tenant}/", "", 1) for n in mine])
         store.require(space)  # raises UnknownCollectionError naming the known ones
     assert info is not None
     vector = None

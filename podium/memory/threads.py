@@ -24,6 +24,7 @@ from ..config import Settings
 from ..errors import UsageError
 from ..models.types import Message, ModelRequest, estimate_tokens
 from .embedder import models_of, settings_of
+from .names import scoped
 from .store import VectorStore, store_for
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Thread:
         if not isinstance(thread_id, str) or not thread_id:
             raise UsageError("a thread needs a non-empty id")
         self.id = thread_id
+        self._key = scoped(thread_id, ctx)  # the stored id, within the run's tenant
         self._ctx = ctx
         self._settings = settings_of(ctx, settings)
 
@@ -85,7 +87,7 @@ class Thread:
         batch = self._ctx.uuid().hex if self._ctx is not None else uuid.uuid4().hex
 
         async def append() -> list[int]:
-            return self.store.append_messages(self.id, batch, rows)
+            return self.store.append_messages(self._key, batch, rows)
 
         return await self._run("thread.append", append)
 
@@ -93,7 +95,7 @@ class Thread:
         """Every message of the thread, oldest first (one journaled read)."""
 
         async def read() -> list[list[Any]]:
-            return [[r, c] for _, r, c, _ in self.store.messages(self.id)]
+            return [[r, c] for _, r, c, _ in self.store.messages(self._key)]
 
         return [Message(role=r, content=c) for r, c in await self._run("thread.read", read)]
 
@@ -116,7 +118,7 @@ class Thread:
 
         async def read() -> dict[str, Any]:
             store = self.store
-            rows = store.messages(self.id)
+            rows = store.messages(self._key)
             total = sum(t for *_, t in rows)
             room = budget - fixed
             if total > room:
@@ -138,7 +140,7 @@ class Thread:
                 "pending": [],
             }
             if older and summarize_with:
-                done = store.latest_summary(self.id, model, upto)
+                done = store.latest_summary(self._key, model, upto)
                 since = -1
                 if done is not None:
                     since, out["summary"] = done
@@ -153,7 +155,7 @@ class Thread:
             upto = int(view["upto"])
 
             async def save() -> None:
-                self.store.put_summary(self.id, model, upto, text)
+                self.store.put_summary(self._key, model, upto, text)
 
             await self._run("thread.summary", save)
         out: list[Message] = []
@@ -200,6 +202,6 @@ class Thread:
         """Delete the thread's messages and summaries; returns how many messages went."""
 
         async def clear() -> int:
-            return self.store.delete_thread(self.id)
+            return self.store.delete_thread(self._key)
 
         return await self._run("thread.clear", clear)

@@ -106,9 +106,9 @@ class Context(_Branching):
         self.run_id = run_id
         """This run's id."""
         self.tenant = tenant
-        """The tenant the run belongs to (``Client.start(tenant=)``, inherited by child runs). Memories and
-        collections are not isolated per tenant yet: a flow that keeps tenants' data apart names them with
-        it, such as ``ctx.retrieve(q, collection=f"{ctx.tenant}/docs")``."""
+        """The tenant the run belongs to (``Client.start(tenant=)``, inherited by child runs). The memory
+        layer (``Memory``, ``Thread``, ``ctx.retrieve``, ingestion) resolves names within it: in tenant
+        ``acme`` the collection ``docs`` is stored as ``acme/docs`` (see ``podium.memory.names``)."""
         self.subject = subject
         """The data subject (a person) whose data the run holds (``Client.start(subject=)``), or None. Name
         the subject's memories and threads after it (``f"{ctx.subject}/prefs"``): ``Client.erase_subject``
