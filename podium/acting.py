@@ -190,6 +190,13 @@ class ActingClient:
             totals.setdefault(run.flow, ModelUsage()).add(await self.client.usage(run.id))
         return totals
 
+    async def tenant_spend(self, tenant: str | None = None, *, day: str | None = None) -> float:
+        """``Client.tenant_spend`` of the principal's tenant (a platform principal names one, default
+        ``default``)."""
+        where = tenant or self.principal.tenant or DEFAULT_TENANT
+        self.authorize("view", tenant=where)
+        return await self.client.tenant_spend(where, day=day)
+
     async def pending_approvals(self, run_id: str | None = None) -> builtins.list[PendingApproval]:
         """The inbox: approvals of runs the principal may view."""
         if run_id is not None:

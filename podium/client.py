@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -570,6 +571,14 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin, ErasureMi
         for run in await self.list(flow=flow, limit=limit):
             totals.setdefault(run.flow, ModelUsage()).add(usage(await self.store.load_events(run.id)))
         return totals
+
+    async def tenant_spend(self, tenant: str = DEFAULT_TENANT, *, day: str | None = None) -> float:
+        """Dollars the model calls of ``tenant``'s runs cost on ``day`` (``YYYY-MM-DD``, UTC; default today):
+        the figure a ``projected_tenant_cost_today`` budget policy checks."""
+        self._check_open()
+        check_tenant(tenant)
+        when = day or datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%d")
+        return float(await self.store.spend_get(f"tenant:{tenant}", when))
 
     async def feed(self, after: int = 0, *, limit: int = 500) -> builtins.list[FeedEntry]:
         """Journal events of all runs after ``after`` (a ``seq``), in order: a live feed of everything."""

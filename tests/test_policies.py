@@ -336,6 +336,26 @@ async def test_at_most_2_dollars_per_run_and_100_per_tenant_per_day(client: podi
     assert await h4.result(timeout=WAIT_SECONDS) == pytest.approx(1.0, abs=0.01)
 
 
+async def test_a_tenants_daily_budget_counts_its_runs_and_its_spend_shows(client: podium.Client) -> None:
+    from podium.policies.access import Principal
+
+    register(example("budgets"))
+    await client.store.spend_add("tenant:acme", datetime.now(UTC).strftime("%Y-%m-%d"), 99.25)
+    h = await client.start(spend, 1, tenant="acme")  # the run's tenant, no pin
+    assert await h.result(timeout=WAIT_SECONDS) == pytest.approx(1.0, abs=0.01)
+    assert await client.tenant_spend("acme") == pytest.approx(100.25, abs=0.01)
+    assert await client.tenant_spend("globex") == 0.0
+    h2 = await client.start(spend, 1, tenant="acme")
+    with pytest.raises(podium.RunFailedError, match="tenant would spend more than \\$100"):
+        await h2.result(timeout=WAIT_SECONDS)
+    acme = client.acting_as(Principal("acme-viewer", "viewer", tenant="acme"))
+    assert await acme.tenant_spend() == pytest.approx(100.25, abs=0.01)
+    globex = client.acting_as(Principal("globex-viewer", "viewer", tenant="globex"))
+    assert await globex.tenant_spend() == 0.0
+    with pytest.raises(podium.PermissionDeniedError):
+        await globex.tenant_spend("acme")
+
+
 register_model("policies.leaky", lambda request: "Sure: the card on file is 4111 1111 1111 1111.")
 
 

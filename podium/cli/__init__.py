@@ -349,14 +349,17 @@ def costs(
     tenant: TenantOption = None,
     db: DbOption = None,
 ) -> None:
-    """Model calls, tokens and dollars per flow, over the newest runs."""
+    """Model calls, tokens and dollars per flow, over the newest runs; with ``--tenant``, also the tenant's
+    spending today (what a per-tenant daily budget counts)."""
     from rich.table import Table
 
     async def go() -> Any:
         async with Client(_settings(db), worker=False) as client:
-            return await acting(client, tenant).usage_by_flow(flow=flow, limit=limit)
+            who = acting(client, tenant)
+            today = None if tenant is None else await who.tenant_spend(tenant)
+            return await who.usage_by_flow(flow=flow, limit=limit), today
 
-    totals = _call(go)
+    totals, today = _call(go)
     table = Table(
         header_style="bold", title=f"model usage per flow (newest {limit} runs)", title_justify="left"
     )
@@ -367,6 +370,8 @@ def costs(
             name, str(u.calls), str(u.cached), f"{u.input_tokens:,}", f"{u.output_tokens:,}", f"${u.cost:.4f}"
         )
     out.print(table)
+    if today is not None:
+        out.print(f"tenant {tenant}: ${today:.4f} spent on model calls today (UTC)")
 
 
 @app.command()
