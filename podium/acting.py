@@ -23,6 +23,8 @@ from .client import Client, RunHandle
 from .client_management import _UNSET
 from .engine.timeline import ModelUsage, TimelineRow
 from .errors import PermissionDeniedError, RunNotFoundError, UsageError
+from .observability import audit_read
+from .observability.audit_read import AuditPage
 from .policies.access import DEFAULT_TENANT, Principal, authorize, can
 from .records import ApiKey, FeedEntry, JournalEntry, PendingApproval, Run
 from .storage.base import RunRecord, StreamChunk
@@ -196,6 +198,20 @@ class ActingClient:
         where = tenant or self.principal.tenant or DEFAULT_TENANT
         self.authorize("view", tenant=where)
         return await self.client.tenant_spend(where, day=day)
+
+    async def audit(
+        self, *, after: int = 0, limit: int = 100, action: str | None = None, tenant: str | None = None
+    ) -> AuditPage:
+        """The audit trail's entries of the principal's tenant (a platform admin reads every entry, or one
+        ``tenant``'s), after ``after`` (a ``seq``); needs the ``admin`` action. See
+        ``podium.observability.audit_read``."""
+        self.authorize("admin", tenant=tenant)
+        if not 1 <= limit <= 1000:
+            raise UsageError("limit must be between 1 and 1000")
+        if after < 0:
+            raise UsageError("after must be a sequence number (0 or more)")
+        where = self.principal.tenant or tenant
+        return await audit_read.read(self.client.store, tenant=where, after=after, limit=limit, action=action)
 
     async def pending_approvals(self, run_id: str | None = None) -> builtins.list[PendingApproval]:
         """The inbox: approvals of runs the principal may view."""

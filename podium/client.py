@@ -398,7 +398,8 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin, ErasureMi
                 return Run._of(rec)
             raise
         if self.auditor is not None:
-            await self.auditor.record("run.cancelled", subject=run_id, actor=by, payload={"flow": rec.flow})
+            facts = {"flow": rec.flow, "tenant": rec.tenant}
+            await self.auditor.record("run.cancelled", subject=run_id, actor=by, payload=facts)
         if idle:
             self._finished(run_id, "cancelled")
             await cancel_children(self.store, run_id, self.clock())
@@ -525,7 +526,7 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin, ErasureMi
         if len(active_policies()):  # podium.policies at approval: a deny changes nothing
             facts = {"run_id": run_id, "flow": rec.flow, "approval": target.name, "approved": approved}
             facts.update(by=by, comment=comment, payload=(target.data or {}).get("payload"))
-            facts["edited"] = data["edited"]
+            facts["edited"], facts["tenant"] = data["edited"], rec.tenant
             await _policies.control(self._audit_store, "approval", Facts(facts), subject=run_id, actor=by)
         gate = Gate("approval", ("decision", "withdrawn"), target.name or "")
         try:
@@ -538,7 +539,7 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin, ErasureMi
             raise InvalidStateError(f"approval {target.name!r} of run {run_id} was decided already")
         if self.auditor is not None:
             summary = {k: v for k, v in data.items() if k != "payload"}
-            summary["approval"] = target.name
+            summary["approval"], summary["tenant"] = target.name, rec.tenant
             await self.auditor.record("approval.decided", subject=run_id, actor=by, payload=summary)
         if data["edited"]:  # a human correction is data: keep the proposal and the edit
             from .management.feedback import approval_feedback

@@ -79,7 +79,8 @@ class KeysMixin:
         if not await self.store.key_revoke(key_id, now=self.clock()):
             raise UsageError(f"no active API key with id {key_id!r}")
         if self.auditor is not None:
-            await self.auditor.record("key.revoked", subject=key_id, actor=by)
+            tenant = next((k.tenant for k in await self.store.key_list() if k.id == key_id), None)
+            await self.auditor.record("key.revoked", subject=key_id, actor=by, payload={"tenant": tenant})
 
     async def authenticate(self, secret: str) -> ApiKey | None:
         """The active key whose secret this is, or None (unknown, revoked or expired)."""

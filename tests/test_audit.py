@@ -89,8 +89,9 @@ async def test_security_events_are_recorded_in_order_and_verify(store_url: str) 
             "comment": "looks fine",
             "edited": False,
             "approval": "refund",
+            "tenant": "default",
         }
-        assert json.loads(entries[1].payload or "") is None  # nothing but the key's id
+        assert json.loads(entries[1].payload or "") == {"tenant": None}  # the key's id and tenant
         report = await verify(client.store)
         assert report.ok and report.entries == 7, report
 
@@ -290,3 +291,52 @@ def test_cli_verify_names_the_first_bad_entry_and_fails(tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode != 0 and "64 hex digits" in bad.stderr
+
+
+async def test_each_tenant_reads_its_own_audit_entries_even_after_an_erasure(store_url: str) -> None:
+    from podium.policies.access import Principal
+
+    async with podium.Client(settings_for(store_url)) as client:
+        acme_key, _ = await client.create_key("acme-ops", "admin", tenant="acme", by="root")
+        await client.create_key("platform-ops", "admin", by="root")
+        a = await client.start(needs_ok, 10, tenant="acme", subject="u-1", by="bob")
+        await wait_approval(client, a.id)
+        await client.approve(a.id, by="carol")
+        await a.result(timeout=WAIT_SECONDS)
+        g = await client.start(waits, tenant="globex", by="eve")
+        await client.cancel(g.id, by="eve")
+        await client.revoke_key(acme_key.id, by="root")
+        await client.erase_subject("u-1", by="dpo")  # erases the payloads of run a's entries
+
+        acme = client.acting_as(Principal("acme-admin", "admin", tenant="acme"))
+        page = await acme.audit()
+        assert [(e["action"], e["subject"]) for e in page.entries] == [
+            ("key.created", acme_key.id),
+            ("run.started", a.id),
+            ("approval.decided", a.id),
+            ("key.revoked", acme_key.id),
+        ]
+        assert {e["tenant"] for e in page.entries} == {"acme"} and page.next is None
+        assert page.entries[1]["payload"] is None  # erased, still attributed through its run
+        assert g.id not in json.dumps(page.entries)
+        globex = client.acting_as(Principal("globex-admin", "admin", tenant="globex"))
+        assert [e["action"] for e in (await globex.audit()).entries] == ["run.started", "run.cancelled"]
+
+        platform = client.acting_as(Principal("root", "admin"))
+        everything = (await platform.audit()).entries
+        assert len(everything) == 8 and everything[-1]["action"] == "data.deleted"
+        assert [e["tenant"] for e in everything if e["action"] == "data.deleted"] == [None]  # platform's
+        assert [e["subject"] for e in (await platform.audit(tenant="globex")).entries] == [g.id, g.id]
+        first = await platform.audit(limit=3)
+        rest = await platform.audit(after=first.next or 0, limit=1000)
+        assert first.entries + rest.entries == everything and rest.next is None
+        assert [e["action"] for e in (await platform.audit(action="run.cancelled")).entries] == [
+            "run.cancelled"
+        ]
+        with pytest.raises(podium.PermissionDeniedError):
+            await acme.audit(tenant="globex")
+        with pytest.raises(podium.PermissionDeniedError):
+            await client.acting_as(Principal("acme-op", "operator", tenant="acme")).audit()
+        with pytest.raises(podium.UsageError):
+            await platform.audit(limit=0)
+        assert (await verify(client.store)).ok

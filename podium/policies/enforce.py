@@ -44,12 +44,16 @@ async def _fetch(store: Any, facts: Facts, needs: set[str], now: float) -> None:
         facts["projected_tenant_cost_today"] = today + float(facts.get("estimate") or 0.0)
 
 
-async def _audit(store: Any, verdict: Verdict, point: str, subject: str | None, actor: str | None) -> None:
+async def _audit(
+    store: Any, verdict: Verdict, point: str, subject: str | None, actor: str | None, tenant: Any = None
+) -> None:
     if store is None or not verdict.hits:
         return
     from ..observability.audit import Auditor
 
     payload = {"point": point, **verdict.to_json()}
+    if isinstance(tenant, str):
+        payload["tenant"] = tenant  # who may read the entry (``GET /api/audit``)
     await Auditor(store).record("policy.decision", subject=subject, actor=actor, payload=payload)
 
 
@@ -70,7 +74,8 @@ async def guard(ctx: Any, points: tuple[str, ...], facts: Facts) -> Verdict:
         await _fetch(store, facts, needs, now)
         verdict = decide(pairs, facts)
         if verdict.hits:
-            await _audit(audit, verdict, points[0], getattr(ctx, "run_id", None), "policy")
+            run_id = getattr(ctx, "run_id", None)
+            await _audit(audit, verdict, points[0], run_id, "policy", getattr(ctx, "tenant", None))
         return verdict.to_json()
 
     if recorder is None:
@@ -284,6 +289,6 @@ async def control(store: Any, point: str, facts: Facts, *, subject: str | None, 
         return
     verdict = await guard(None, (point,), facts)
     if verdict.hits:
-        await _audit(store, verdict, point, subject, actor)
+        await _audit(store, verdict, point, subject, actor, facts.get("tenant"))
     if verdict.action == "deny":
         raise PolicyViolationError(f"refused by policy: {verdict.reasons()}")

@@ -1,4 +1,5 @@
-"""The REST API under ``/api``: runs, signals, approvals, journals, live event streams, flows, models, keys.
+"""The REST API under ``/api``: runs, signals, approvals, journals, live event streams, flows, models, keys,
+the audit trail.
 
 Every route needs an API key (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; event streams also take
 ``?key=KEY`` because browsers' EventSource cannot set headers) that is not revoked or expired (else 401),
@@ -11,7 +12,8 @@ whose role allows the route's action (else 403):
 | approver | viewer + ``approve`` (and reject), give ``feedback`` |
 | admin | everything, API keys included (``admin``) |
 
-A key of one tenant sees and acts on that tenant's runs, approvals, journals, streams, keys only: another
+A key of one tenant sees and acts on that tenant's runs, approvals, journals, streams, keys and audit
+entries only (``GET /api/audit``, admin; platform keys read every entry, or ``?tenant=T``'s): another
 tenant's run answers 404, as if it did not exist. ``[[permissions]]`` rules in ``podium.toml`` narrow roles to
 flows (403). Prompts (``/api/prompts``, see ``prompts_api``) are shared: every viewer reads them, platform
 operators and admins (keys of no one tenant) change them. ``/api/metrics`` is for platform keys.
@@ -356,6 +358,22 @@ def create_api(client: Client) -> APIRouter:
     async def revoke_key(key_id: str, me: Caller) -> dict[str, Any]:
         await me.revoke_key(key_id)
         return {"revoked": key_id}
+
+    # -- audit ------------------------------------------------------------------------------------
+    @api.get(
+        "/audit",
+        summary="Audit trail entries of the caller's tenant, in order (admin; platform keys: all)",
+        openapi_extra=needs("admin"),
+    )
+    async def audit(
+        me: Caller,
+        after: Annotated[int, Query(ge=0, description="Entries after this seq (a page's next)")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        action: Annotated[str | None, Query(description="Only entries of this action")] = None,
+        tenant: Annotated[str | None, Query(description="One tenant's entries (platform keys)")] = None,
+    ) -> dict[str, Any]:
+        page = await me.audit(after=after, limit=limit, action=action, tenant=tenant)
+        return {"entries": page.entries, "next": page.next}
 
     add_management_routes(api, client)
     check_routes(api)
