@@ -637,13 +637,16 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin, ErasureMi
             tuple[Flow[Any, Any] | str, Any, str | None]
             | tuple[Flow[Any, Any] | str, Any, str | None, Mapping[str, str] | None]
         ],
+        *,
+        tenant: str = DEFAULT_TENANT,
     ) -> builtins.list[RunHandle[Any]]:
         """Start several runs, ``(flow, input, key)`` or ``(flow, input, key, pins)`` each, in one store
         transaction: ``start`` for many runs at the cost of one commit. All inputs are checked first; a
         ``UsageError`` creates none. With a worker here, as many as it has room for are created already
-        claimed by it. A key that names a run of another flow raises ``InvalidStateError`` after the other
-        runs were started."""
+        claimed by it. A key that names a run of another flow (or tenant) raises ``InvalidStateError`` after
+        the other runs were started. The runs belong to ``tenant``."""
         self._check_open()
+        check_tenant(tenant)
         now = self.clock()
         room = 0 if self.worker is None else self.settings.concurrency - len(self.worker.executions)
         items: builtins.list[tuple[RunRecord, Event]] = []
@@ -668,6 +671,7 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin, ErasureMi
                 updated_at=now,
                 deadline=None if fl.timeout is None else now + fl.timeout,
                 queue=fl.queue,
+                tenant=tenant,
             )
             lease = None if self.worker is None or len(leased) >= room else self.worker.lease_new(fl.name)
             if lease is not None:
@@ -690,6 +694,9 @@ class Client(KeysMixin, SchedulesMixin, ManagementMixin, JournalMixin, ErasureMi
         waiting = False
         conflict: InvalidStateError | None = None
         for (rec, created), fl, (_, first) in zip(results, flows, items, strict=True):
+            if not created and rec.tenant != tenant:
+                conflict = InvalidStateError(f"key {rec.key!r} is in use; choose another")
+                continue  # another tenant's run: no handle on it
             if not created and rec.flow != fl.name:
                 conflict = InvalidStateError(f"key {rec.key!r} belongs to run {rec.id} of flow {rec.flow!r}")
             if self.worker is not None and not rec.status.terminal:

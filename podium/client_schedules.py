@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+from .policies.access import DEFAULT_TENANT, check_tenant
 from .records import Schedule
 from .storage.base import ScheduleRecord
 from .triggers import cron as _cron
@@ -36,6 +37,7 @@ class SchedulesMixin:
         name: str | None = None,
         tz: str = "UTC",
         missed: str = "skip",
+        tenant: str = DEFAULT_TENANT,
     ) -> Schedule:
         """Start a run of ``flow`` with ``input`` at every occurrence of ``cron`` (read in time zone
         ``tz``). Any worker that runs the flow fires it; each occurrence starts exactly one run, with key
@@ -45,18 +47,19 @@ class SchedulesMixin:
         no worker ran: ``"skip"`` them (default), run ``"once"`` for the latest, or ``"catchup"`` on each
         (the latest 100). Adding a name that exists replaces that schedule's definition and starts it afresh
         from now (its pause is kept); adding the same definition again changes nothing, so code can declare
-        its schedules at every start.
+        its schedules at every start. Its runs start in ``tenant``.
         """
         self._check_open()
         fl = resolve_flow(flow)
         sname = fl.name if name is None else name
         _cron.check(sname, cron, tz, missed)
+        check_tenant(tenant)
         data = fl.dump_input(fl.validate_input(input))
         expr = _cron.normalize(cron)
         now = self.clock()
         old = await self.store.schedule_get(sname)
-        definition = (fl.name, expr, tz, data, missed)
-        if old is not None and (old.flow, old.cron, old.tz, old.input, old.missed) == definition:
+        definition = (fl.name, expr, tz, data, missed, tenant)
+        if old is not None and (old.flow, old.cron, old.tz, old.input, old.missed, old.tenant) == definition:
             return Schedule._of(old)  # declared again as it is: keep its next occurrence
         rec = ScheduleRecord(
             name=sname,
@@ -70,6 +73,7 @@ class SchedulesMixin:
             last_at=None if old is None else old.last_at,
             created_at=now,
             updated_at=now,
+            tenant=tenant,
         )
         stored = await self.store.schedule_put(rec)
         self._poke_scheduler()

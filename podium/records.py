@@ -156,9 +156,11 @@ class Schedule:
     last_at: float | None
     created_at: float
     updated_at: float
+    tenant: str = DEFAULT_TENANT
+    """The tenant its runs start in."""
 
     @classmethod
     def _of(cls, s: ScheduleRecord) -> Schedule:
         next_at = None if s.next_at == _cron.NEVER else s.next_at
         fields = (s.name, s.flow, s.cron, s.tz, s.input, s.missed, s.paused)
-        return cls(*fields, next_at, s.last_at, s.created_at, s.updated_at)
+        return cls(*fields, next_at, s.last_at, s.created_at, s.updated_at, s.tenant)

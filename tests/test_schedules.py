@@ -239,6 +239,55 @@ async def test_occurrences_claimed_by_a_worker_that_died_are_started_by_another(
         await close_within(live)
 
 
+async def test_a_schedules_runs_start_in_its_tenant_also_after_its_claim_expired(store_url: str) -> None:
+    clock = ManualClock(start=T0)
+    settings = settings_for(store_url)
+    client = podium.Client(settings, clock=clock)
+    await client.open()
+    try:
+        acme = await client.add_schedule(tick, "*/5 * * * *", 1, name="acme-tick", tenant="acme")
+        assert acme.tenant == "acme"
+        assert (await client.add_schedule(tick, "*/5 * * * *", 2, name="plain")).tenant == "default"
+        await client.add_schedule(tick, "*/5 * * * *", 3, name="globex-tick", tenant="globex")
+        assert {s.name: s.tenant for s in await client.schedules()} == {
+            "acme-tick": "acme",
+            "globex-tick": "globex",
+            "plain": "default",
+        }
+        clock.advance("5m")
+        runs = await eventually(
+            lambda: client.list(),
+            lambda rs: len(rs) == 3 and all(r.status is podium.RunStatus.COMPLETED for r in rs),
+            what="three runs",
+        )
+        assert {r.input: r.tenant for r in runs} == {1: "acme", 2: "default", 3: "globex"}
+        # Declaring it again in another tenant is a new definition: its next runs start there.
+        moved = await client.add_schedule(tick, "*/5 * * * *", 1, name="acme-tick", tenant="initech")
+        assert moved.tenant == "initech"
+        with pytest.raises(podium.ConfigError, match="invalid tenant"):
+            await client.add_schedule(tick, "*/5 * * * *", 1, name="bad", tenant="a/b")
+    finally:
+        await close_within(client)
+    if store_url.startswith("memory"):
+        return  # the rest reopens the database
+    # An occurrence claimed by a worker that died keeps its tenant until another starts it.
+    async with podium.Client(settings, worker=False, clock=clock) as dead:
+        clock.advance("5m")
+        now = clock()
+        fires = await dead.store.schedule_claim_due(
+            "dead", ["sched.tick"], now=now, lease_until=now + 1, limit=10, plan=cron.plan
+        )
+        assert {f.name: f.tenant for f in fires} == {
+            "acme-tick": "initech",
+            "globex-tick": "globex",
+            "plain": "default",
+        }
+        again = await dead.store.schedule_claim_due(
+            "live", ["sched.tick"], now=now + 2, lease_until=now + 9, limit=10, plan=cron.plan
+        )
+        assert {f.name: f.tenant for f in again} == {f.name: f.tenant for f in fires}
+
+
 async def dead_schedules(settings: podium.Settings, clock: ManualClock) -> list[podium.records.Schedule]:
     async with podium.Client(settings, worker=False, clock=clock) as c:
         return await c.schedules()

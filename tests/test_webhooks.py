@@ -59,6 +59,14 @@ CONFIG = {
             "run_field": "run_id",
             "secret_env": "PODIUM_TEST_HOOK_SECRET",
         },
+        "acme-orders": {"flow": "tests:greet", "secret_env": "PODIUM_TEST_HOOK_SECRET", "tenant": "acme"},
+        "acme-payments": {
+            "action": "signal",
+            "signal": "paid",
+            "run_field": "run_id",
+            "secret_env": "PODIUM_TEST_HOOK_SECRET",
+            "tenant": "acme",
+        },
     }
 }
 
@@ -222,7 +230,25 @@ async def test_a_signal_hook_refuses_runs_of_other_flows(server: Server) -> None
 
 async def test_healthz(server: Server) -> None:
     r = await server.http.get(f"{server.url}/healthz")
-    assert r.status_code == 200 and r.json() == {"ok": True, "hooks": ["orders", "payments"]}
+    hooks = ["acme-orders", "acme-payments", "orders", "payments"]
+    assert r.status_code == 200 and r.json() == {"ok": True, "hooks": hooks}
+
+
+async def test_a_hook_of_a_tenant_starts_runs_in_it_and_signals_only_its_runs(server: Server) -> None:
+    r = await server.post("acme-orders", body_of({"id": 5, "customer": "eve"}))
+    assert r.status_code == 202, r.text
+    assert (await server.client.get(r.json()["run_id"])).tenant == "acme"
+    r = await server.post("orders", body_of({"id": 6, "customer": "fay"}))
+    assert (await server.client.get(r.json()["run_id"])).tenant == "default"
+
+    theirs = await server.client.start(await_payment, "order-1")  # the default tenant's run
+    r = await server.post("acme-payments", body_of({"run_id": theirs.id}))
+    assert r.status_code == 404 and r.json()["error"] == f"no run with id {theirs.id!r}"
+    assert [e for e in await server.client.journal(theirs.id) if e.kind == "signal"] == []
+    ours = await server.client.start(await_payment, "order-2", tenant="acme")
+    r = await server.post("acme-payments", body_of({"run_id": ours.id, "amount": 5}))
+    assert r.status_code == 202 and r.json() == {"run_id": ours.id, "created": True}
+    assert (await ours.result(timeout=WAIT_SECONDS))["payment"]["amount"] == 5
 
 
 async def test_a_server_without_a_worker_enqueues_for_a_worker_elsewhere(
@@ -252,6 +278,7 @@ def test_hook_configuration_mistakes_are_config_errors(monkeypatch: pytest.Monke
         ({"h": {"secret_env": "PODIUM_TEST_HOOK_SECRET"}}, "a 'start' action needs flow"),
         ({"h": {"flow": "tests:greet", "secret_env": "PODIUM_TEST_HOOK_SECRET", "action": "x"}}, "action"),
         ({"h": {"action": "signal", "secret_env": "PODIUM_TEST_HOOK_SECRET"}}, 'needs signal = "NAME"'),
+        ({"h": {"flow": "tests:greet", "secret_env": "PODIUM_TEST_HOOK_SECRET", "tenant": "a/b"}}, "tenant"),
     ]
     for hooks, message in cases:
         with pytest.raises(podium.ConfigError, match=r"podium\.toml") as info:

@@ -535,6 +535,7 @@ def schedule_add(
         str, typer.Option("--missed", help="Occurrences missed while no worker ran: skip|once|catchup")
     ] = "skip",
     tz: Annotated[str, typer.Option("--tz", help="Time zone of the cron expression")] = "UTC",
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="The tenant its runs start in")] = "default",
     db: DbOption = None,
 ) -> None:
     """Add (or replace) a schedule that starts a run of a flow at every occurrence of a cron expression."""
@@ -543,7 +544,9 @@ def schedule_add(
 
     async def go() -> Any:
         async with Client(_settings(db), worker=False) as client:
-            return await client.add_schedule(flow, cron, value, name=name, tz=tz, missed=missed)
+            return await client.add_schedule(
+                flow, cron, value, name=name, tz=tz, missed=missed, tenant=tenant
+            )
 
     s = _call(go)
     module = flow_ref.rpartition(":")[0]
@@ -578,13 +581,14 @@ def schedule_list(as_json: Annotated[bool, typer.Option("--json")] = False, db: 
         typer.echo(json.dumps([asdict(s) for s in items], indent=2, ensure_ascii=False))
         return
     table = Table(header_style="bold", title="schedules", title_justify="left")
-    for col in ("name", "flow", "cron", "tz", "missed", "state", "next run", "last run", "input"):
+    for col in ("name", "flow", "tenant", "cron", "tz", "missed", "state", "next run", "last run", "input"):
         table.add_column(col)
     for s in items:
         state = "[yellow]paused[/]" if s.paused else "[green]active[/]"
         table.add_row(
             escape(s.name),
             escape(s.flow),
+            escape(s.tenant),
             escape(s.cron),
             s.tz,
             s.missed,

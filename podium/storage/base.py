@@ -520,16 +520,20 @@ class ScheduleRecord:
     last_at: float | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    tenant: str = "default"
+    """The tenant its runs start in."""
 
 
 @dataclass(slots=True)
 class ScheduleFire:
-    """One claimed occurrence: start a run of ``flow`` with ``input`` for the schedule's time ``at``."""
+    """One claimed occurrence: start a run of ``flow`` with ``input`` in ``tenant`` for the schedule's time
+    ``at``."""
 
     name: str
     flow: str
     input: JSON
     at: float
+    tenant: str = "default"
 
 
 @dataclass(slots=True)

@@ -600,7 +600,7 @@ class MemoryStore(MemoryDatasets, MemoryAudit, MemoryErasure):
             if times:
                 s.last_at = max(times)
             for t in times:
-                fire = ScheduleFire(s.name, s.flow, s.input, t)
+                fire = ScheduleFire(s.name, s.flow, s.input, t, s.tenant)
                 self._fires.setdefault((s.name, t), _Claim(fire, owner, lease_until))
                 out.append(replace(fire))
         return out

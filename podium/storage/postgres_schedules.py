@@ -32,11 +32,11 @@ class PostgresSchedules:
     async def schedule_put(self, schedule: ScheduleRecord) -> ScheduleRecord:
         s = schedule
         row = await self._one(
-            f"INSERT INTO schedules ({_SCHEDULE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+            f"INSERT INTO schedules ({_SCHEDULE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
             "ON CONFLICT (name) DO UPDATE SET flow = excluded.flow, cron = excluded.cron, "
             "tz = excluded.tz, input = excluded.input, missed = excluded.missed, "
             "paused = excluded.paused, next_at = excluded.next_at, last_at = excluded.last_at, "
-            "updated_at = excluded.updated_at "
+            "updated_at = excluded.updated_at, tenant = excluded.tenant "
             f"RETURNING {_SCHEDULE_COLS}",
             (
                 s.name,
@@ -50,6 +50,7 @@ class PostgresSchedules:
                 s.last_at,
                 s.created_at,
                 s.updated_at,
+                s.tenant,
             ),
         )
         assert row is not None
@@ -100,7 +101,7 @@ class PostgresSchedules:
                 expired = await conn.execute(
                     "UPDATE schedule_fires SET owner = %s, lease_until = %s WHERE (name, at) IN "
                     "(SELECT name, at FROM schedule_fires WHERE lease_until < %s AND flow = ANY(%s) "
-                    "ORDER BY at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING name, flow, input, at",
+                    "ORDER BY at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING name, flow, input, at, tenant",
                     (owner, lease_until, now, names, limit),
                 )
                 due_cur = await conn.execute(  # locked: a concurrent claimer skips these schedules
@@ -109,19 +110,20 @@ class PostgresSchedules:
                     (now, names, limit),
                 )
                 rows = sorted(await expired.fetchall(), key=lambda r: r[3])
-                out.extend(ScheduleFire(r[0], r[1], _load(r[2]), r[3]) for r in rows)
+                out.extend(ScheduleFire(r[0], r[1], _load(r[2]), r[3], r[4]) for r in rows)
                 planned: list[tuple[list[ScheduleFire], Any]] = []
                 for row in await due_cur.fetchall():
                     s = _schedule(row)
                     times, next_at = plan(s, now)
                     last = max(times) if times else None
-                    fires = [ScheduleFire(s.name, s.flow, s.input, t) for t in times]
+                    fires = [ScheduleFire(s.name, s.flow, s.input, t, s.tenant) for t in times]
                     cur = await conn.execute(  # compare-and-set, as in SQLite (the row lock makes it hold)
                         "WITH s AS (UPDATE schedules SET next_at = %(next)s, "
                         "last_at = COALESCE(%(last)s, last_at), updated_at = %(now)s "
                         "WHERE name = %(name)s AND next_at = %(old)s AND NOT paused RETURNING name), "
-                        "f AS (INSERT INTO schedule_fires (name, at, flow, input, owner, lease_until) "
-                        "SELECT s.name, t.at, %(flow)s, %(input)s, %(owner)s, %(until)s "
+                        "f AS (INSERT INTO schedule_fires "
+                        "(name, at, flow, input, owner, lease_until, tenant) "
+                        "SELECT s.name, t.at, %(flow)s, %(input)s, %(owner)s, %(until)s, %(tenant)s "
                         "FROM s CROSS JOIN unnest(%(times)s::float8[]) AS t(at) ON CONFLICT DO NOTHING) "
                         "SELECT count(*) FROM s",
                         {
@@ -135,6 +137,7 @@ class PostgresSchedules:
                             "owner": owner,
                             "until": lease_until,
                             "times": times,
+                            "tenant": s.tenant,
                         },
                     )
                     planned.append((fires, cur))

@@ -59,7 +59,9 @@ def _event(row: Sequence[Any]) -> Event:
     )
 
 
-_SCHEDULE_COLS = "name, flow, cron, tz, input, missed, paused, next_at, last_at, created_at, updated_at"
+_SCHEDULE_COLS = (
+    "name, flow, cron, tz, input, missed, paused, next_at, last_at, created_at, updated_at, tenant"
+)
 
 
 def _schedule(row: Sequence[Any]) -> ScheduleRecord:
@@ -75,4 +77,5 @@ def _schedule(row: Sequence[Any]) -> ScheduleRecord:
         last_at=None if row[8] is None else float(row[8]),
         created_at=float(row[9]),
         updated_at=float(row[10]),
+        tenant=str(row[11]),
     )

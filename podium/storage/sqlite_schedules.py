@@ -25,11 +25,11 @@ class SQLiteSchedules:
         s = schedule
         with self._tx() as db:
             row = db.execute(
-                f"INSERT INTO schedules ({_SCHEDULE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO schedules ({_SCHEDULE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (name) DO UPDATE SET flow = excluded.flow, cron = excluded.cron, "
                 "tz = excluded.tz, input = excluded.input, missed = excluded.missed, "
                 "paused = excluded.paused, next_at = excluded.next_at, last_at = excluded.last_at, "
-                "updated_at = excluded.updated_at "
+                "updated_at = excluded.updated_at, tenant = excluded.tenant "
                 f"RETURNING {_SCHEDULE_COLS}",
                 (
                     s.name,
@@ -43,6 +43,7 @@ class SQLiteSchedules:
                     s.last_at,
                     s.created_at,
                     s.updated_at,
+                    s.tenant,
                 ),
             ).fetchone()
         return _schedule(row)
@@ -90,10 +91,10 @@ class SQLiteSchedules:
             rows = db.execute(
                 "UPDATE schedule_fires SET owner = ?, lease_until = ? WHERE rowid IN (SELECT rowid FROM "
                 f"schedule_fires WHERE lease_until < ? AND flow IN ({marks}) ORDER BY at LIMIT ?) "
-                "RETURNING name, flow, input, at",
+                "RETURNING name, flow, input, at, tenant",
                 (owner, lease_until, now, *names, limit),
             ).fetchall()
-            out.extend(ScheduleFire(r[0], r[1], _load(r[2]), r[3]) for r in rows)
+            out.extend(ScheduleFire(r[0], r[1], _load(r[2]), r[3], r[4]) for r in rows)
             due = db.execute(
                 f"SELECT {_SCHEDULE_COLS} FROM schedules WHERE paused = 0 AND next_at <= ? "
                 f"AND flow IN ({marks}) ORDER BY next_at LIMIT ?",
@@ -110,11 +111,11 @@ class SQLiteSchedules:
                 ).rowcount
                 if not advanced or not times:
                     continue
-                fires = [ScheduleFire(s.name, s.flow, s.input, t) for t in times]
+                fires = [ScheduleFire(s.name, s.flow, s.input, t, s.tenant) for t in times]
                 db.executemany(
-                    "INSERT OR IGNORE INTO schedule_fires (name, at, flow, input, owner, lease_until) "
-                    "VALUES (?,?,?,?,?,?)",
-                    [(f.name, f.at, f.flow, _dump(f.input), owner, lease_until) for f in fires],
+                    "INSERT OR IGNORE INTO schedule_fires "
+                    "(name, at, flow, input, owner, lease_until, tenant) VALUES (?,?,?,?,?,?,?)",
+                    [(f.name, f.at, f.flow, _dump(f.input), owner, lease_until, f.tenant) for f in fires],
                 )
                 out.extend(fires)
         return out

@@ -7,6 +7,8 @@ flow = "orders.py:fulfil"     # the flow to start (for "signal": the flow the si
 action = "start"              # default; or "signal"
 signal = "paid"               # "signal" only: the signal's name
 run_field = "run_id"          # "signal" only: the body's field that holds the run id
+tenant = "acme"               # optional: the tenant its runs start in (default "default"); a signal
+                              # reaches only runs of that tenant
 ```
 The body (a JSON value) is the run's input, or the signal's payload. The caller supplies a key derived from
 the delivery's identity: the run's idempotency key for ``start``, the signal's deduplication key for
@@ -21,6 +23,7 @@ from typing import Any
 
 from ..client import Client, RunHandle
 from ..errors import ConfigError, InvalidStateError, UsageError
+from ..policies.access import DEFAULT_TENANT, check_tenant
 from ..workflow.flow import Flow
 
 FlowLoader = Callable[[str], Flow[Any, Any]]
@@ -37,6 +40,8 @@ class Action:
     flow: Flow[Any, Any] | None
     signal: str | None = None
     run_field: str | None = None
+    tenant: str = DEFAULT_TENANT
+    """The tenant runs are started in, and the only one whose runs a signal reaches."""
 
 
 class NotFound(UsageError):
@@ -61,6 +66,11 @@ def parse_action(section: Mapping[str, Any], where: str, load: FlowLoader) -> Ac
         raise ConfigError(f"{where}: flow must be a string like 'module:flow'")
     if kind == "start" and not ref:
         raise ConfigError(f"{where}: a 'start' action needs flow = \"module:flow\"")
+    tenant = section.get("tenant", DEFAULT_TENANT)
+    try:
+        check_tenant(tenant)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     flow = None
     if ref:
         try:
@@ -68,13 +78,13 @@ def parse_action(section: Mapping[str, Any], where: str, load: FlowLoader) -> Ac
         except UsageError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     if kind == "start":
-        return Action("start", flow)
+        return Action("start", flow, tenant=tenant)
     signal, run_field = section.get("signal"), section.get("run_field")
     if not isinstance(signal, str) or not signal:
         raise ConfigError(f"{where}: a 'signal' action needs signal = \"NAME\"")
     if not isinstance(run_field, str) or not run_field:
         raise ConfigError(f"{where}: a 'signal' action needs run_field = \"FIELD\" (the body's run id field)")
-    return Action("signal", flow, signal, run_field)
+    return Action("signal", flow, signal, run_field, tenant)
 
 
 async def apply(client: Client, action: Action, body: Any, key: str) -> tuple[str, bool]:
@@ -86,7 +96,7 @@ async def apply(client: Client, action: Action, body: Any, key: str) -> tuple[st
     if action.kind == "start":
         assert action.flow is not None
         try:
-            handle: RunHandle[Any] = await client.start(action.flow, body, key=key)
+            handle: RunHandle[Any] = await client.start(action.flow, body, key=key, tenant=action.tenant)
         except InvalidStateError as exc:
             raise Conflict(str(exc)) from None
         except UsageError as exc:
@@ -100,6 +110,8 @@ async def apply(client: Client, action: Action, body: Any, key: str) -> tuple[st
         run = await client.get(run_id)
     except UsageError:
         raise NotFound(f"no run with id {run_id!r}") from None
+    if run.tenant != action.tenant:  # another tenant's run does not exist for this action
+        raise NotFound(f"no run with id {run_id!r}")
     if action.flow is not None and run.flow != action.flow.name:
         raise NotFound(f"run {run_id} is not a run of flow {action.flow.name!r}")
     try:

@@ -126,19 +126,22 @@ class Scheduler:
         return min(poll, max(0.0, due - w.clock()))
 
     async def _start(self, fires: list[ScheduleFire]) -> None:
-        """Start the runs of claimed occurrences (one store transaction for all), then forget the claims."""
-        if not fires:
-            return
-        requests = [(f.flow, f.input, cron.run_key(f.name, f.at)) for f in fires]
-        try:
-            handles = await self.client.start_many(requests)
-        except StoreError:
-            raise  # the claims expire, and the occurrences are started again (the keys make that safe)
-        except UsageError:  # one of them cannot start (its input no longer fits the flow, say): one by one
-            await self._start_each(fires)
-            return
-        self._count(handles)
-        await self.worker.store.schedule_fired(fires)
+        """Start the runs of claimed occurrences (one store transaction per tenant), then forget the
+        claims."""
+        by_tenant: dict[str, list[ScheduleFire]] = {}
+        for f in fires:
+            by_tenant.setdefault(f.tenant, []).append(f)
+        for tenant, group in by_tenant.items():
+            requests = [(f.flow, f.input, cron.run_key(f.name, f.at)) for f in group]
+            try:
+                handles = await self.client.start_many(requests, tenant=tenant)
+            except StoreError:
+                raise  # the claims expire, and the occurrences are started again (the keys make that safe)
+            except UsageError:  # one cannot start (its input no longer fits the flow, say): one by one
+                await self._start_each(group)
+                continue
+            self._count(handles)
+            await self.worker.store.schedule_fired(group)
 
     async def _start_each(self, fires: list[ScheduleFire]) -> None:
         done: list[ScheduleFire] = []
@@ -146,7 +149,9 @@ class Scheduler:
             for fire in fires:
                 try:
                     key = cron.run_key(fire.name, fire.at)
-                    handle: RunHandle[Any] = await self.client.start(fire.flow, fire.input, key=key)
+                    handle: RunHandle[Any] = await self.client.start(
+                        fire.flow, fire.input, key=key, tenant=fire.tenant
+                    )
                 except StoreError:
                     raise
                 except UsageError as exc:  # starting it again cannot help: drop it, loudly
