@@ -13,6 +13,7 @@ from memory_helpers import hash_settings
 import podium
 from podium.memory import Memory, close_stores, store_for
 from podium.memory.ingest import ingest_flow
+from podium.memory.retrieval import search_collection
 from podium.memory.threads import Thread
 
 pytest.importorskip("numpy")
@@ -60,6 +61,21 @@ async def test_two_tenants_using_the_same_names_never_see_each_others_memories(t
     # Outside a run the names are as written: the default tenant's data.
     assert await Memory("user:1", settings=settings).keys() == ["k-default"]
     assert [m.content for m in await Thread("t", settings=settings).history()] == ["plain"]
+    # ... unless a platform tool names the tenant; a run cannot name another tenant than its own.
+    assert await Memory("user:1", settings=settings, tenant="acme").keys() == ["k-acme"]
+    history = await Thread("t", settings=settings, tenant="globex").history()
+    assert [m.content for m in history] == ["globex secret G"]
+    async with podium.Client(settings) as client:
+        handle = await client.start(reach, "globex", tenant="acme")
+        with pytest.raises(podium.RunFailedError, match="tenant 'acme' cannot reach tenant 'globex'"):
+            await handle.result(timeout=30)
+    with pytest.raises(podium.ConfigError, match="invalid tenant"):
+        Memory("user:1", settings=settings, tenant="a/b")
+
+
+@podium.flow(name="tenants.reach")
+async def reach(ctx: podium.Context, tenant: str) -> list[str]:
+    return await Memory("user:1", ctx=ctx, tenant=tenant).keys()
 
 
 async def test_a_tenants_collection_is_invisible_to_other_tenants(tmp_path: Path) -> None:
@@ -74,6 +90,8 @@ async def test_a_tenants_collection_is_invisible_to_other_tenants(tmp_path: Path
 
         found = await (await client.start(ask, "kb", tenant="acme")).result(timeout=30)
         assert any("acme refund policy" in t for t in found)
+        hits = await search_collection("kb", "refund policy", settings=settings, tenant="acme")
+        assert any("acme refund policy" in h.text for h in hits)
         # Another tenant asking for the same name, or naming its way in, finds no such collection, and the
         # error names none of acme's collections.
         for tenant, name in [("globex", "kb"), ("globex", "acme/kb"), ("default", "kb")]:

@@ -34,7 +34,8 @@ T = TypeVar("T")
 
 
 class Memory:
-    """The memories of one namespace. ``Memory("user:42", ctx=ctx)`` inside a flow."""
+    """The memories of one namespace. ``Memory("user:42", ctx=ctx)`` inside a flow: within the run's tenant.
+    Outside a run, ``tenant="acme"`` reaches that tenant's namespace (default: the ``default`` tenant's)."""
 
     def __init__(
         self,
@@ -43,11 +44,12 @@ class Memory:
         ctx: Context | None = None,
         settings: Settings | None = None,
         model: str | None = None,
+        tenant: str | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise UsageError("a memory namespace needs a non-empty name")
         self.namespace = namespace
-        self.space = f"memory:{scoped(namespace, ctx)}"
+        self.space = f"memory:{scoped(namespace, ctx, tenant=tenant)}"
         """The store's space: ``memory:<namespace>`` within the run's tenant (``podium.memory.names``)."""
         self._ctx = ctx
         self._settings = settings_of(ctx, settings)

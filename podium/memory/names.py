@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..policies.access import DEFAULT_TENANT
+from ..errors import UsageError
+from ..policies.access import DEFAULT_TENANT, check_tenant
 
 if TYPE_CHECKING:
     from ..workflow.context import Context
@@ -24,6 +25,12 @@ def tenant_of(ctx: Context | None) -> str:
 
 
 def scoped(name: str, ctx: Context | None = None, *, tenant: str | None = None) -> str:
-    """``name`` as stored for the run's tenant (or ``tenant``, if given): unchanged for ``default``."""
-    t = tenant if tenant is not None else tenant_of(ctx)
+    """``name`` as stored for the run's tenant, or for ``tenant`` outside a run (a platform tool reading a
+    tenant's data): unchanged for ``default``. Naming another tenant than the run's is a ``UsageError``."""
+    t = tenant_of(ctx)
+    if tenant is not None:
+        check_tenant(tenant)
+        if ctx is not None and tenant != t:
+            raise UsageError(f"a run of tenant {t!r} cannot reach tenant {tenant!r}'s memory")
+        t = tenant
     return name if t == DEFAULT_TENANT else f"{t}/{name}"

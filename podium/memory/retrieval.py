@@ -38,8 +38,10 @@ async def search_collection(
     mode: str = "hybrid",
     ctx: Context | None = None,
     settings: Settings | None = None,
+    tenant: str | None = None,
 ) -> list[Hit]:
-    """Search a collection now (no step): what ``ctx.retrieve`` runs inside its step."""
+    """Search a collection now (no step): what ``ctx.retrieve`` runs inside its step. Outside a run,
+    ``tenant`` names the tenant whose collection it is (default: ``default``)."""
     if mode not in MODES:
         raise UsageError(f"retrieval mode {mode!r}: use one of {', '.join(MODES)}")
     if not isinstance(query, str) or not query.strip():
@@ -48,10 +50,10 @@ async def search_collection(
         raise UsageError("k must be at least 1")
     settings = settings_of(ctx, settings)
     store = store_for(settings)
-    space = f"collection:{scoped(collection, ctx)}"
+    space = f"collection:{scoped(collection, ctx, tenant=tenant)}"
     info = store.info(space)
     if info is None:
-        tenant = tenant_of(ctx)
+        tenant = tenant or tenant_of(ctx)
         if tenant != DEFAULT_TENANT:  # name the tenant's own collections only
             mine = [s.name for s in store.spaces("collection") if s.name.startswith(f"collection:{tenant}/")]
             raise unknown(f"collection:{collection}", [n.replace(f"{tenant}/", "", 1) for n in mine])

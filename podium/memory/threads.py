@@ -50,15 +50,21 @@ def tokens_of(content: str) -> int:
 
 
 class Thread:
-    """The messages of one conversation. ``Thread("t-42", ctx=ctx)`` inside a flow."""
+    """The messages of one conversation. ``Thread("t-42", ctx=ctx)`` inside a flow: within the run's
+    tenant. Outside a run, ``tenant="acme"`` reaches that tenant's thread."""
 
     def __init__(
-        self, thread_id: str, *, ctx: Context | None = None, settings: Settings | None = None
+        self,
+        thread_id: str,
+        *,
+        ctx: Context | None = None,
+        settings: Settings | None = None,
+        tenant: str | None = None,
     ) -> None:
         if not isinstance(thread_id, str) or not thread_id:
             raise UsageError("a thread needs a non-empty id")
         self.id = thread_id
-        self._key = scoped(thread_id, ctx)  # the stored id, within the run's tenant
+        self._key = scoped(thread_id, ctx, tenant=tenant)  # the stored id, within the tenant
         self._ctx = ctx
         self._settings = settings_of(ctx, settings)
 
