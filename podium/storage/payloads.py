@@ -432,6 +432,7 @@ class Encoder:
         self.new: dict[str, Payload] = {}
         self.refs: set[tuple[str, str]] = set()
         """``(run_id, hash)``: which run references which payload (what retention releases)."""
+        self._path: set[int] = set()  # the containers ``_stream`` is inside (a cycle is refused)
 
     def dump(self, value: Any, run_id: str, *, keep_root: bool = False) -> str | None:
         """``value`` as the JSON text of its row. ``keep_root``: never replace the top-level object itself
@@ -469,14 +470,19 @@ class Encoder:
         and a spool that moves to a compressed temp file of the blob directory once it passes the blob
         threshold (the same bytes, hence the same hash, as the in-memory path)."""
         out: Any = value
-        if isinstance(value, dict):
-            out = {}
-            for k, v in value.items():
-                out[k] = v if self._small(v) is not None else self._stream(v, run_id)
-            if any(isinstance(k, str) and k.startswith(MARK) for k in out):
-                out = {LITERAL: out}
-        elif isinstance(value, list):
-            out = [v if self._small(v) is not None else self._stream(v, run_id) for v in value]
+        if isinstance(value, dict | list):
+            if id(value) in self._path:
+                raise ValueError("Circular reference detected")
+            self._path.add(id(value))
+            if isinstance(value, dict):
+                out = {}
+                for k, v in value.items():
+                    out[k] = v if self._small(v) is not None else self._stream(v, run_id)
+                if any(isinstance(k, str) and k.startswith(MARK) for k in out):
+                    out = {LITERAL: out}
+            else:
+                out = [v if self._small(v) is not None else self._stream(v, run_id) for v in value]
+            self._path.discard(id(value))
         if keep_root:
             return out
         assert self.options.blobs is not None
