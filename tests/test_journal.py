@@ -176,6 +176,32 @@ def test_streamed_and_in_memory_encodings_of_a_value_are_the_same(
     assert not [f for f in tmp_path.rglob(".*") if f.is_file()]  # no temp file left behind
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300),
+    lambda inner: (
+        st.lists(inner, max_size=8)
+        | st.dictionaries(
+            st.sampled_from(["a", "$payload", "$payload_x", "é", "k"]) | st.text(max_size=4), inner
+        )
+    ),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=JSON, keep_root=st.booleans())
+def test_streamed_and_in_memory_encodings_agree_on_any_value(
+    value: Any, keep_root: bool, tmp_path: Path
+) -> None:
+    streamed = Encoder(PayloadOptions(blobs=tmp_path, threshold=64, blob_threshold=200))
+    in_memory = Encoder(PayloadOptions(threshold=64, blob_threshold=200))
+    assert streamed.dump(value, "r", keep_root=keep_root) == in_memory.dump(value, "r", keep_root=keep_root)
+    assert set(streamed.new) == set(in_memory.new) and streamed.refs == in_memory.refs
+    for sha, p in streamed.new.items():  # some in files (from 200 bytes), some in memory
+        raw = decompress(p.codec, blob_path(tmp_path, sha).read_bytes()) if p.in_file else p.raw
+        assert raw == in_memory.new[sha].raw
+
+
 def test_a_cyclic_value_is_refused_as_json_refuses_it(tmp_path: Path) -> None:
     loop: list[Any] = ["x" * 10_000]
     loop.append(loop)
