@@ -19,6 +19,11 @@ English-like text (compresses ~3x) and random hex (about 2x). Target: at most 1.
 (c) Replay of a finished 10,000-step run with 1 KB step results (below the payload threshold: journaled
 inline): a fresh process loads the journal from SQLite and replays the flow against it
 (``podium.engine.replay``); wall time and the process's peak RSS. Target: under 1 s and 200 MB.
+
+(e) A step returning 48 MB of JSON (48,000 rows of ~1 KB), journaled on SQLite by a fresh process, with a blob
+directory (the value is streamed to its file) and without one (encoded in memory, kept in the payload table):
+the process's peak RSS (``ru_maxrss``) over its RSS before the run, in multiples of the value's size. Target
+with a blob directory: under 2x (the value itself and the reading back of the step's result are included).
 """
 
 from __future__ import annotations
@@ -120,6 +125,57 @@ async def long(ctx: podium.Context, n: int) -> int:
     for i in range(n):
         total += len(await kb(i))
     return total
+
+
+@podium.step(name="bench.rows")
+async def rows(n: int) -> list[str]:
+    rnd = random.Random(n)
+    return [f"{i}:" + "".join(rnd.choices("abcdef0123456789", k=1_000)) for i in range(n)]
+
+
+@podium.flow(name="bench.large")
+async def large(ctx: podium.Context, n: int) -> int:
+    return sum(len(r) for r in await rows(n))
+
+
+async def large_child(path: str, blobs: str) -> None:
+    """Journal one 48 MB step result in this (fresh) process; print its RSS before and at peak."""
+    storage = {"blobs": blobs} if blobs != "-" else {}
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    async with podium.Client(settings(f"sqlite:///{path}", **storage)) as client:
+        run = await client.start(large, 48_000)
+        total = await client.result(run.id, timeout=900)
+    took = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": took, "bytes": total, "peak_kb": peak, "before_kb": rss_before}))
+
+
+def large_result(base: Path, streamed: bool) -> dict[str, Any]:
+    tag = "streamed" if streamed else "in-memory"
+    blobs = str(base / f"blobs-large-{tag}") if streamed else "-"
+    out = subprocess.run(
+        [sys.executable, __file__, "--large-child", str(base / f"large-{tag}.db"), blobs],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    r: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return r
+
+
+def report_large(base: Path) -> None:
+    for streamed in (True, False):
+        r = large_result(base, streamed)
+        grown = (r["peak_kb"] - r["before_kb"]) * 1024
+        where = "blob directory (streamed)" if streamed else "no blob directory (in memory)"
+        verdict = f" (< 2x: {'met' if grown < 2 * r['bytes'] else 'MISSED'})" if streamed else ""
+        print(
+            f"(e) a {r['bytes'] / 1e6:.0f} MB step result, {where}: peak RSS {r['peak_kb'] / 1024:.0f} MB "
+            f"({r['before_kb'] / 1024:.0f} MB before: +{grown / r['bytes']:.1f}x the value) in "
+            f"{r['seconds']:.1f} s{verdict}"
+        )
 
 
 @podium.flow(name="bench.huge")
@@ -279,6 +335,9 @@ async def main(args: argparse.Namespace) -> None:
     base.mkdir(parents=True, exist_ok=True)
     print(f"measuring in {base}; {load()}; 2 cores shared")
     try:
+        if args.only_large:
+            report_large(base)
+            return
         grown, took = await dedup_sqlite(base)
         verdict = "met" if grown < 1_000_000 else "MISSED"
         print(f"(a) 1,000-way fan-out sharing 100 KB, SQLite: +{grown / 1e6:.3f} MB in {took:.2f} s")
@@ -333,6 +392,7 @@ async def main(args: argparse.Namespace) -> None:
             f"(journal load {r['load']:.2f} s), peak RSS {r['peak_kb'] / 1024:.0f} MB "
             f"(process at start {r['before_kb'] / 1024:.0f} MB) (< 1 s, < 200 MB: {'met' if ok else 'MISSED'})"  # noqa: E501
         )
+        report_large(base)
         if args.full:
             took = await huge_run(base / "huge.db", 100_000)
             size = sqlite_size(base / "huge.db")
@@ -353,8 +413,12 @@ if __name__ == "__main__":
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--dir")
     parser.add_argument("--replay-child", nargs=2, metavar=("DB", "RUN_ID"))
+    parser.add_argument("--large-child", nargs=2, metavar=("DB", "BLOBS"))
+    parser.add_argument("--only-large", action="store_true", help="measure (e) only")
     a = parser.parse_args()
     if a.replay_child:
         asyncio.run(replay_child(*a.replay_child))
+    elif a.large_child:
+        asyncio.run(large_child(*a.large_child))
     else:
         asyncio.run(main(a))

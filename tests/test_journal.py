@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 import podium
 from podium.storage.base import Event, Outcome, RunRecord, Transition, Write
 from podium.storage.memory import MemoryStore
-from podium.storage.payloads import PayloadOptions, decompress
+from podium.storage.payloads import Encoder, PayloadOptions, blob_path, decompress
 from podium.storage.sqlite import SQLiteStore
 from podium.types import RunStatus
 
@@ -106,21 +106,153 @@ async def test_a_fanout_of_1000_steps_stores_a_shared_100kb_value_once(store_url
     assert grown < 1_000_000, f"the store grew by {grown} bytes (a copy per step would be 100 MB)"
 
 
-async def test_a_50mb_step_result_goes_to_the_blob_directory(tmp_path: Path) -> None:
-    config = {"storage": {"blobs": str(tmp_path / "blobs"), "blob_threshold": 1 << 20}}
-    settings = settings_for(f"sqlite:///{tmp_path}/podium.db").with_(config=config)
+async def payload_rows(url: str) -> list[tuple[str, int, bool, bool]]:
+    """``(hash, size, in_file, data is NULL)`` of every payload row."""
+    sql = "SELECT hash, size, in_file, data IS NULL FROM payloads"
+    if url.startswith("sqlite:///"):
+        db = sqlite3.connect(url[len("sqlite:///") :])
+        try:
+            return [(h, n, bool(f), bool(e)) for h, n, f, e in db.execute(sql)]
+        finally:
+            db.close()
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute(sql)
+        return [(h, n, bool(f), bool(e)) for h, n, f, e in await cur.fetchall()]
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_a_50mb_step_result_is_streamed_to_the_blob_directory(store_url: str, tmp_path: Path) -> None:
+    blobs = tmp_path / "blobs"
+    config = {"storage": {"blobs": str(blobs), "blob_threshold": 1 << 20}}
+    settings = settings_for(store_url).with_(config=config)
     async with podium.Client(settings) as client:
+        before = await store_bytes(store_url)
         handle = await client.start(large, 48_000)  # 48,000 rows of ~1 KB: about 50 MB of JSON
-        assert await client.result(handle.id, timeout=300) == sum(len(r) for r in await big(48_000))
+        expected = await big(48_000)
+        assert await client.result(handle.id, timeout=300) == sum(len(r) for r in expected)
         step = next(e for e in await client.store.load_events(handle.id) if e.kind == "step")
-        assert len(step.data["result"]) == 48_000 and step.data["result"][7].startswith("7:")
-    files = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
-    assert len(files) == 1 and files[0].stat().st_size < 50_000_000  # compressed
-    db = sqlite3.connect(tmp_path / "podium.db")
-    rows = db.execute("SELECT size, in_file, data IS NULL FROM payloads").fetchall()
-    assert rows and all(in_file == 1 and empty == 1 for _, in_file, empty in rows)
-    assert (tmp_path / "podium.db").stat().st_size < 5_000_000  # the database holds only references
-    db.close()
+        assert step.data["result"] == expected
+    files = [p for p in blobs.rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].stat().st_size < 50_000_000  # compressed, no temp file left
+    rows = await payload_rows(store_url)
+    assert [(h, in_file, empty) for h, _, in_file, empty in rows] == [(files[0].name, True, True)]
+    # the file holds exactly the bytes the in-memory path encodes, named by their SHA-256
+    raw = json.dumps(expected, separators=(",", ":"), ensure_ascii=False).encode()
+    codec = "zstd" if files[0].read_bytes()[:4] == b"\x28\xb5\x2f\xfd" else "zlib"
+    assert decompress(codec, files[0].read_bytes()) == raw
+    assert files[0].name == hashlib.sha256(raw).hexdigest() and rows[0][1] == len(raw)
+    assert await store_bytes(store_url) - before < 5_000_000  # the database holds only references
+
+
+VALUES: list[Any] = [
+    'é€😀\u0000"\\\n' * 300_000,
+    [f"{i}:" + "x" * (i % 3000) for i in range(2_000)],
+    {"a": list(range(300_000)), 1: {"$payload": 2, "z": [1.5, None, True, float("inf")]}, "s": "y" * 5_000},
+    {"$payload_user_key": "z" * 2_000_000, "n": {"deep": ["w" * 70_000, {"t": (1, 2)}]}},
+    [{"n": i, "text": "ab" * 60, "k": {"2": False}} for i in range(30_000)],
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=["unicode-string", "rows", "mixed", "escaped-keys", "records"])
+@pytest.mark.parametrize("keep_root", [False, True])
+def test_streamed_and_in_memory_encodings_of_a_value_are_the_same(
+    value: Any, keep_root: bool, tmp_path: Path
+) -> None:
+    value = {"result": value}  # as an event's data: its top-level object may be kept (keep_root)
+    streamed = Encoder(PayloadOptions(blobs=tmp_path, blob_threshold=65_536))
+    in_memory = Encoder(PayloadOptions(blob_threshold=65_536))
+    assert streamed.dump(value, "r", keep_root=keep_root) == in_memory.dump(value, "r", keep_root=keep_root)
+    assert set(streamed.new) == set(in_memory.new) and streamed.refs == in_memory.refs
+    assert any(p.in_file for p in streamed.new.values())  # the streaming path was taken
+    for sha, p in streamed.new.items():
+        q = in_memory.new[sha]
+        assert p.size == q.size
+        if p.in_file:
+            assert decompress(p.codec, blob_path(tmp_path, sha).read_bytes()) == q.raw
+        else:
+            assert p.raw == q.raw and sha == hashlib.sha256(q.raw).hexdigest()
+    assert not [f for f in tmp_path.rglob(".*") if f.is_file()]  # no temp file left behind
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300),
+    lambda inner: (
+        st.lists(inner, max_size=8)
+        | st.dictionaries(
+            st.sampled_from(["a", "$payload", "$payload_x", "é", "k"]) | st.text(max_size=4), inner
+        )
+    ),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=JSON, keep_root=st.booleans())
+def test_streamed_and_in_memory_encodings_agree_on_any_value(
+    value: Any, keep_root: bool, tmp_path: Path
+) -> None:
+    streamed = Encoder(PayloadOptions(blobs=tmp_path, threshold=64, blob_threshold=200))
+    in_memory = Encoder(PayloadOptions(threshold=64, blob_threshold=200))
+    assert streamed.dump(value, "r", keep_root=keep_root) == in_memory.dump(value, "r", keep_root=keep_root)
+    assert set(streamed.new) == set(in_memory.new) and streamed.refs == in_memory.refs
+    for sha, p in streamed.new.items():  # some in files (from 200 bytes), some in memory
+        raw = decompress(p.codec, blob_path(tmp_path, sha).read_bytes()) if p.in_file else p.raw
+        assert raw == in_memory.new[sha].raw
+
+
+def test_a_cyclic_value_is_refused_as_json_refuses_it(tmp_path: Path) -> None:
+    loop: list[Any] = ["x" * 10_000]
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        Encoder(PayloadOptions(blobs=tmp_path)).dump({"result": loop}, "r", keep_root=True)
+    assert not [f for f in tmp_path.rglob("*") if f.is_file()]
+
+
+MEMORY_PROBE = """
+import json, random, sys, tracemalloc
+from pathlib import Path
+from podium.storage.payloads import Encoder, PayloadOptions
+
+kind, blobs = sys.argv[1], sys.argv[2]
+rnd = random.Random(3)
+if kind == "rows":
+    value = {"result": [f"{i}:" + "".join(rnd.choices("abcdef0123456789", k=1_000)) for i in range(48_000)]}
+else:
+    value = {"result": "".join(rnd.choices("abcdefgh 0123456789", k=50_000_000))}
+options = PayloadOptions(blobs=Path(blobs) if blobs != "-" else None)
+tracemalloc.start()
+enc = Encoder(options)
+enc.dump(value, "run", keep_root=True)
+packed = [p.pack(options) for p in enc.new.values()]
+print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "files": sum(p.in_file for p in packed)}))
+"""
+
+
+def encoding_peak(kind: str, blobs: str) -> tuple[int, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, kind, blobs],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return int(r["peak"]), int(r["files"])
+
+
+@pytest.mark.parametrize("kind", ["rows", "string"])
+def test_encoding_a_50mb_value_for_the_blob_directory_holds_it_less_than_twice(
+    kind: str, tmp_path: Path
+) -> None:
+    size = 48_276_890 if kind == "rows" else 50_000_000  # characters of the value (all ASCII)
+    peak, files = encoding_peak(kind, str(tmp_path))
+    assert files == 1
+    assert peak < 2 * size, f"encoding held {peak / 1e6:.0f} MB for a {size / 1e6:.0f} MB value"
+    # the in-memory path (no blob directory) holds the text and its bytes: this measure sees it
+    peak_in_memory, _ = encoding_peak(kind, "-")
+    assert peak_in_memory > size > peak
 
 
 async def test_settings_reject_bad_storage_values() -> None:

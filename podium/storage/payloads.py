@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,18 @@ class Payload:
     codec: str = ""
     data: bytes | None = None
     in_file: bool = False
+    streamed: tuple[int, int] | None = None
+    """``(size, stored)`` of a payload already streamed to its blob file (``raw`` is then empty)."""
 
     @property
     def size(self) -> int:
-        return len(self.raw)
+        return self.streamed[0] if self.streamed is not None else len(self.raw)
 
     @property
     def stored(self) -> int:
         """Bytes kept (compressed), in the database or in a file."""
+        if self.streamed is not None:
+            return self.streamed[1]
         return len(self.data) if self.data is not None else 0
 
     def pack(self, options: PayloadOptions) -> Payload:
@@ -170,6 +175,8 @@ def decompress(codec: str, data: bytes) -> bytes:
         zstd = _zstd()
         if zstd is None:
             raise StoreError("a payload is zstd-compressed: pip install 'podium[zstd]' to read it")
+        if zstd.frame_content_size(data) < 0:  # a streamed blob's frame does not record its size
+            return bytes(zstd.ZstdDecompressor().decompressobj().decompress(data))
         return bytes(zstd.ZstdDecompressor().decompress(data))
     raise StoreError(f"unknown payload codec {codec!r}")
 
@@ -198,6 +205,173 @@ def write_blob(root: Path, sha: str, data: bytes) -> None:
             os.close(fd)
     except OSError as exc:
         raise StoreError(f"cannot write payload blob {path}: {exc}") from exc
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+SPOOL = "tm"
+"""The blob directory's subdirectory for files being streamed (their hash is known only at the end); a
+crash leaves a dot-named temp file there, which ``podium gc`` removes like any other."""
+_SLICE = 1 << 20  # characters of JSON text encoded at a time when streaming
+
+
+class _Spool:
+    """Where a payload's JSON text goes while it is encoded: SHA-256 and size always, the bytes in memory
+    until they reach the blob threshold, then compressed into a temp file of the blob directory."""
+
+    def __init__(self, root: Path, blob_threshold: int) -> None:
+        self.root = root
+        self.limit = blob_threshold
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.stored = 0
+        self.buffer: list[bytes] | None = []
+        self.file: Any = None
+        self.tmp: Path | None = None
+        self.packer: Any = None
+        self.codec = ""
+
+    def write(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        self.size += len(chunk)
+        if self.buffer is not None:
+            self.buffer.append(chunk)
+            if self.size < self.limit:
+                return
+            held, self.buffer = self.buffer, None
+            self._open()
+            for part in held:
+                self._pack(part)
+            return
+        self._pack(chunk)
+
+    def _open(self) -> None:
+        spool = self.root / SPOOL
+        try:
+            spool.mkdir(parents=True, exist_ok=True)
+            self.tmp = spool / f".stream.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+            self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed by finish() or discard()
+        except OSError as exc:
+            raise StoreError(f"cannot write payload blob in {self.root}: {exc}") from exc
+        zstd = _zstd()
+        if zstd is not None:
+            self.codec, self.packer = "zstd", zstd.ZstdCompressor(level=3).compressobj()
+        else:
+            self.codec, self.packer = "zlib", zlib.compressobj(6)
+
+    def _pack(self, chunk: bytes) -> None:
+        out = self.packer.compress(chunk)
+        if out:
+            self._emit(out)
+
+    def _emit(self, data: bytes) -> None:
+        self.stored += len(data)
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            self.discard()
+            raise StoreError(f"cannot write payload blob in {self.root}: {exc}") from exc
+
+    def finish(self) -> Payload:
+        """The payload: in memory (below the blob threshold, packed later as any other) or its file durably
+        renamed to its hash (``fsync`` of the file and of its directory), before any row references it."""
+        sha = self.hasher.hexdigest()
+        if self.buffer is not None:
+            raw = b"".join(self.buffer)
+            self.buffer = None
+            return Payload(sha, raw)
+        assert self.tmp is not None
+        self._emit(self.packer.flush())
+        path = blob_path(self.root, sha)
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            if path.exists():
+                self.tmp.unlink()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.tmp, path)
+                _sync_dir(path.parent)  # the rename is durable before the row that points at it commits
+        except OSError as exc:
+            self.discard()
+            raise StoreError(f"cannot write payload blob {path}: {exc}") from exc
+        return Payload(sha, b"", self.codec, None, True, (self.size, self.stored))
+
+    def discard(self) -> None:
+        self.buffer = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+
+
+def _text(value: Any, path: set[int] | None = None) -> Iterator[str]:
+    """Any value's JSON text (as ``_dumps`` makes it) in pieces of at most about ``_SLICE`` characters: the
+    size of a value is measured without making its whole text. ``path``: the containers being encoded (a
+    cycle raises ``ValueError`` as ``json`` does)."""
+    if isinstance(value, str):
+        if len(value) <= _SLICE:
+            yield _dumps(value)
+            return
+        yield '"'
+        for i in range(0, len(value), _SLICE):
+            yield _dumps(value[i : i + _SLICE])[1:-1]  # JSON escapes one character at a time
+        yield '"'
+        return
+    if not isinstance(value, dict | list | tuple):
+        yield _dumps(value)
+        return
+    path = set() if path is None else path
+    if id(value) in path:
+        raise ValueError("Circular reference detected")
+    path.add(id(value))
+    if isinstance(value, dict):
+        yield "{"
+        for i, (k, v) in enumerate(value.items()):
+            key = _dumps(k) if isinstance(k, str) else _dumps({k: None})[1:-6]
+            yield f",{key}:" if i else f"{key}:"
+            yield from _text(v, path)
+        yield "}"
+    else:
+        yield "["
+        for i, v in enumerate(value):
+            if i:
+                yield ","
+            yield from _text(v, path)
+        yield "]"
+    path.discard(id(value))
+
+
+def _split_text(value: Any, threshold: int) -> Iterator[str]:
+    """The JSON text of a value ``Encoder._split`` returned (its items are each under ``threshold``), items
+    encoded many at a time: the same text as ``_dumps(value)``, in bounded pieces, at C speed."""
+    n = max(1, _SLICE // threshold)
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get(LITERAL), dict):
+        yield f"{{{_dumps(LITERAL)}:"
+        yield from _split_text(value[LITERAL], threshold)
+        yield "}"
+    elif isinstance(value, dict) and value:
+        items = list(value.items())
+        yield "{"
+        for i in range(0, len(items), n):
+            yield ("," if i else "") + _dumps(dict(items[i : i + n]))[1:-1]
+        yield "}"
+    elif isinstance(value, list) and value:
+        yield "["
+        for i in range(0, len(value), n):
+            yield ("," if i else "") + _dumps(value[i : i + n])[1:-1]
+        yield "]"
+    else:
+        yield from _text(value)
 
 
 def read_blob(root: Path | None, sha: str) -> bytes | None:
@@ -258,12 +432,16 @@ class Encoder:
         self.new: dict[str, Payload] = {}
         self.refs: set[tuple[str, str]] = set()
         """``(run_id, hash)``: which run references which payload (what retention releases)."""
+        self._path: set[int] = set()  # the containers ``_stream`` is inside (a cycle is refused)
 
     def dump(self, value: Any, run_id: str, *, keep_root: bool = False) -> str | None:
         """``value`` as the JSON text of its row. ``keep_root``: never replace the top-level object itself
         (an event's data: its skeleton stays readable after retention)."""
         if value is None:
             return None
+        if self.options.blobs is not None:
+            small = self._small(value)
+            return small if small is not None else _dumps(self._stream(value, run_id, keep_root))
         text = _dumps(value)
         if len(text) < self.options.threshold and _PROBE not in text:
             return text
@@ -271,6 +449,60 @@ class Encoder:
             del text  # a large value: its text is made again once its parts are split out (memory)
             return _dumps(self._split(value, "", run_id, keep_root))
         return _dumps(self._split(value, text, run_id, keep_root))
+
+    def _small(self, value: Any) -> str | None:
+        """``value``'s JSON text when it stays in the row (under the threshold, no reference-like key);
+        None otherwise. Stops encoding once the threshold is passed: a large value's text is never made."""
+        if isinstance(value, str) and len(value) >= self.options.threshold:
+            return None
+        if isinstance(value, dict | list | tuple):  # a scalar or a short string is small: no probe
+            n = 0
+            for piece in _text(value):
+                n += len(piece)
+                if n >= self.options.threshold:
+                    return None
+        text = _dumps(value)
+        return text if len(text) < self.options.threshold and _PROBE not in text else None
+
+    def _stream(self, value: Any, run_id: str, keep_root: bool = False) -> Any:
+        """``_split`` for a store with a blob directory: nothing large is ever encoded whole. Each item is
+        measured piecewise (``_small``); what is kept as a payload is encoded piece by piece into a hasher
+        and a spool that moves to a compressed temp file of the blob directory once it passes the blob
+        threshold (the same bytes, hence the same hash, as the in-memory path)."""
+        out: Any = value
+        if isinstance(value, dict | list):
+            if id(value) in self._path:
+                raise ValueError("Circular reference detected")
+            self._path.add(id(value))
+            if isinstance(value, dict):
+                out = {}
+                for k, v in value.items():
+                    out[k] = v if self._small(v) is not None else self._stream(v, run_id)
+                if any(isinstance(k, str) and k.startswith(MARK) for k in out):
+                    out = {LITERAL: out}
+            else:
+                out = [v if self._small(v) is not None else self._stream(v, run_id) for v in value]
+            self._path.discard(id(value))
+        if keep_root:
+            return out
+        assert self.options.blobs is not None
+        spool = _Spool(self.options.blobs, self.options.blob_threshold)
+        chars = 0
+        try:
+            for piece in _split_text(out, self.options.threshold):
+                chars += len(piece)
+                spool.write(piece.encode())
+        except BaseException:
+            spool.discard()
+            raise
+        if chars < self.options.threshold:
+            spool.discard()
+            return out
+        payload = spool.finish()
+        if payload.hash not in self.new:
+            self.new[payload.hash] = payload
+        self.refs.add((run_id, payload.hash))
+        return {MARK: payload.hash, "bytes": payload.size}
 
     def _split(self, value: Any, text: str, run_id: str, keep_root: bool = False) -> Any:
         threshold = self.options.threshold
