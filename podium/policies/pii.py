@@ -183,6 +183,7 @@ def _ssns(text: str) -> Iterable[Finding]:
 # -- IP addresses ---------------------------------------------------------------------------------
 _IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def _ips(text: str) -> Iterable[Finding]:
@@ -192,7 +193,18 @@ def _ips(text: str) -> Iterable[Finding]:
             if all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in raw.split(".")):
                 yield Finding("ip", m.start(), m.end(), raw)
     if "::" in text or text.count(":") >= 3:
-        for m in _IPV6.finditer(text):
+        # An IPv6 address starts at most four hex digits before its first colon, after no word character
+        # and no colon: try the pattern there only (a scan from every hex letter of the text is slow).
+        colon = text.find(":")
+        while colon >= 0:
+            start = colon
+            while start > colon - 4 and start and text[start - 1] in _HEX:
+                start -= 1
+            m = _IPV6.match(text, start) if not (start and text[start - 1] in _HEX) else None
+            if m is None:
+                colon = text.find(":", colon + 1)
+                continue
+            colon = text.find(":", m.end())
             raw = m.group()
             if raw.count(":") < 2 or not any(c not in ":" for c in raw):
                 continue
@@ -276,18 +288,20 @@ _PHONE = re.compile(
     """,
     re.VERBOSE,
 )
+_EXTENSION = re.compile(r"[ ]?(?:x|ext\.?|#)")
+_NOT_DIGITS = str.maketrans("", "", " .-/()+")
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 
 
 def _phones(text: str) -> Iterable[Finding]:
     for m in _PHONE.finditer(text):
         raw = m.group()
-        main = re.split(r"[ ]?(?:x|ext\.?|#)", raw, maxsplit=1)[0]
-        digits = sum(ch.isdigit() for ch in main)
+        main = _EXTENSION.split(raw, maxsplit=1)[0] if "x" in raw or "#" in raw else raw
+        digits = len(main.translate(_NOT_DIGITS))  # main holds digits, separators and a leading +
         if not 7 <= digits <= 15:
             continue
         first = raw[0]
-        separated = any(ch in " .-/()" for ch in main)
+        separated = len(main) - digits > (first == "+")
         if _DATE.fullmatch(main):
             continue
         # A run of bare digits is a phone number only when it starts like one (0, 00, +): otherwise it is
