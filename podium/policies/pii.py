@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 KINDS = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
@@ -62,6 +63,33 @@ def _emails(text: str) -> Iterable[Finding]:
             end = m.end()
             yield Finding("email", m.start(), end, m.group())
         at = text.find("@", max(at + 1, end))
+
+
+# -- numbers: one shared scan for the detectors of numbers ------------------------------------------
+# Cards, SSNs, IPv4 addresses and phone numbers start with a digit after no word character (or a phone
+# number with "+" or "("), and hold only the characters below. One scan finds those runs of at least six
+# characters (the shortest number any of them accepts); each detector then runs its own pattern on the runs
+# long enough for it only, instead of a pass of its own over the whole text (dense text has a digit in every
+# few characters, and each pass tries its pattern at each digit).
+_NUMBER = re.compile(r"(?:[+(]|\d(?<!\w\d))[\d .\-/()+#xet]{5,}")
+_RUNS: ContextVar[tuple[str, list[tuple[int, int]]] | None] = ContextVar("podium_pii_runs", default=None)
+
+
+def _number_runs(text: str) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of each run of number characters in ``text``: every card, SSN, IPv4 address and
+    phone number lies inside one. ``scan`` shares one list between the detectors of a text."""
+    shared = _RUNS.get()
+    if shared is not None and shared[0] is text:
+        return shared[1]
+    return [m.span() for m in _NUMBER.finditer(text)]
+
+
+def _in_runs(pattern: re.Pattern[str], text: str, shortest: int, need: str = "") -> Iterable[re.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern whose matches lie inside number runs, are ``shortest``
+    characters or longer and contain ``need``. A match may look two characters past its run."""
+    for start, end in _number_runs(text):
+        if end - start >= shortest and (not need or need in text[start:end]):
+            yield from pattern.finditer(text, start, end + 2)
 
 
 # -- payment cards --------------------------------------------------------------------------------
@@ -106,7 +134,7 @@ def _card_prefix(d: str) -> bool:
 
 
 def _cards(text: str) -> Iterable[Finding]:
-    for m in _CARD.finditer(text):
+    for m in _in_runs(_CARD, text, 12):
         raw = m.group()
         digits = raw.replace(" ", "").replace("-", "")
         if not 12 <= len(digits) <= 19 or not _card_prefix(digits) or not luhn(digits):
@@ -173,7 +201,7 @@ _SSN = re.compile(r"\d(?<![\w-]\d)\d\d([- ])\d\d\1\d{4}(?![\w-])")
 
 
 def _ssns(text: str) -> Iterable[Finding]:
-    for m in _SSN.finditer(text):
+    for m in _in_runs(_SSN, text, 11):
         raw = m.group()
         area, group, serial = raw[:3], raw[4:6], raw[7:]
         if area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000":
@@ -188,7 +216,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 def _ips(text: str) -> Iterable[Finding]:
     if "." in text:
-        for m in _IPV4.finditer(text):
+        for m in _in_runs(_IPV4, text, 7, "."):
             raw = m.group()
             if all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in raw.split(".")):
                 yield Finding("ip", m.start(), m.end(), raw)
@@ -294,7 +322,7 @@ _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,
 
 
 def _phones(text: str) -> Iterable[Finding]:
-    for m in _PHONE.finditer(text):
+    for m in _in_runs(_PHONE, text, 6):
         raw = m.group()
         main = _EXTENSION.split(raw, maxsplit=1)[0] if "x" in raw or "#" in raw else raw
         digits = len(main.translate(_NOT_DIGITS))  # main holds digits, separators and a leading +
@@ -362,9 +390,13 @@ def scan(text: str, kinds: Collection[str] | None = None, *, extra: Iterable[Det
                 f"unknown kind(s) of personal data: {', '.join(sorted(unknown))} (known: {KINDS})"
             )
     found: list[Finding] = []
-    for kind, detect in DETECTORS.items():
-        if kinds is None or kind in kinds:
-            found.extend(detect(text))
+    token = _RUNS.set((text, _number_runs(text)))
+    try:
+        for kind, detect in DETECTORS.items():
+            if kinds is None or kind in kinds:
+                found.extend(detect(text))
+    finally:
+        _RUNS.reset(token)
     for detect in extra:
         found.extend(detect(text))
     if len(found) < 2:
