@@ -228,19 +228,19 @@ def _ips(text: str) -> Iterable[Finding]:
             start = colon
             while start > colon - 4 and start and text[start - 1] in _HEX:
                 start -= 1
-            m = _IPV6.match(text, start) if not (start and text[start - 1] in _HEX) else None
-            if m is None:
+            v6 = _IPV6.match(text, start) if not (start and text[start - 1] in _HEX) else None
+            if v6 is None:
                 colon = text.find(":", colon + 1)
                 continue
-            colon = text.find(":", m.end())
-            raw = m.group()
+            colon = text.find(":", v6.end())
+            raw = v6.group()
             if raw.count(":") < 2 or not any(c not in ":" for c in raw):
                 continue
             try:
                 ipaddress.IPv6Address(raw)
             except ValueError:
                 continue
-            yield Finding("ip", m.start(), m.end(), raw)
+            yield Finding("ip", v6.start(), v6.end(), raw)
 
 
 # -- secrets --------------------------------------------------------------------------------------
