@@ -84,12 +84,15 @@ def _number_runs(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _NUMBER.finditer(text)]
 
 
-def _in_runs(pattern: re.Pattern[str], text: str, shortest: int, need: str = "") -> Iterable[re.Match[str]]:
-    """``pattern.finditer(text)`` for a pattern whose matches lie inside number runs, are ``shortest``
-    characters or longer and contain ``need``. A match may look two characters past its run."""
-    for start, end in _number_runs(text):
-        if end - start >= shortest and (not need or need in text[start:end]):
-            yield from pattern.finditer(text, start, end + 2)
+def _in_runs(pattern: re.Pattern[str], text: str, shortest: int) -> list[re.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern whose matches lie inside number runs and are ``shortest``
+    characters or longer. A match may look two characters past its run (``endpos`` is two further)."""
+    return [
+        m
+        for start, end in _number_runs(text)
+        if end - start >= shortest
+        for m in pattern.finditer(text, start, end + 2)
+    ]
 
 
 # -- payment cards --------------------------------------------------------------------------------
@@ -162,6 +165,8 @@ IBAN_LENGTHS = {
 }  # fmt: skip
 """Each country's IBAN length (ISO 13616 registry)."""
 
+_IBAN_BODIES = {n: re.compile(rf"(?:[ ]?[A-Z0-9]){{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
+
 _IBAN = re.compile(r"([A-Z](?<!\w[A-Z])[A-Z])(\d{2})((?:[ ]?[A-Z0-9]){10,30})")
 
 
@@ -169,12 +174,20 @@ def iban_valid(iban: str) -> bool:
     """Whether ``iban`` (no spaces) has its country's length and a valid mod-97 checksum."""
     if IBAN_LENGTHS.get(iban[:2]) != len(iban):
         return False
-    moved = iban[4:] + iban[:4]
-    try:
-        number = int("".join(str(int(ch, 36)) for ch in moved))
-    except ValueError:
+    moved = (iban[4:] + iban[:4]).translate(_LETTER_VALUES)  # A=10 ... Z=35
+    if not moved.isdigit():
         return False
-    return number % 97 == 1
+    try:
+        return int(moved) % 97 == 1
+    except ValueError:  # digits int() does not read (superscripts)
+        return False
+
+
+_LETTER_VALUES = {
+    ord(ch): str(value)
+    for value, ch in enumerate("abcdefghijklmnopqrstuvwxyz", start=10)
+    for ch in (ch, ch.upper())
+}
 
 
 def _ibans(text: str) -> Iterable[Finding]:
@@ -183,16 +196,13 @@ def _ibans(text: str) -> Iterable[Finding]:
         if length is None:
             continue
         # The body may run on into the next word (upper case, digits): take exactly the country's length.
-        kept, end = 4, m.start(3)
-        for i, ch in enumerate(m.group(3)):
-            if kept == length:
-                break
-            if ch != " ":
-                kept += 1
-            end = m.start(3) + i + 1
+        body = _IBAN_BODIES[length].match(text, m.start(3), m.end(3))
+        if body is None:
+            continue
+        end = body.end()
         raw = text[m.start() : end]
         compact = raw.replace(" ", "")
-        if kept == length and iban_valid(compact) and not (end < len(text) and text[end].isalnum()):
+        if iban_valid(compact) and not (end < len(text) and text[end].isalnum()):
             yield Finding("iban", m.start(), end, raw)
 
 
@@ -216,7 +226,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 def _ips(text: str) -> Iterable[Finding]:
     if "." in text:
-        for m in _in_runs(_IPV4, text, 7, "."):
+        for m in _in_runs(_IPV4, text, 7):
             raw = m.group()
             if all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in raw.split(".")):
                 yield Finding("ip", m.start(), m.end(), raw)
