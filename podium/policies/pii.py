@@ -340,7 +340,7 @@ def _phones(text: str) -> Iterable[Finding]:
             continue
         first = raw[0]
         separated = len(main) - digits > (first == "+")
-        if _DATE.fullmatch(main):
+        if separated and _DATE.fullmatch(main):
             continue
         # A run of bare digits is a phone number only when it starts like one (0, 00, +): otherwise it is
         # as likely an order or account number.
@@ -365,10 +365,13 @@ _PHONE_WORDS = re.compile(
 )
 
 
+_SEPARATORS = re.compile(r"[ .\-/()]+")
+
+
 def _grouped(main: str) -> bool:
     """Digits in the groups phone numbers are written in (``555-123-4567``, ``06 12 34 56 78``,
     ``333 1234567``), not a number with one stray separator."""
-    groups = [g for g in re.split(r"[ .\-/()]+", main) if g]
+    groups = [g for g in _SEPARATORS.split(main) if g]
     if len(groups) < 2 or any(len(g) > 8 for g in groups) or len(groups[-1]) < 2:
         return False
     return all(len(g) > 1 for g in groups[1:])  # single digits: an address, a version, not a phone
