@@ -389,6 +389,7 @@ DETECTORS: dict[str, Detector] = {
 """The built-in detectors by kind, in the order overlaps are resolved (earlier wins)."""
 
 _RANK = {kind: i for i, kind in enumerate(DETECTORS)}
+_NUMBER_KINDS = ("card", "ssn", "ip", "phone")  # the detectors that read number runs
 
 
 def scan(text: str, kinds: Collection[str] | None = None, *, extra: Iterable[Detector] = ()) -> list[Finding]:
@@ -403,7 +404,8 @@ def scan(text: str, kinds: Collection[str] | None = None, *, extra: Iterable[Det
                 f"unknown kind(s) of personal data: {', '.join(sorted(unknown))} (known: {KINDS})"
             )
     found: list[Finding] = []
-    token = _RUNS.set((text, _number_runs(text)))
+    numbers = kinds is None or sum(kind in kinds for kind in _NUMBER_KINDS) > 1  # worth sharing the runs
+    token = _RUNS.set((text, _number_runs(text)) if numbers else None)
     try:
         for kind, detect in DETECTORS.items():
             if kinds is None or kind in kinds:
