@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 KINDS = ("email", "phone", "card", "iban", "ssn", "ip", "secret")
@@ -62,6 +63,36 @@ def _emails(text: str) -> Iterable[Finding]:
             end = m.end()
             yield Finding("email", m.start(), end, m.group())
         at = text.find("@", max(at + 1, end))
+
+
+# -- numbers: one shared scan for the detectors of numbers ------------------------------------------
+# Cards, SSNs, IPv4 addresses and phone numbers start with a digit after no word character (or a phone
+# number with "+" or "("), and hold only the characters below. One scan finds those runs of at least six
+# characters (the shortest number any of them accepts); each detector then runs its own pattern on the runs
+# long enough for it only, instead of a pass of its own over the whole text (dense text has a digit in every
+# few characters, and each pass tries its pattern at each digit).
+_NUMBER = re.compile(r"(?:[+(]|\d(?<!\w\d))[\d .\-/()+#xet]{5,}")
+_RUNS: ContextVar[tuple[str, list[tuple[int, int]]] | None] = ContextVar("podium_pii_runs", default=None)
+
+
+def _number_runs(text: str) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of each run of number characters in ``text``: every card, SSN, IPv4 address and
+    phone number lies inside one. ``scan`` shares one list between the detectors of a text."""
+    shared = _RUNS.get()
+    if shared is not None and shared[0] is text:
+        return shared[1]
+    return [m.span() for m in _NUMBER.finditer(text)]
+
+
+def _in_runs(pattern: re.Pattern[str], text: str, shortest: int) -> list[re.Match[str]]:
+    """``pattern.finditer(text)`` for a pattern whose matches lie inside number runs and are ``shortest``
+    characters or longer. A match may look two characters past its run (``endpos`` is two further)."""
+    return [
+        m
+        for start, end in _number_runs(text)
+        if end - start >= shortest
+        for m in pattern.finditer(text, start, end + 2)
+    ]
 
 
 # -- payment cards --------------------------------------------------------------------------------
@@ -106,7 +137,7 @@ def _card_prefix(d: str) -> bool:
 
 
 def _cards(text: str) -> Iterable[Finding]:
-    for m in _CARD.finditer(text):
+    for m in _in_runs(_CARD, text, 12):
         raw = m.group()
         digits = raw.replace(" ", "").replace("-", "")
         if not 12 <= len(digits) <= 19 or not _card_prefix(digits) or not luhn(digits):
@@ -134,6 +165,8 @@ IBAN_LENGTHS = {
 }  # fmt: skip
 """Each country's IBAN length (ISO 13616 registry)."""
 
+_IBAN_BODIES = {n: re.compile(rf"(?:[ ]?[A-Z0-9]){{{n - 4}}}") for n in set(IBAN_LENGTHS.values())}
+
 _IBAN = re.compile(r"([A-Z](?<!\w[A-Z])[A-Z])(\d{2})((?:[ ]?[A-Z0-9]){10,30})")
 
 
@@ -141,12 +174,20 @@ def iban_valid(iban: str) -> bool:
     """Whether ``iban`` (no spaces) has its country's length and a valid mod-97 checksum."""
     if IBAN_LENGTHS.get(iban[:2]) != len(iban):
         return False
-    moved = iban[4:] + iban[:4]
-    try:
-        number = int("".join(str(int(ch, 36)) for ch in moved))
-    except ValueError:
+    moved = (iban[4:] + iban[:4]).translate(_LETTER_VALUES)  # A=10 ... Z=35
+    if not moved.isdigit():
         return False
-    return number % 97 == 1
+    try:
+        return int(moved) % 97 == 1
+    except ValueError:  # digits int() does not read (superscripts)
+        return False
+
+
+_LETTER_VALUES = {
+    ord(ch): str(value)
+    for value, ch in enumerate("abcdefghijklmnopqrstuvwxyz", start=10)
+    for ch in (ch, ch.upper())
+}
 
 
 def _ibans(text: str) -> Iterable[Finding]:
@@ -155,16 +196,13 @@ def _ibans(text: str) -> Iterable[Finding]:
         if length is None:
             continue
         # The body may run on into the next word (upper case, digits): take exactly the country's length.
-        kept, end = 4, m.start(3)
-        for i, ch in enumerate(m.group(3)):
-            if kept == length:
-                break
-            if ch != " ":
-                kept += 1
-            end = m.start(3) + i + 1
+        body = _IBAN_BODIES[length].match(text, m.start(3), m.end(3))
+        if body is None:
+            continue
+        end = body.end()
         raw = text[m.start() : end]
         compact = raw.replace(" ", "")
-        if kept == length and iban_valid(compact) and not (end < len(text) and text[end].isalnum()):
+        if iban_valid(compact) and not (end < len(text) and text[end].isalnum()):
             yield Finding("iban", m.start(), end, raw)
 
 
@@ -173,7 +211,7 @@ _SSN = re.compile(r"\d(?<![\w-]\d)\d\d([- ])\d\d\1\d{4}(?![\w-])")
 
 
 def _ssns(text: str) -> Iterable[Finding]:
-    for m in _SSN.finditer(text):
+    for m in _in_runs(_SSN, text, 11):
         raw = m.group()
         area, group, serial = raw[:3], raw[4:6], raw[7:]
         if area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000":
@@ -183,24 +221,36 @@ def _ssns(text: str) -> Iterable[Finding]:
 # -- IP addresses ---------------------------------------------------------------------------------
 _IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def _ips(text: str) -> Iterable[Finding]:
     if "." in text:
-        for m in _IPV4.finditer(text):
+        for m in _in_runs(_IPV4, text, 7):
             raw = m.group()
             if all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in raw.split(".")):
                 yield Finding("ip", m.start(), m.end(), raw)
     if "::" in text or text.count(":") >= 3:
-        for m in _IPV6.finditer(text):
-            raw = m.group()
+        # An IPv6 address starts at most four hex digits before its first colon, after no word character
+        # and no colon: try the pattern there only (a scan from every hex letter of the text is slow).
+        colon = text.find(":")
+        while colon >= 0:
+            start = colon
+            while start > colon - 4 and start and text[start - 1] in _HEX:
+                start -= 1
+            v6 = _IPV6.match(text, start) if not (start and text[start - 1] in _HEX) else None
+            if v6 is None:
+                colon = text.find(":", colon + 1)
+                continue
+            colon = text.find(":", v6.end())
+            raw = v6.group()
             if raw.count(":") < 2 or not any(c not in ":" for c in raw):
                 continue
             try:
                 ipaddress.IPv6Address(raw)
             except ValueError:
                 continue
-            yield Finding("ip", m.start(), m.end(), raw)
+            yield Finding("ip", v6.start(), v6.end(), raw)
 
 
 # -- secrets --------------------------------------------------------------------------------------
@@ -276,19 +326,21 @@ _PHONE = re.compile(
     """,
     re.VERBOSE,
 )
+_EXTENSION = re.compile(r"[ ]?(?:x|ext\.?|#)")
+_NOT_DIGITS = str.maketrans("", "", " .-/()+")
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 
 
 def _phones(text: str) -> Iterable[Finding]:
-    for m in _PHONE.finditer(text):
+    for m in _in_runs(_PHONE, text, 6):
         raw = m.group()
-        main = re.split(r"[ ]?(?:x|ext\.?|#)", raw, maxsplit=1)[0]
-        digits = sum(ch.isdigit() for ch in main)
+        main = _EXTENSION.split(raw, maxsplit=1)[0] if "x" in raw or "#" in raw else raw
+        digits = len(main.translate(_NOT_DIGITS))  # main holds digits, separators and a leading +
         if not 7 <= digits <= 15:
             continue
         first = raw[0]
-        separated = any(ch in " .-/()" for ch in main)
-        if _DATE.fullmatch(main):
+        separated = len(main) - digits > (first == "+")
+        if separated and _DATE.fullmatch(main):
             continue
         # A run of bare digits is a phone number only when it starts like one (0, 00, +): otherwise it is
         # as likely an order or account number.
@@ -313,10 +365,13 @@ _PHONE_WORDS = re.compile(
 )
 
 
+_SEPARATORS = re.compile(r"[ .\-/()]+")
+
+
 def _grouped(main: str) -> bool:
     """Digits in the groups phone numbers are written in (``555-123-4567``, ``06 12 34 56 78``,
     ``333 1234567``), not a number with one stray separator."""
-    groups = [g for g in re.split(r"[ .\-/()]+", main) if g]
+    groups = [g for g in _SEPARATORS.split(main) if g]
     if len(groups) < 2 or any(len(g) > 8 for g in groups) or len(groups[-1]) < 2:
         return False
     return all(len(g) > 1 for g in groups[1:])  # single digits: an address, a version, not a phone
@@ -334,6 +389,7 @@ DETECTORS: dict[str, Detector] = {
 """The built-in detectors by kind, in the order overlaps are resolved (earlier wins)."""
 
 _RANK = {kind: i for i, kind in enumerate(DETECTORS)}
+_NUMBER_KINDS = ("card", "ssn", "ip", "phone")  # the detectors that read number runs
 
 
 def scan(text: str, kinds: Collection[str] | None = None, *, extra: Iterable[Detector] = ()) -> list[Finding]:
@@ -348,9 +404,14 @@ def scan(text: str, kinds: Collection[str] | None = None, *, extra: Iterable[Det
                 f"unknown kind(s) of personal data: {', '.join(sorted(unknown))} (known: {KINDS})"
             )
     found: list[Finding] = []
-    for kind, detect in DETECTORS.items():
-        if kinds is None or kind in kinds:
-            found.extend(detect(text))
+    numbers = kinds is None or sum(kind in kinds for kind in _NUMBER_KINDS) > 1  # worth sharing the runs
+    token = _RUNS.set((text, _number_runs(text)) if numbers else None)
+    try:
+        for kind, detect in DETECTORS.items():
+            if kinds is None or kind in kinds:
+                found.extend(detect(text))
+    finally:
+        _RUNS.reset(token)
     for detect in extra:
         found.extend(detect(text))
     if len(found) < 2:
