@@ -329,8 +329,10 @@ async def test_each_tenant_has_its_own_prompts_and_falls_back_to_the_shared_ones
             await shared.get("acme/triage")
         with pytest.raises(podium.UsageError):
             await globex.push("acme/triage", "x")
-        with pytest.raises(podium.PromptNotFoundError, match="no prompt named 'triage'"):
+        with pytest.raises(podium.PromptNotFoundError, match=r"no prompt 'triage' of its own \(it reads"):
             await globex.label("triage", 1, "production")  # its own: push one first
+        with pytest.raises(podium.PromptNotFoundError, match="of its own"):
+            await globex.split("triage", None)
         # Runs resolve their tenant's prompt, else the shared one; the default tenant keeps the shared.
         runs = {t: await client.start(tenant_template, tenant=t) for t in ("default", "acme", "globex")}
         got = {t: await h.result(timeout=WAIT_SECONDS) for t, h in runs.items()}

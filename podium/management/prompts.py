@@ -270,6 +270,16 @@ class Prompts:
             return own
         return name
 
+    async def _writable(self, name: str) -> str:
+        """The stored name of this tenant's own prompt ``name``, which must exist (label, rollback, split)."""
+        own = self._own(name)
+        if not self._shared and not await self._exists(own):
+            shared = " (it reads the shared one)" if await self._exists(name) else ""
+            raise PromptNotFoundError(
+                f"tenant {self.tenant!r} has no prompt {name!r} of its own{shared}: push a version first"
+            )
+        return own
+
     async def owns(self, name: str) -> bool:
         """True if this registry has a prompt ``name`` of its own (a tenant's reads may fall back to the
         shared one: see ``for_tenant``)."""
@@ -419,7 +429,7 @@ class Prompts:
     async def label(self, name: str, version: int, label: str) -> Prompt:
         """Point ``label`` at ``version`` (new runs that resolve the label get it at once)."""
         _check_label(label)
-        stored = self._own(name)
+        stored = await self._writable(name)
         record = await self._version(stored, version)
         current = await self.store.prompt_label(stored, label)
         if current is None or current.version != version:
@@ -436,7 +446,7 @@ class Prompts:
 
         Applies to new runs at once; runs that resolved the prompt already keep their journaled version.
         """
-        name = self._own(name)
+        name = await self._writable(name)
         await self._label(name, label)
         previous: builtins.list[int] = []
         for m in await self.store.prompt_moves(name, label):
@@ -479,7 +489,7 @@ class Prompts:
         ```
         Each run falls into one arm, chosen from its id (stable across replay), journaled with the prompt.
         """
-        name = self._own(name)
+        name = await self._writable(name)
         if arms is None:
             await self.store.prompt_split_put(name, None, now=self.clock())
             return None
