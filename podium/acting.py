@@ -23,6 +23,7 @@ from .client import Client, RunHandle
 from .client_management import _UNSET
 from .engine.timeline import ModelUsage, TimelineRow
 from .errors import PermissionDeniedError, RunNotFoundError, UsageError
+from .management.prompts import Prompts
 from .observability import audit_read
 from .observability.audit_read import AuditPage
 from .policies.access import DEFAULT_TENANT, Principal, authorize, can
@@ -63,6 +64,15 @@ class ActingClient:
             approval=approval,
             rules=self.client.permissions,
         )
+
+    def prompts(self, action: str = "view", *, tenant: str | None = None) -> Prompts:
+        """The prompt registry the principal works in, once it may do ``action`` (``view`` or ``edit``):
+        its tenant's (reads of a name the tenant has no prompt of read the shared one); a platform key's is
+        the shared registry, or ``tenant``'s. Naming another tenant is ``PermissionDeniedError``."""
+        if tenant is not None and not self.principal.sees(tenant):
+            raise PermissionDeniedError(f"{self.principal} may not reach the prompts of tenant {tenant!r}")
+        self.authorize(action)
+        return self.client.prompts.for_tenant(self.principal.tenant or tenant)
 
     def require_platform(self, what: str) -> None:
         """``PermissionDeniedError`` unless the principal acts in every tenant (shared, platform data)."""

@@ -31,8 +31,9 @@ class JournalMixin:
     async def collect_garbage(self, *, older_than: Duration | None = None) -> Collected:
         """Apply retention now (``podium gc``): delete the payloads of finished runs, keeping their skeletons.
 
-        Without ``older_than``: each registered flow's ``retention``, and ``[storage] retention`` for every
-        other flow (nothing, if neither is set). With it: every flow's runs that ended that long ago.
+        Without ``older_than``: each registered flow's ``retention``, then ``[tenants.NAME] retention`` for
+        the runs of that tenant, then ``[storage] retention`` for every other run (nothing, if none is set).
+        With it: every flow's runs that ended that long ago.
         """
         self._check_open()
         if older_than is not None:
@@ -42,7 +43,10 @@ class JournalMixin:
             return await collect_garbage(self.store, now=self.clock(), retention={}, default=seconds)
         retention = {name: fl.retention for name, fl in registered().items()}
         default = self.settings.storage.retention
-        return await collect_garbage(self.store, now=self.clock(), retention=retention, default=default)
+        tenants = self.settings.tenant_retention
+        return await collect_garbage(
+            self.store, now=self.clock(), retention=retention, default=default, tenants=tenants
+        )
 
     async def tokens(self, run_id: str, *, after: int = 0, limit: int = 1000) -> builtins.list[StreamChunk]:
         """The run's streamed model text (``ModelHandle.stream``) as chunks with ``id > after``, in order.

@@ -59,6 +59,9 @@ class Storage:
     blob_threshold = 1048576   # ... from this size on
     retention = "30d"          # default retention of finished runs' payloads (flows may set their own)
     gc_interval = "1h"         # how often a worker collects garbage (0: never)
+
+    [tenants.acme]
+    retention = "7d"           # a tenant's own default (a flow's own retention still wins)
     """
 
     payload_threshold: int = 4096
@@ -248,6 +251,35 @@ class Settings:
         if st.blob_threshold < st.payload_threshold:
             raise ConfigError("[storage] blob_threshold must not be below payload_threshold")
         return st
+
+    @property
+    def tenant_retention(self) -> dict[str, float]:
+        """Each tenant's own payload retention (seconds), from ``[tenants.NAME] retention`` of
+        ``podium.toml``; ``ConfigError`` on a bad value. A flow's own ``retention`` wins over its tenant's,
+        which wins over ``[storage] retention``."""
+        section = self.config.get("tenants") or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError("[tenants] in podium.toml must be a table of [tenants.NAME] tables")
+        out: dict[str, float] = {}
+        from .policies.access import check_tenant
+
+        for name, table in section.items():
+            check_tenant(name)
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"[tenants.{name}] in podium.toml must be a table")
+            unknown = set(table) - {"retention"}
+            if unknown:
+                raise ConfigError(f"[tenants.{name}]: unknown key(s) {', '.join(sorted(unknown))}")
+            if "retention" in table:
+                raw = table["retention"]
+                try:
+                    seconds = parse_duration(raw)
+                except Exception:
+                    raise ConfigError(f"[tenants.{name}] retention: {raw!r} is not a duration") from None
+                if seconds < 0:
+                    raise ConfigError(f"[tenants.{name}] retention must not be negative, not {raw!r}")
+                out[name] = seconds
+        return out
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

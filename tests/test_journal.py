@@ -475,6 +475,54 @@ async def test_flow_retention_drops_payloads_after_its_period_and_keeps_the_skel
             await client.collect_garbage(older_than=-5)
 
 
+@pytest.mark.parametrize("store_url", ["memory", "sqlite", "postgres"], indirect=True)
+async def test_tenant_retention_sits_between_the_flows_and_the_default(store_url: str) -> None:
+    # [storage] 30d, [tenants.acme] 2d: acme's run of a flow without its own period goes after 2 days, the
+    # default tenant's after 30; a flow's own period (brief: 1d) wins over both, in every tenant.
+    config = {"storage": {"retention": "30d"}, "tenants": {"acme": {"retention": "2d"}, "slow": {}}}
+    clock = Clock()
+    async with podium.Client(settings_for(store_url).with_(config=config), clock=clock) as client:
+        shared = await client.start(kept, "s")
+        acme = await client.start(kept, "t", tenant="acme")
+        acme_brief = await client.start(brief, "u", tenant="acme")
+        slow = await client.start(kept, "v", tenant="slow")
+        for run in (shared, acme, acme_brief, slow):
+            await client.result(run.id)
+        clock.now += 1.5 * 86_400
+        done = await client.collect_garbage()
+        assert done.runs == 1 and await _expired(client, acme_brief.id)
+        assert not await _expired(client, acme.id)
+        clock.now += 86_400  # 2.5 days
+        assert (await client.collect_garbage()).runs == 1 and await _expired(client, acme.id)
+        assert not await _expired(client, shared.id) and not await _expired(client, slow.id)
+        clock.now += 30 * 86_400
+        assert (await client.collect_garbage()).runs == 2  # no period of its own: slow has the default
+        assert await _expired(client, shared.id) and await _expired(client, slow.id)
+
+
+async def _expired(client: podium.Client, run_id: str) -> bool:
+    step = next(e for e in await client.store.load_events(run_id) if e.kind == "step")
+    return "expired_payload" in step.data["result"]
+
+
+@pytest.mark.parametrize(
+    ("tenants", "match"),
+    [
+        ({"acme": {"retention": "soon"}}, "retention"),
+        ({"acme": {"retention": "-1d"}}, "retention"),
+        ({"acme": {"keep": "1d"}}, "unknown"),
+        ({"acme": "7d"}, "table"),
+        ({"no tenant!": {"retention": "7d"}}, "tenant"),
+        ("acme", "table"),
+    ],
+)
+def test_tenant_retention_is_validated(tenants: object, match: str) -> None:
+    settings = podium.Settings(database_url="memory://", config={"tenants": tenants})
+    with pytest.raises(podium.ConfigError, match=match):
+        settings.tenant_retention  # noqa: B018
+    assert podium.Settings(database_url="memory://").tenant_retention == {}
+
+
 async def test_a_worker_applies_retention_in_the_background(tmp_path: Path) -> None:
     settings = settings_for(f"sqlite:///{tmp_path}/podium.db").with_(
         config={"storage": {"gc_interval": "50ms", "retention": "100ms"}}
@@ -492,6 +540,19 @@ async def test_a_worker_applies_retention_in_the_background(tmp_path: Path) -> N
         assert [(u.flow, u.runs, u.payloads) for u in usage if u.flow == "journal.kept"] == [
             ("journal.kept", 1, 0)
         ]
+
+
+async def test_a_worker_applies_a_tenants_retention_in_the_background(tmp_path: Path) -> None:
+    config = {"storage": {"gc_interval": "50ms"}, "tenants": {"acme": {"retention": "100ms"}}}
+    settings = settings_for(f"sqlite:///{tmp_path}/podium.db").with_(config=config)
+    async with podium.Client(settings) as client:
+        shared = await client.start(kept, "s")
+        run = await client.start(kept, "k", tenant="acme")
+        assert await client.result(run.id) == "k" * 5_000 and await client.result(shared.id) == "s" * 5_000
+        async with asyncio.timeout(30):
+            while not await _expired(client, run.id):  # noqa: ASYNC110 - polls the store, not an event
+                await asyncio.sleep(0.05)
+        assert await client.result(shared.id) == "s" * 5_000  # no [storage] retention: kept
 
 
 def test_podium_stats_and_gc_on_the_command_line(tmp_path: Path) -> None:

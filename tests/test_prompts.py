@@ -283,3 +283,85 @@ def test_arm_distribution_over_a_thousand_run_ids() -> None:
     same = [pick_arm({"a": 50, "b": 50}, "triage", i) for i in ids]
     assert 400 <= sum(x == y for x, y in zip(other, same, strict=True)) <= 600
     assert pick_arm({"a": 0, "b": 100}, "t", "x") == "b"
+
+
+# -- tenants -----------------------------------------------------------------------------------------
+
+
+@podium.flow(name="prompts.tenant_template")
+async def tenant_template(ctx: podium.Context, _: None = None) -> str:
+    return (await ctx.prompt("triage")).template
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite", "postgres"], indirect=True)
+async def test_each_tenant_has_its_own_prompts_and_falls_back_to_the_shared_ones(store_url: str) -> None:
+    client = podium.Client(settings_for(store_url))
+    await client.open()
+    try:
+        shared, acme, globex = (client.prompts.for_tenant(t) for t in (None, "acme", "globex"))
+        await shared.push("triage", TRIAGE_V1, label="production")
+        await shared.push("triage", TRIAGE_V2, label="staging")
+        await shared.push("summary", "Sum up {{ text }}", label="production")
+        mine = await acme.push("triage", "ACME: {{ ticket }}", label="production")
+        assert (mine.name, mine.version, mine.label) == ("triage", 1, "production")  # its own numbering
+        await acme.push("triage", "ACME v2: {{ ticket }}", label="production")
+        # Isolation: acme's versions, labels, moves and split are its own; the shared prompt is untouched.
+        assert [p.template for p in await acme.versions("triage")] == [
+            "ACME: {{ ticket }}",
+            "ACME v2: {{ ticket }}",
+        ]
+        assert await acme.labels("triage") == {"production": 2}
+        assert await shared.labels("triage") == {"production": 1, "staging": 2}
+        assert (await acme.rollback("triage")).version == 1
+        assert (await shared.get("triage")).template == TRIAGE_V1
+        await acme.split("triage", {"production": 100})
+        assert await shared.get_split("triage") is None and await globex.get_split("triage") is None
+        assert [m.to_version for m in await acme.history("triage")] == [1, 2, 1]
+        # Fallback: globex has no triage, so it reads the shared one; acme's never reaches it.
+        assert (await globex.get("triage")).template == TRIAGE_V1
+        assert (await globex.get("triage", label="staging")).version == 2
+        assert not await globex.owns("triage") and await acme.owns("triage")
+        listed = {i.name: (i.latest, i.shared) for i in await acme.list()}
+        assert listed == {"summary": (1, True), "triage": (2, False)}
+        assert {i.name: i.shared for i in await shared.list()} == {"summary": False, "triage": False}
+        # A name cannot reach another tenant's prompt.
+        with pytest.raises(podium.UsageError):
+            await shared.get("acme/triage")
+        with pytest.raises(podium.UsageError):
+            await globex.push("acme/triage", "x")
+        with pytest.raises(podium.PromptNotFoundError, match=r"no prompt 'triage' of its own \(it reads"):
+            await globex.label("triage", 1, "production")  # its own: push one first
+        with pytest.raises(podium.PromptNotFoundError, match="of its own"):
+            await globex.split("triage", None)
+        # Runs resolve their tenant's prompt, else the shared one; the default tenant keeps the shared.
+        runs = {t: await client.start(tenant_template, tenant=t) for t in ("default", "acme", "globex")}
+        got = {t: await h.result(timeout=WAIT_SECONDS) for t, h in runs.items()}
+        assert got == {"default": TRIAGE_V1, "acme": "ACME: {{ ticket }}", "globex": TRIAGE_V1}
+    finally:
+        await close_within(client)
+
+
+async def test_tenant_keys_manage_their_own_tenants_prompts(tmp_path: Path) -> None:
+    from podium.policies.access import Principal
+
+    client = podium.Client(settings_for(f"sqlite:///{tmp_path}/p.db"))
+    await client.open()
+    try:
+        platform = client.acting_as(Principal("ops", "operator", tenant=None))
+        acme = client.acting_as(Principal("acme-ci", "operator", tenant="acme"))
+        viewer = client.acting_as(Principal("acme-ro", "viewer", tenant="acme"))
+        await platform.prompts("edit").push("triage", TRIAGE_V1, label="production")
+        await acme.prompts("edit").push("triage", "ACME: {{ ticket }}", label="production")
+        assert (await client.prompts.get("triage")).template == TRIAGE_V1
+        assert (await viewer.prompts().get("triage")).template == "ACME: {{ ticket }}"
+        assert (await platform.prompts(tenant="acme").get("triage")).template == "ACME: {{ ticket }}"
+        await platform.prompts("edit", tenant="acme").push(
+            "triage", "ACME v2 {{ ticket }}", label="production"
+        )
+        assert (await acme.prompts().get("triage")).version == 2
+        with pytest.raises(podium.PermissionDeniedError):
+            acme.prompts(tenant="globex")
+        with pytest.raises(podium.PermissionDeniedError):
+            viewer.prompts("edit")
+    finally:
+        await close_within(client)

@@ -201,6 +201,54 @@ async def test_api_reads_for_viewers_and_writes_for_operators_and_admins(api: An
     assert r.status_code == 422
 
 
+async def test_api_tenant_keys_work_in_their_tenants_prompts(api: Any) -> None:
+    secrets = {}
+    for name, role, tenant in [("acme-op", "operator", "acme"), ("acme-ro", "viewer", "acme")]:
+        secrets[name] = (await api.client.create_key(name, role, tenant=tenant))[1]
+
+    def auth(name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secrets[name]}"} if name in secrets else api.auth(name)
+
+    async def call(method: str, path: str, who: str, body: Any = None) -> Any:
+        return await api.http.request(method, api.url + path, json=body, headers=auth(who))
+
+    shared = {"template": "Shared: {{ ticket }}", "label": "production"}
+    assert (await call("POST", "/api/prompts/triage/versions", "operator", shared)).status_code == 201
+    # acme reads the shared prompt until it has its own; its label moves need one of its own.
+    r = await call("GET", "/api/prompts/triage/versions/production", "acme-ro")
+    assert r.json()["template"] == "Shared: {{ ticket }}"
+    r = await call("PUT", "/api/prompts/triage/labels/staging", "acme-op", {"version": 1})
+    assert r.status_code == 404 and "of its own" in r.json()["error"]
+    own = {"template": "ACME: {{ ticket }}", "label": "production"}
+    r = await call("POST", "/api/prompts/triage/versions", "acme-op", own)
+    assert r.status_code == 201 and r.json()["created"] and r.json()["prompt"]["version"] == 1
+    assert (await call("POST", "/api/prompts/triage/versions", "acme-ro", own)).status_code == 403
+    r = await call("GET", "/api/prompts/triage/versions/production", "acme-ro")
+    assert r.json()["template"] == "ACME: {{ ticket }}"
+    r = await call("GET", "/api/prompts/triage/versions/production", "viewer")  # a platform key: shared
+    assert r.json()["template"] == "Shared: {{ ticket }}"
+    r = await call("GET", "/api/prompts/triage/versions/production?tenant=acme", "viewer")
+    assert r.json()["template"] == "ACME: {{ ticket }}"
+    assert (await call("GET", "/api/prompts?tenant=globex", "acme-ro")).status_code == 403
+    [info] = (await call("GET", "/api/prompts", "acme-ro")).json()["prompts"]
+    assert (info["name"], info["shared"]) == ("triage", False)
+    assert (await api.client.prompts.get("triage")).template == "Shared: {{ ticket }}"
+
+
+def test_cli_tenant_option(tmp_path: Path) -> None:
+    assert (
+        cli(tmp_path, "push", "--template", "Shared {{ t }}", "triage", "--label", "production").returncode
+        == 0
+    )
+    r = cli(
+        tmp_path, "push", "--template", "ACME {{ t }}", "triage", "--label", "production", "--tenant", "acme"
+    )
+    assert r.returncode == 0 and "triage@1  new version 1" in r.stdout, r.stderr
+    assert "ACME {{ t }}" in cli(tmp_path, "show", "triage", "--tenant", "acme").stdout
+    assert "Shared {{ t }}" in cli(tmp_path, "show", "triage", "--tenant", "globex").stdout  # falls back
+    assert "Shared {{ t }}" in cli(tmp_path, "show", "triage").stdout
+
+
 # -- the dashboard ---------------------------------------------------------------------------------
 
 

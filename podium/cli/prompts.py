@@ -15,7 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..client import Client
-from ..errors import PromptNotFoundError
 from ..management.prompts import DEFAULT_LABEL, Prompt, parse_ref
 from . import render
 
@@ -25,6 +24,12 @@ prompts_app = typer.Typer(
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: PODIUM_DATABASE_URL or .podium/podium.db)")
+]
+TenantOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant", "-t", help="A tenant's own prompts (default: the shared ones every tenant reads)"
+    ),
 ]
 _FIELDS = ("template", "system", "variables", "model", "params", "metadata")
 
@@ -75,6 +80,7 @@ def push(
     ] = None,
     metadata: Annotated[str | None, typer.Option("--metadata", help="Free metadata as JSON")] = None,
     db: DbOption = None,
+    tenant: TenantOption = None,
 ) -> None:
     """Store a new version of a prompt (the same content again is the same version).
 
@@ -103,11 +109,9 @@ def push(
 
     async def go() -> tuple[Prompt, bool]:
         async with _client(db) as c:
-            try:
-                before = {p.version for p in await c.prompts.versions(name)}
-            except PromptNotFoundError:
-                before = set()
-            p = await c.prompts.push(name, label=label, **fields)
+            reg = c.prompts.for_tenant(tenant)
+            before = {p.version for p in await reg.versions(name)} if await reg.owns(name) else set()
+            p = await reg.push(name, label=label, **fields)
             return p, p.version not in before
 
     p, created = _call(go)
@@ -119,13 +123,13 @@ def push(
 
 
 @prompts_app.command("list")
-def list_cmd(db: DbOption = None) -> None:
+def list_cmd(db: DbOption = None, tenant: TenantOption = None) -> None:
     """Every prompt: its latest version, its labels and its A/B split."""
     from . import _call, out
 
     async def go() -> Any:
         async with _client(db) as c:
-            return await c.prompts.list()
+            return await c.prompts.for_tenant(tenant).list()
 
     infos = _call(go)
     table = Table("prompt", "latest", "labels", "split", "updated", header_style="bold")
@@ -157,6 +161,7 @@ def show(
     ref: Annotated[str, typer.Argument(metavar="NAME[@V|:LABEL]", help="triage, triage@3 or triage:staging")],
     as_json: Annotated[bool, typer.Option("--json", help="The version as JSON")] = False,
     db: DbOption = None,
+    tenant: TenantOption = None,
 ) -> None:
     """Show a version (by default the one `production` points at, else the latest), its labels and split."""
     from . import _call, out
@@ -165,16 +170,21 @@ def show(
 
     async def go() -> Any:
         async with _client(db) as c:
-            labels = await c.prompts.labels(name)
+            labels = await c.prompts.for_tenant(tenant).labels(name)
             if which is None:
                 p = (
-                    await c.prompts.get(name)
+                    await c.prompts.for_tenant(tenant).get(name)
                     if DEFAULT_LABEL in labels
-                    else (await c.prompts.versions(name))[-1]
+                    else (await c.prompts.for_tenant(tenant).versions(name))[-1]
                 )
             else:
-                p = await c.prompts.get_ref(name, which)
-            return p, labels, await c.prompts.get_split(name), await c.prompts.history(name)
+                p = await c.prompts.for_tenant(tenant).get_ref(name, which)
+            return (
+                p,
+                labels,
+                await c.prompts.for_tenant(tenant).get_split(name),
+                await c.prompts.for_tenant(tenant).history(name),
+            )
 
     p, labels, split, moves = _call(go)
     if as_json:
@@ -236,13 +246,14 @@ def diff(
     a: Annotated[str, typer.Argument(help="A version number or a label")],
     b: Annotated[str, typer.Argument(help="A version number or a label")],
     db: DbOption = None,
+    tenant: TenantOption = None,
 ) -> None:
     """A unified diff of two versions (system text and template)."""
     from . import _call, out
 
     async def go() -> str:
         async with _client(db) as c:
-            return await c.prompts.diff(name, a, b)
+            return await c.prompts.for_tenant(tenant).diff(name, a, b)
 
     text = _call(go)
     out.print(diff_text(text) if text else Text("no differences", style="dim"))
@@ -254,14 +265,15 @@ def label_cmd(
     version: Annotated[int, typer.Argument(help="The version the label should point at")],
     label: Annotated[str, typer.Argument(help="production, staging or any name")],
     db: DbOption = None,
+    tenant: TenantOption = None,
 ) -> None:
     """Point a label at a version: new runs that resolve the label get it at once."""
     from . import _call, out
 
     async def go() -> Any:
         async with _client(db) as c:
-            before = (await c.prompts.labels(name)).get(label)
-            await c.prompts.label(name, version, label)
+            before = (await c.prompts.for_tenant(tenant).labels(name)).get(label)
+            await c.prompts.for_tenant(tenant).label(name, version, label)
             return before
 
     before = _call(go)
@@ -274,14 +286,15 @@ def rollback(
     name: Annotated[str, typer.Argument(help="The prompt")],
     label: Annotated[str, typer.Option("--label", "-l", help="The label to move back")] = DEFAULT_LABEL,
     db: DbOption = None,
+    tenant: TenantOption = None,
 ) -> None:
     """Move a label back to the version it pointed at before its latest move (repeat to go further)."""
     from . import _call, out
 
     async def go() -> tuple[int | None, Prompt]:
         async with _client(db) as c:
-            before = (await c.prompts.labels(name)).get(label)
-            return before, await c.prompts.rollback(name, label)
+            before = (await c.prompts.for_tenant(tenant).labels(name)).get(label)
+            return before, await c.prompts.for_tenant(tenant).rollback(name, label)
 
     before, p = _call(go)
     out.print(
@@ -299,6 +312,7 @@ def split(
         bool, typer.Option("--off", help="Remove the split: runs resolve the label again")
     ] = False,
     db: DbOption = None,
+    tenant: TenantOption = None,
 ) -> None:
     """Split live traffic between labels or versions by percentage (each run falls into one arm)."""
     from . import _call, _fail, out
@@ -314,7 +328,7 @@ def split(
 
     async def go() -> Any:
         async with _client(db) as c:
-            return await c.prompts.split(name, None if off else parsed)
+            return await c.prompts.for_tenant(tenant).split(name, None if off else parsed)
 
     stored = _call(go)
     if stored is None:

@@ -1,7 +1,8 @@
 """Retention: release the payloads of finished runs after a flow's retention period.
 
-A flow's own ``@podium.flow(retention="30d")`` wins; ``[storage] retention`` in ``podium.toml`` is the default
-for the others; a flow with neither keeps its payloads. Only payloads go: each run's skeleton (its row, its
+The most specific setting wins: a flow's own ``@podium.flow(retention="30d")``, then its run's tenant's
+``[tenants.NAME] retention``, then ``[storage] retention`` in ``podium.toml``; a run with none keeps its
+payloads. Only payloads go: each run's skeleton (its row, its
 journal's steps, timings, statuses, references with their sizes) stays for audit. A payload that an unfinished
 run (or the parent waiting on a finished child) references is never deleted (``Store.collect_payloads``).
 """
@@ -9,6 +10,7 @@ run (or the parent waiting on a finished child) references is never deleted (``S
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ..storage.base import Store
 from ..storage.payloads import Collected
@@ -21,21 +23,33 @@ async def collect_garbage(
     retention: Mapping[str, float | None],
     default: float | None = None,
     only_known: bool = False,
+    tenants: Mapping[str, float] | None = None,
 ) -> Collected:
     """Apply retention once. ``retention``: the flows known here and their own periods (seconds; None: the
-    default). ``default`` applies to known flows without their own period and, unless ``only_known``, to every
-    other flow in the store. ``older_than`` style (everything): pass ``retention={}`` and ``default``."""
+    default). ``tenants``: tenants with their own period (``[tenants.NAME] retention``), which applies to
+    their runs of flows without their own period, instead of ``default``. ``default`` applies to known flows
+    without their own period and, unless ``only_known``, to every other flow in the store. ``older_than``
+    style (everything): pass ``retention={}`` and ``default``."""
     total = Collected()
+    own = {name: seconds for name, seconds in retention.items() if seconds is not None}
+    inherit = sorted(name for name, seconds in retention.items() if seconds is None)
     by_period: dict[float, list[str]] = {}
-    for name, seconds in retention.items():
-        period = seconds if seconds is not None else default
-        if period is not None:
-            by_period.setdefault(period, []).append(name)
+    for name, seconds in own.items():
+        by_period.setdefault(seconds, []).append(name)
     for period, names in sorted(by_period.items()):
         _add(total, await store.collect_payloads(ended_before=now - period, flows=sorted(names)))
-    if default is not None and not only_known:
-        own = sorted(name for name, seconds in retention.items() if seconds is not None)
-        _add(total, await store.collect_payloads(ended_before=now - default, exclude=own))
+    # The flows the defaults (a tenant's, then [storage]'s) cover: known ones without their own period
+    # (only_known), or every flow but those with their own.
+    scope: dict[str, Any] = {"flows": inherit} if only_known else {"exclude": sorted(own)}
+    if only_known and not inherit:
+        return total
+    special = dict(tenants or {})
+    for tenant, period in sorted(special.items()):
+        _add(total, await store.collect_payloads(ended_before=now - period, tenants=[tenant], **scope))
+    if default is not None:
+        others = sorted(special)
+        rest = await store.collect_payloads(ended_before=now - default, exclude_tenants=others, **scope)
+        _add(total, rest)
     return total
 
 

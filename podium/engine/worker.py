@@ -342,11 +342,17 @@ class Worker:
         while True:
             await asyncio.sleep(st.gc_interval)
             retention = {name: fl.retention for name, fl in self.flows().items()}
-            if st.retention is None and all(v is None for v in retention.values()):
+            tenants = self.settings.tenant_retention
+            if st.retention is None and not tenants and all(v is None for v in retention.values()):
                 continue
             try:
                 done = await collect_garbage(
-                    self.store, now=self.clock(), retention=retention, default=st.retention, only_known=True
+                    self.store,
+                    now=self.clock(),
+                    retention=retention,
+                    default=st.retention,
+                    only_known=True,
+                    tenants=tenants,
                 )
             except Exception as exc:
                 self.log_store_error(exc)

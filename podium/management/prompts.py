@@ -18,6 +18,12 @@ version. A label (``production``, ``staging``, any name starting with a letter) 
 every move is recorded, and ``rollback`` steps back through them. Nothing here is cached across a label
 move: labels are read from the store on every resolution (one indexed row), only immutable versions are
 cached in memory.
+
+**Tenants.** ``client.prompts`` is the shared registry (the ``default`` tenant's, as before tenants);
+``client.prompts.for_tenant("acme")`` is acme's: its prompts, labels and splits are its own (stored as
+``acme/<name>``: prompt names hold no ``/``, so no name reaches another tenant's). Reading a name acme has no
+prompt of reads the shared one, and ``ctx.prompt("triage")`` in a run of tenant acme resolves acme's
+``triage``, or the shared ``triage`` when acme has none.
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ import re
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PromptNotFoundError, UsageError
+from ..policies.access import DEFAULT_TENANT, check_tenant
 from ..types import JSON, Clock, RenderedPrompt
 from .template import content_hash, render, variables_of
 
@@ -158,6 +165,8 @@ class PromptInfo:
     labels: dict[str, int]
     split: dict[str, int] | None
     updated_at: float
+    shared: bool = False
+    """True in a tenant's list for a shared prompt it has no prompt of its own for (it reads that one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +243,55 @@ class Prompts:
     labels and splits never are, so a label moved by any process applies to the next resolution.
     """
 
-    def __init__(self, store: Store, *, clock: Clock = time.time) -> None:
+    def __init__(self, store: Store, *, clock: Clock = time.time, tenant: str = DEFAULT_TENANT) -> None:
         self.store = store
         self.clock = clock
+        self.tenant = check_tenant(tenant)
+        """Whose prompts these are: ``default`` is the shared registry (see the module's Tenants)."""
+
+    def for_tenant(self, tenant: str | None) -> Prompts:
+        """The registry of ``tenant`` (None or ``default``: the shared one)."""
+        return Prompts(self.store, clock=self.clock, tenant=tenant or DEFAULT_TENANT)
+
+    # -- tenants: names in the store ------------------------------------------------------------
+    @property
+    def _shared(self) -> bool:
+        return self.tenant == DEFAULT_TENANT
+
+    def _own(self, name: str) -> str:
+        """The stored name of this tenant's prompt ``name``."""
+        _check_name(name)
+        return name if self._shared else f"{self.tenant}/{name}"
+
+    async def _read(self, name: str) -> str:
+        """The stored name reads of ``name`` use: this tenant's prompt if it has one, else the shared one."""
+        own = self._own(name)
+        if self._shared or await self._exists(own):
+            return own
+        return name
+
+    async def _writable(self, name: str) -> str:
+        """The stored name of this tenant's own prompt ``name``, which must exist (label, rollback, split)."""
+        own = self._own(name)
+        if not self._shared and not await self._exists(own):
+            shared = " (it reads the shared one)" if await self._exists(name) else ""
+            raise PromptNotFoundError(
+                f"tenant {self.tenant!r} has no prompt {name!r} of its own{shared}: push a version first"
+            )
+        return own
+
+    async def owns(self, name: str) -> bool:
+        """True if this registry has a prompt ``name`` of its own (a tenant's reads may fall back to the
+        shared one: see ``for_tenant``)."""
+        return await self._exists(self._own(name))
+
+    async def _exists(self, stored: str) -> bool:
+        cache = _versions.get(self.store) or {}
+        return (stored, 1) in cache or await self.store.prompt_get(stored, 1) is not None
+
+    def _of(self, r: PromptRecord, label: str | None = None, arm: str | None = None) -> Prompt:
+        p = Prompt._of(r, label, arm)
+        return p if "/" not in p.name else replace(p, name=p.name.split("/", 1)[1])
 
     # -- versions -----------------------------------------------------------------------------
     async def push(
@@ -256,7 +311,7 @@ class Prompts:
         more makes them required at render time, declaring fewer is an error."""
         from ..storage.base import PromptRecord
 
-        _check_name(name)
+        stored_name = self._own(name)
         if not isinstance(template, str) or not template.strip():
             raise UsageError(f"prompt {name!r}: the template is empty")
         if label is not None:
@@ -273,7 +328,7 @@ class Prompts:
                 )
         params = dict(params or {})
         record = PromptRecord(
-            name=name,
+            name=stored_name,
             version=0,
             hash=content_hash(template, system, declared, model, params),
             template=template,
@@ -287,7 +342,7 @@ class Prompts:
         stored, _ = await self.store.prompt_push(record)
         if label is not None:
             await self.label(name, stored.version, label)
-        return Prompt._of(stored, label)
+        return self._of(stored, label)
 
     async def _version(self, name: str, version: int) -> PromptRecord:
         cache = _versions.get(self.store)
@@ -298,10 +353,11 @@ class Prompts:
             found = await self.store.prompt_get(name, version)
             if found is None:
                 known = await self.store.prompt_versions(name)
+                shown = name.split("/", 1)[-1]
                 if not known:
-                    raise PromptNotFoundError(f"no prompt named {name!r}")
+                    raise PromptNotFoundError(f"no prompt named {shown!r}")
                 raise PromptNotFoundError(
-                    f"prompt {name!r} has no version {version} (versions 1..{known[-1].version})"
+                    f"prompt {shown!r} has no version {version} (versions 1..{known[-1].version})"
                 )
             if len(cache) >= _CACHE_SIZE:
                 cache.pop(next(iter(cache)))
@@ -312,12 +368,13 @@ class Prompts:
         found = await self.store.prompt_label(name, label)
         if found is None:
             labels = await self.store.prompt_labels(name)
+            shown = name.split("/", 1)[-1]
             if not labels and not await self.store.prompt_versions(name):
-                raise PromptNotFoundError(f"no prompt named {name!r}")
+                raise PromptNotFoundError(f"no prompt named {shown!r}")
             have = ", ".join(lb.label for lb in labels) or "none"
             raise PromptNotFoundError(
-                f"prompt {name!r} has no label {label!r} (labels: {have}); "
-                f"move one with `podium prompts label {name} VERSION {label}`"
+                f"prompt {shown!r} has no label {label!r} (labels: {have}); "
+                f"move one with `podium prompts label {shown} VERSION {label}`"
             )
         return found
 
@@ -325,11 +382,14 @@ class Prompts:
         """A version by number, or the one ``label`` (by default ``production``) points at."""
         if version is not None and label is not None:
             raise UsageError("give a label or a version, not both")
+        return await self._get(await self._read(name), label=label, version=version)
+
+    async def _get(self, stored: str, *, label: str | None, version: int | None) -> Prompt:
         if version is not None:
-            return Prompt._of(await self._version(name, version))
+            return self._of(await self._version(stored, version))
         label = label or DEFAULT_LABEL
-        found = await self._label(name, label)
-        return Prompt._of(await self._version(name, found.version), label)
+        found = await self._label(stored, label)
+        return self._of(await self._version(stored, found.version), label)
 
     async def get_ref(self, name: str, ref: int | str) -> Prompt:
         """A version by reference: a number (``3``, ``"v3"``) or a label."""
@@ -338,43 +398,55 @@ class Prompts:
 
     async def versions(self, name: str) -> builtins.list[Prompt]:
         """Every version of ``name``, oldest first."""
-        found = await self.store.prompt_versions(name)
+        found = await self.store.prompt_versions(await self._read(name))
         if not found:
             raise PromptNotFoundError(f"no prompt named {name!r}")
-        return [Prompt._of(r) for r in found]
+        return [self._of(r) for r in found]
 
     async def list(self) -> list[PromptInfo]:
-        """Every prompt, by name, with its latest version, labels and split."""
-        out = []
+        """Every prompt, by name, with its latest version, labels and split. A tenant's list has its own
+        prompts and the shared ones it has none of (``shared=True``)."""
+        out: dict[str, PromptInfo] = {}
+        prefix = f"{self.tenant}/"
         for r in await self.store.prompt_latest():
+            tenant, _, name = r.name.rpartition("/")
+            if tenant and r.name.startswith(prefix) and not self._shared:
+                shared = False
+            elif not tenant and (self._shared or name not in out):
+                shared = not self._shared
+            else:
+                continue
             labels = {lb.label: lb.version for lb in await self.store.prompt_labels(r.name)}
             split = await self.store.prompt_split(r.name)
-            out.append(PromptInfo(r.name, r.version, labels, split, r.created_at))
-        return out
+            out[name] = PromptInfo(name, r.version, labels, split, r.created_at, shared)
+        return [out[name] for name in sorted(out)]
 
     # -- labels -------------------------------------------------------------------------------
     async def labels(self, name: str) -> dict[str, int]:
         """The labels of ``name`` and the versions they point at."""
-        return {lb.label: lb.version for lb in await self.store.prompt_labels(name)}
+        return {lb.label: lb.version for lb in await self.store.prompt_labels(await self._read(name))}
 
     async def label(self, name: str, version: int, label: str) -> Prompt:
         """Point ``label`` at ``version`` (new runs that resolve the label get it at once)."""
         _check_label(label)
-        record = await self._version(name, version)
-        current = await self.store.prompt_label(name, label)
+        stored = await self._writable(name)
+        record = await self._version(stored, version)
+        current = await self.store.prompt_label(stored, label)
         if current is None or current.version != version:
-            await self.store.prompt_move(name, label, version, now=self.clock())
-        return Prompt._of(record, label)
+            await self.store.prompt_move(stored, label, version, now=self.clock())
+        return self._of(record, label)
 
     async def history(self, name: str, label: str = DEFAULT_LABEL) -> builtins.list[LabelMove]:
         """Every move of ``label``, oldest first."""
-        return [LabelMove._of(m) for m in await self.store.prompt_moves(name, label)]
+        moves = await self.store.prompt_moves(await self._read(name), label)
+        return [LabelMove._of(m) for m in moves]
 
     async def rollback(self, name: str, label: str = DEFAULT_LABEL) -> Prompt:
         """Move ``label`` back to the version it pointed at before its latest move (again: further back).
 
         Applies to new runs at once; runs that resolved the prompt already keep their journaled version.
         """
+        name = await self._writable(name)
         await self._label(name, label)
         previous: builtins.list[int] = []
         for m in await self.store.prompt_moves(name, label):
@@ -384,10 +456,11 @@ class Prompts:
             elif m.from_version is not None:
                 previous.append(m.from_version)
         if not previous:
-            raise UsageError(f"prompt {name!r}: label {label!r} has no earlier version to roll back to")
+            shown = name.split("/", 1)[-1]
+            raise UsageError(f"prompt {shown!r}: label {label!r} has no earlier version to roll back to")
         target = previous[-1]
         await self.store.prompt_move(name, label, target, now=self.clock(), rollback=True)
-        return Prompt._of(await self._version(name, target), label)
+        return self._of(await self._version(name, target), label)
 
     # -- comparing ----------------------------------------------------------------------------
     async def diff(self, name: str, a: int | str, b: int | str) -> str:
@@ -416,6 +489,7 @@ class Prompts:
         ```
         Each run falls into one arm, chosen from its id (stable across replay), journaled with the prompt.
         """
+        name = await self._writable(name)
         if arms is None:
             await self.store.prompt_split_put(name, None, now=self.clock())
             return None
@@ -444,7 +518,7 @@ class Prompts:
 
     async def get_split(self, name: str) -> dict[str, int] | None:
         """The split of ``name``'s traffic, or None."""
-        return await self.store.prompt_split(name)
+        return await self.store.prompt_split(await self._read(name))
 
     # -- inside a flow ------------------------------------------------------------------------
     async def resolve(
@@ -457,20 +531,22 @@ class Prompts:
         pins: Mapping[str, str] | None = None,
     ) -> Prompt:
         """What ``ctx.prompt`` resolves: the run's pin ``prompt:NAME`` if any, else the version or label the
-        code asks for, else the split's arm for this run, else the ``production`` label."""
+        code asks for, else the split's arm for this run, else the ``production`` label. In a tenant's
+        registry: of the tenant's prompt ``name``, or of the shared one if the tenant has none."""
         if version is not None and label is not None:
             raise UsageError("give a label or a version, not both")
+        stored = await self._read(name)
         pin = (pins or {}).get(f"prompt:{name}")
         if pin is not None:
             version, label = parse_ref(pin)
         elif version is None and label is None:
-            arms = await self.store.prompt_split(name)
+            arms = await self.store.prompt_split(stored)
             if arms:
                 arm = pick_arm(arms, name, run_id)
                 v, lb = parse_ref(arm)
                 if v is not None:
-                    return Prompt._of(await self._version(name, v), None, arm)
+                    return self._of(await self._version(stored, v), None, arm)
                 assert lb is not None
-                found = await self._label(name, lb)
-                return Prompt._of(await self._version(name, found.version), lb, arm)
-        return await self.get(name, label=label, version=version)
+                found = await self._label(stored, lb)
+                return self._of(await self._version(stored, found.version), lb, arm)
+        return await self._get(stored, label=label, version=version)

@@ -1,5 +1,6 @@
 """The prompt registry under ``/api/prompts``: viewers read; operators and admins push, label, roll back and
-split.
+split. A tenant's key works in its tenant's registry (reading a name the tenant has no prompt of reads the
+shared one); a platform key in the shared registry, or in ``?tenant=T``'s.
 
 | method | path | does |
 |---|---|---|
@@ -19,13 +20,12 @@ split.
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ..acting import ActingClient
 from ..client import Client
-from ..errors import PromptNotFoundError
 from ..management.prompts import Prompt
 from .authz import caller_dependency, needs
 
@@ -55,15 +55,15 @@ def _prompt(p: Prompt) -> dict[str, Any]:
 def add_prompt_routes(api: APIRouter, client: Client) -> None:
     """Add the routes to ``api``, each declaring its action (see ``podium.server.authz``).
 
-    Prompts are shared by every tenant: any viewer reads them; only platform operators and admins (keys of
-    no one tenant) change them."""
-    prompts = client.prompts
+    Each tenant has its own prompts (``ActingClient.prompts``); platform keys manage the shared ones."""
     Me = Annotated[ActingClient, Depends(caller_dependency(client))]
+    Tenant = Annotated[str | None, Query(description="A tenant's prompts (platform keys)")]
 
     @api.get(
         "/prompts", summary="Prompts: latest version, labels and split of each", openapi_extra=needs("view")
     )
-    async def list_prompts(me: Me) -> dict[str, Any]:
+    async def list_prompts(me: Me, tenant: Tenant = None) -> dict[str, Any]:
+        prompts = me.prompts("view", tenant=tenant)
         return {"prompts": [asdict(i) for i in await prompts.list()]}
 
     @api.get(
@@ -71,7 +71,8 @@ def add_prompt_routes(api: APIRouter, client: Client) -> None:
         summary="A prompt's versions, labels, split and label history",
         openapi_extra=needs("view"),
     )
-    async def get_prompt(name: str, me: Me) -> dict[str, Any]:
+    async def get_prompt(name: str, me: Me, tenant: Tenant = None) -> dict[str, Any]:
+        prompts = me.prompts("view", tenant=tenant)
         versions = await prompts.versions(name)
         labels = await prompts.labels(name)
         history = {label: [asdict(m) for m in await prompts.history(name, label)] for label in labels}
@@ -89,12 +90,9 @@ def add_prompt_routes(api: APIRouter, client: Client) -> None:
         summary="Push a version (idempotent on content)",
         openapi_extra=needs("edit"),
     )
-    async def push(name: str, body: PushPrompt, me: Me) -> JSONResponse:
-        me.require_platform("change prompts, which every tenant shares")
-        try:
-            before = len(await prompts.versions(name))
-        except PromptNotFoundError:
-            before = 0
+    async def push(name: str, body: PushPrompt, me: Me, tenant: Tenant = None) -> JSONResponse:
+        prompts = me.prompts("edit", tenant=tenant)
+        before = len(await prompts.versions(name)) if await prompts.owns(name) else 0
         p = await prompts.push(name, **body.model_dump())
         created = p.version > before
         return JSONResponse({"prompt": _prompt(p), "created": created}, status_code=201 if created else 200)
@@ -104,7 +102,8 @@ def add_prompt_routes(api: APIRouter, client: Client) -> None:
         summary="One version, by number or label",
         openapi_extra=needs("view"),
     )
-    async def get_version(name: str, ref: str, me: Me) -> dict[str, Any]:
+    async def get_version(name: str, ref: str, me: Me, tenant: Tenant = None) -> dict[str, Any]:
+        prompts = me.prompts("view", tenant=tenant)
         return _prompt(await prompts.get_ref(name, ref))
 
     @api.get(
@@ -112,14 +111,15 @@ def add_prompt_routes(api: APIRouter, client: Client) -> None:
         summary="A unified diff of two versions (numbers or labels)",
         openapi_extra=needs("view"),
     )
-    async def diff(name: str, a: str, b: str, me: Me) -> dict[str, Any]:
+    async def diff(name: str, a: str, b: str, me: Me, tenant: Tenant = None) -> dict[str, Any]:
+        prompts = me.prompts("view", tenant=tenant)
         return {"a": a, "b": b, "diff": await prompts.diff(name, a, b)}
 
     @api.put(
         "/prompts/{name}/labels/{label}", summary="Point a label at a version", openapi_extra=needs("edit")
     )
-    async def move(name: str, label: str, body: MoveLabel, me: Me) -> dict[str, Any]:
-        me.require_platform("change prompts, which every tenant shares")
+    async def move(name: str, label: str, body: MoveLabel, me: Me, tenant: Tenant = None) -> dict[str, Any]:
+        prompts = me.prompts("edit", tenant=tenant)
         p = await prompts.label(name, body.version, label)
         return {"label": label, "version": p.version}
 
@@ -128,8 +128,8 @@ def add_prompt_routes(api: APIRouter, client: Client) -> None:
         summary="Move a label back to its previous version",
         openapi_extra=needs("edit"),
     )
-    async def rollback(name: str, label: str, me: Me) -> dict[str, Any]:
-        me.require_platform("change prompts, which every tenant shares")
+    async def rollback(name: str, label: str, me: Me, tenant: Tenant = None) -> dict[str, Any]:
+        prompts = me.prompts("edit", tenant=tenant)
         p = await prompts.rollback(name, label)
         return {"label": label, "version": p.version}
 
@@ -138,8 +138,8 @@ def add_prompt_routes(api: APIRouter, client: Client) -> None:
         summary="Split live traffic over labels or versions by percentage",
         openapi_extra=needs("edit"),
     )
-    async def put_split(name: str, body: SetSplit, me: Me) -> dict[str, Any]:
-        me.require_platform("change prompts, which every tenant shares")
+    async def put_split(name: str, body: SetSplit, me: Me, tenant: Tenant = None) -> dict[str, Any]:
+        prompts = me.prompts("edit", tenant=tenant)
         return {"split": await prompts.split(name, body.arms)}
 
     @api.delete(
@@ -147,6 +147,6 @@ def add_prompt_routes(api: APIRouter, client: Client) -> None:
         summary="Remove the split: runs resolve the label again",
         openapi_extra=needs("edit"),
     )
-    async def delete_split(name: str, me: Me) -> dict[str, Any]:
-        me.require_platform("change prompts, which every tenant shares")
+    async def delete_split(name: str, me: Me, tenant: Tenant = None) -> dict[str, Any]:
+        prompts = me.prompts("edit", tenant=tenant)
         return {"split": await prompts.split(name, None)}

@@ -387,12 +387,19 @@ class Store(Protocol):
         ...
 
     async def collect_payloads(
-        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+        self,
+        *,
+        ended_before: float,
+        flows: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+        tenants: Collection[str] | None = None,
+        exclude_tenants: Collection[str] = (),
     ) -> Collected:
         """Retention: release the payloads of runs that finished before ``ended_before`` (of ``flows`` if
-        given, never of ``exclude``), then delete every payload no run references. The runs and their journals
-        stay (steps, timings, statuses); a released value reads as ``{"expired_payload": ..., "bytes": N}``.
-        A payload that an unfinished run references is never deleted."""
+        given, never of ``exclude``; of ``tenants`` if given, never of ``exclude_tenants``), then delete
+        every payload no run references. The runs and their journals stay (steps, timings, statuses); a
+        released value reads as ``{"expired_payload": ..., "bytes": N}``. A payload that an unfinished run
+        references is never deleted."""
         ...
 
     async def storage_usage(self, *, now: float) -> list[Usage]:

@@ -163,7 +163,13 @@ class MemoryStore(MemoryDatasets, MemoryAudit, MemoryErasure):
         return False
 
     async def collect_payloads(
-        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+        self,
+        *,
+        ended_before: float,
+        flows: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+        tenants: Collection[str] | None = None,
+        exclude_tenants: Collection[str] = (),
     ) -> Collected:
         # No payload table here (values are shared in memory, never copied): retention drops the large
         # values of a finished run's journal in place, keeping its skeleton, as the durable stores do.
@@ -176,6 +182,8 @@ class MemoryStore(MemoryDatasets, MemoryAudit, MemoryErasure):
                 or run.ended_at >= ended_before
                 or (flows is not None and run.flow not in flows)
                 or run.flow in exclude
+                or (tenants is not None and run.tenant not in tenants)
+                or run.tenant in exclude_tenants
             ):
                 continue
             parent = self._runs.get(run.parent_id) if run.parent_id else None

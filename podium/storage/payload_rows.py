@@ -82,10 +82,22 @@ def _raw(options: PayloadOptions, sha: str, codec: str, in_file: Any, data: byte
     return None if data is None else decompress(codec, bytes(data))
 
 
-def _scope(flows: Collection[str] | None, exclude: Collection[str], mark: str) -> tuple[str, list[Any]]:
+def _scope(
+    flows: Collection[str] | None,
+    exclude: Collection[str],
+    mark: str,
+    tenants: Collection[str] | None = None,
+    exclude_tenants: Collection[str] = (),
+) -> tuple[str, list[Any]]:
     sql, args = "", list[Any]()
+    if tenants is not None:
+        sql += f" AND tenant IN ({','.join([mark] * len(tenants))})" if tenants else " AND 1 = 0"
+        args.extend(tenants)
+    if exclude_tenants:
+        sql += f" AND tenant NOT IN ({','.join([mark] * len(exclude_tenants))})"
+        args.extend(exclude_tenants)
     if flows is not None:
-        sql += f" AND flow IN ({','.join([mark] * len(flows))})"
+        sql += f" AND flow IN ({','.join([mark] * len(flows))})" if flows else " AND 1 = 0"
         args.extend(flows)
     if exclude:
         sql += f" AND flow NOT IN ({','.join([mark] * len(exclude))})"
@@ -118,9 +130,15 @@ async def pg_strays(conn: Any, root: Any, before: float) -> list[str]:
 
 
 def sqlite_collect(
-    db: sqlite3.Connection, *, ended_before: float, flows: Collection[str] | None, exclude: Collection[str]
+    db: sqlite3.Connection,
+    *,
+    ended_before: float,
+    flows: Collection[str] | None,
+    exclude: Collection[str],
+    tenants: Collection[str] | None = None,
+    exclude_tenants: Collection[str] = (),
 ) -> Collected:
-    scope, args = _scope(flows, exclude, "?")
+    scope, args = _scope(flows, exclude, "?", tenants, exclude_tenants)
     runs = db.execute(
         f"{_RELEASE} AND ended_at < ?{scope}) OR {_ORPHAN} RETURNING run_id",
         (ended_before, *args),
@@ -227,9 +245,15 @@ async def pg_resolve(conn: Any, options: PayloadOptions, values: Sequence[Any]) 
 
 
 async def pg_collect(
-    conn: Any, *, ended_before: float, flows: Collection[str] | None, exclude: Collection[str]
+    conn: Any,
+    *,
+    ended_before: float,
+    flows: Collection[str] | None,
+    exclude: Collection[str],
+    tenants: Collection[str] | None = None,
+    exclude_tenants: Collection[str] = (),
 ) -> Collected:
-    scope, args = _scope(flows, exclude, "%s")
+    scope, args = _scope(flows, exclude, "%s", tenants, exclude_tenants)
     cur = await conn.execute(
         f"{_RELEASE} AND ended_at < %s{scope}) OR {_ORPHAN} RETURNING run_id",
         (ended_before, *args),

@@ -229,14 +229,25 @@ class PostgresStore(
         return events
 
     async def collect_payloads(
-        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+        self,
+        *,
+        ended_before: float,
+        flows: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+        tenants: Collection[str] | None = None,
+        exclude_tenants: Collection[str] = (),
     ) -> Collected:
         async def tx(conn: psycopg.AsyncConnection[Any]) -> Collected:
             async with conn.transaction():
                 # Exclusive: no writer (they hold it shared) is between referencing a payload and committing.
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._feed_lock,))
                 done = await payload_rows.pg_collect(
-                    conn, ended_before=ended_before, flows=flows, exclude=exclude
+                    conn,
+                    ended_before=ended_before,
+                    flows=flows,
+                    exclude=exclude,
+                    tenants=tenants,
+                    exclude_tenants=exclude_tenants,
                 )
                 await conn.execute(stream_rows.PG_FORGET, (ended_before,))
                 return done

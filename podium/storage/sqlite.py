@@ -180,10 +180,23 @@ class SQLiteStore(SQLiteDatasets, SQLiteAudit, SQLitePrompts, SQLiteSchedules, S
         return events
 
     async def collect_payloads(
-        self, *, ended_before: float, flows: Collection[str] | None = None, exclude: Collection[str] = ()
+        self,
+        *,
+        ended_before: float,
+        flows: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+        tenants: Collection[str] | None = None,
+        exclude_tenants: Collection[str] = (),
     ) -> Collected:
         with self._tx() as db:
-            done = payload_rows.sqlite_collect(db, ended_before=ended_before, flows=flows, exclude=exclude)
+            done = payload_rows.sqlite_collect(
+                db,
+                ended_before=ended_before,
+                flows=flows,
+                exclude=exclude,
+                tenants=tenants,
+                exclude_tenants=exclude_tenants,
+            )
             stream_rows.sqlite_forget(db, ended_before)
             strays = payload_rows.sqlite_strays(db, self.payloads.blobs, ended_before - STRAY_MARGIN)
         delete_blobs(self.payloads.blobs, strays)

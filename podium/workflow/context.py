@@ -188,7 +188,8 @@ class Context(_Branching):
         text = await ctx.model("fast").generate(prompt.render(ticket=ticket), system=prompt.render().system)
         ```
         Resolution order: the run's pin ``prompt:NAME`` (a version number or a label), then ``version=`` or
-        ``label=``, then the prompt's A/B split (an arm picked from the run id), then ``production``.
+        ``label=``, then the prompt's A/B split (an arm picked from the run id), then ``production``. In a
+        run of tenant ``acme``: acme's prompt ``name`` if acme has one, else the shared one.
         """
         if not isinstance(name, str) or not name:
             raise UsageError("ctx.prompt needs a prompt name")
@@ -197,9 +198,10 @@ class Context(_Branching):
         s = _here("ctx.prompt()")
         driver = self._driver
         pins = self._driver.pins
+        tenant = self.tenant
 
         async def resolve() -> JSON:
-            found = await registry.Prompts(driver.store, clock=driver.clock).resolve(
+            found = await registry.Prompts(driver.store, clock=driver.clock, tenant=tenant).resolve(
                 name, run_id=self.run_id, label=label, version=version, pins=pins
             )
             return found.to_json()
