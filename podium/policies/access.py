@@ -169,6 +169,25 @@ class Permissions:
 NO_RULES = Permissions()
 
 
+def _denial(
+    principal: Principal,
+    action: str,
+    flow: str | None,
+    tenant: str | None,
+    approval: str | None,
+    rules: Permissions,
+) -> str | None:
+    """Why ``principal`` may not do ``action`` (``authorize``'s message), or None if it may."""
+    if action not in ROLE_ACTIONS[principal.role]:
+        return f"{principal} may not {action}: its role does not allow it"
+    if tenant is not None and principal.tenant is not None and tenant != principal.tenant:
+        return f"{principal} may not act in tenant {tenant!r}"
+    if not rules.allows(principal, action, flow, approval):
+        what = f"flow {flow!r}" if approval is None else f"approval {approval!r} of flow {flow!r}"
+        return f"{principal} may not {action} {what} (podium.toml [[permissions]])"
+    return None
+
+
 def can(
     principal: Principal,
     action: str,
@@ -179,11 +198,7 @@ def can(
     rules: Permissions = NO_RULES,
 ) -> bool:
     """``authorize`` as a boolean."""
-    if action not in ROLE_ACTIONS[principal.role]:
-        return False
-    if tenant is not None and principal.tenant is not None and tenant != principal.tenant:
-        return False
-    return rules.allows(principal, action, flow, approval)
+    return _denial(principal, action, flow, tenant, approval, rules) is None
 
 
 def authorize(
@@ -197,15 +212,11 @@ def authorize(
 ) -> None:
     """Raise ``PermissionDeniedError`` unless ``principal`` may do ``action`` (one of ``ACTIONS``) on
     ``flow``'s runs in ``tenant`` (and decide ``approval``), by its role, its tenant and ``rules``."""
-    if action not in ROLE_ACTIONS[principal.role]:
+    reason = _denial(principal, action, flow, tenant, approval, rules)
+    if reason is not None:
         if action not in ACTIONS:
             raise ConfigError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-        raise PermissionDeniedError(f"{principal} may not {action}: its role does not allow it")
-    if tenant is not None and principal.tenant is not None and tenant != principal.tenant:
-        raise PermissionDeniedError(f"{principal} may not act in tenant {tenant!r}")
-    if not rules.allows(principal, action, flow, approval):
-        what = f"flow {flow!r}" if approval is None else f"approval {approval!r} of flow {flow!r}"
-        raise PermissionDeniedError(f"{principal} may not {action} {what} (podium.toml [[permissions]])")
+        raise PermissionDeniedError(reason)
 
 
 def _rule(n: int, item: object) -> PermissionRule:

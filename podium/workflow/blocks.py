@@ -35,17 +35,45 @@ class Milestone:
         await self._driver.milestone(self._scope, self._sid, self.name, False)
 
 
-class CancelScope:
-    """``async with ctx.scope() as s``: see ``Context.scope``."""
+class _RegionBlock:
+    """An ``async with`` block of a flow with a region of its own (a cancel scope, a group): entered in the
+    branch that made it; on leaving, its compensations run (it failed or was cancelled) or pass to the
+    enclosing region."""
+
+    _what = ""  # how users write it, for the error of entering it elsewhere
 
     def __init__(self, ctx: Context, scope: Scope, sid: str) -> None:
         self._ctx = ctx
         self._scope = scope
-        driver = ctx._driver
-        self._region = Region(sid, scope.region, driver.region_doomed(sid))
+        self._region = Region(sid, scope.region, ctx._driver.region_doomed(sid))
         self._region.cancelled = self._region.doomed and not scope.region.doomed
         self._saved: Region | None = None
         self._cancelled_task = False
+
+    def _enter(self) -> None:
+        s = self._scope
+        if asyncio.current_task() is not s.task:
+            raise UsageError(f"enter {self._what} in the branch that created it")
+        self._saved = s.region
+        s.region = self._region
+        self._region.owner = s.task
+        self._region.inside = True
+
+    async def _undo_or_keep(self, undo: bool) -> None:
+        """Run the region's compensations now, or hand them to the enclosing region."""
+        r = self._region
+        if undo:
+            await self._ctx._driver.compensate(r)
+        else:
+            assert self._saved is not None
+            self._saved.undo.extend(r.undo)
+            r.undo = []
+
+
+class CancelScope(_RegionBlock):
+    """``async with ctx.scope() as s``: see ``Context.scope``."""
+
+    _what = "ctx.scope()"
 
     @property
     def cancelled(self) -> bool:
@@ -74,13 +102,7 @@ class CancelScope:
             owner.cancel()
 
     async def __aenter__(self) -> CancelScope:
-        s = self._scope
-        if asyncio.current_task() is not s.task:
-            raise UsageError("enter ctx.scope() in the branch that created it")
-        self._saved = s.region
-        s.region = self._region
-        self._region.owner = s.task
-        self._region.inside = True
+        self._enter()
         return self
 
     async def __aexit__(self, et: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -95,27 +117,19 @@ class CancelScope:
             assert task is not None
             left = task.uncancel() if self._cancelled_task else task.cancelling()
             ours = left == 0
-        if r.cancelled or isinstance(exc, Exception):
-            await self._ctx._driver.compensate(r)
-        else:
-            self._saved.undo.extend(r.undo)
-            r.undo = []
+        await self._undo_or_keep(r.cancelled or isinstance(exc, Exception))
         return ours
 
 
-class Group:
+class Group(_RegionBlock):
     """``async with ctx.group() as g``: see ``Context.group``."""
 
+    _what = "ctx.group()"
+
     def __init__(self, ctx: Context, scope: Scope, sid: str) -> None:
-        self._ctx = ctx
-        self._scope = scope
-        driver = ctx._driver
-        self._region = Region(sid, scope.region, driver.region_doomed(sid))
-        self._region.cancelled = self._region.doomed and not scope.region.doomed
-        self._saved: Region | None = None
+        super().__init__(ctx, scope, sid)
         self._branches: list[Branch] = []
         self._error: BaseException | None = None
-        self._cancelled_task = False
         self._join = Join(self._ready)
         self._open = False
 
@@ -149,13 +163,7 @@ class Group:
         return TaskHandle(self._ctx, b)
 
     async def __aenter__(self) -> Group:
-        s = self._scope
-        if asyncio.current_task() is not s.task:
-            raise UsageError("enter ctx.group() in the branch that created it")
-        self._saved = s.region
-        s.region = self._region
-        self._region.owner = s.task
-        self._region.inside = True
+        self._enter()
         self._open = True
         return self
 
@@ -187,11 +195,7 @@ class Group:
             reap(self._branches)
         if self._branches:
             s.at = max(s.at, *(b.scope.at for b in self._branches))
-        if self._error is not None or isinstance(exc, Exception):
-            await driver.compensate(r)
-        else:
-            self._saved.undo.extend(r.undo)
-            r.undo = []
+        await self._undo_or_keep(self._error is not None or isinstance(exc, Exception))
         if self._error is not None and (ours or exc is None or exc is self._error):
             raise self._error
         return False
