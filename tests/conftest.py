@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
@@ -14,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 import podium
+from podium.engine.worker import Worker
 
 T = TypeVar("T")
 
@@ -211,3 +213,30 @@ async def wait_approval(client: podium.Client, run_id: str) -> list[podium.Pendi
         bool,
         what=f"run {run_id} to request an approval",
     )
+
+
+@asynccontextmanager
+async def workers_on(
+    store_url: str, settings: podium.Settings, n: int = 2
+) -> AsyncIterator[tuple[podium.Client, list[Worker]]]:
+    """A control-plane client and ``n`` started workers on one database, each with a store of its own (on
+    ``memory://``, the one store object they all share); the workers stop, and their stores close, on exit."""
+    from podium.runtime import make_store
+
+    shared = make_store(settings) if store_url == "memory://" else None
+    stores = [shared or make_store(settings) for _ in range(n)]
+    async with podium.Client(settings, store=stores[0], worker=False) as client:
+        for s in stores[1:]:
+            if s is not shared:
+                await s.open()
+        workers = [Worker(s, settings) for s in stores]
+        for w in workers:
+            await w.start()
+        try:
+            yield client, workers
+        finally:
+            for w in workers:
+                await w.stop()
+            for s in stores[1:]:
+                if s is not shared:
+                    await s.close()

@@ -24,7 +24,7 @@ from podium.memory.chunking import chunks
 from podium.memory.ingest import ingest_flow
 from podium.models import register
 
-pytest.importorskip("numpy")
+pytest.importorskip("numpy", reason="the memory layer needs `pip install podium[memory]`")
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED: list[str] = []
 
@@ -104,7 +104,8 @@ async def ingest(client: podium.Client, path: Path, collection: str = "kb", **jo
 async def test_ingest_splits_embeds_skips_unchanged_and_reingests_changes(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     make_docs(docs)
-    pdf = pytest.importorskip("pypdf") and docs / "manual.pdf"
+    pytest.importorskip("pypdf", reason="PDF ingestion needs `pip install podium[memory]`")
+    pdf = docs / "manual.pdf"
     minimal_pdf(pdf, ["The lighthouse keeper logs ships.", "Page two is about anchors."])
     settings = settings_in(tmp_path)
     async with podium.Client(settings) as client:

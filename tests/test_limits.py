@@ -7,11 +7,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import settings_for
+from conftest import settings_for, workers_on
 
 import podium
 from podium.engine.worker import Worker
-from podium.runtime import make_store
 
 LEDGER: list[tuple[str, str]] = []
 """("start" | "end", run id) in the order the steps of this process wrote them."""
@@ -47,26 +46,11 @@ def most_at_once(ledger: list[tuple[str, str]]) -> int:
 async def test_a_flow_limit_holds_across_two_workers(store_url: str) -> None:
     LEDGER.clear()
     settings = settings_for(store_url).with_(lease_seconds=10, concurrency=2)  # 3 at once takes both
-    shared = make_store(settings) if store_url == "memory://" else None  # memory: one store, two workers
-    stores = [shared or make_store(settings) for _ in range(2)]
-    async with podium.Client(settings, store=stores[0], worker=False) as client:
-        for s in stores[1:]:
-            if s is not shared:
-                await s.open()
-        workers = [Worker(s, settings) for s in stores]
-        for w in workers:
-            await w.start()
-        try:
-            capped_runs = [await client.start(capped, 0.05) for _ in range(20)]
-            plain_runs = [await client.start(plain, 0.3) for _ in range(6)]
-            for h in capped_runs + plain_runs:
-                await h.result(timeout=30)
-        finally:
-            for w in workers:
-                await w.stop()
-            for s in stores[1:]:
-                if s is not shared:
-                    await s.close()
+    async with workers_on(store_url, settings) as (client, workers):
+        capped_runs = [await client.start(capped, 0.05) for _ in range(20)]
+        plain_runs = [await client.start(plain, 0.3) for _ in range(6)]
+        for h in capped_runs + plain_runs:
+            await h.result(timeout=30)
     capped_ids = {h.id for h in capped_runs}
     mine = [line for line in LEDGER if line[1] in capped_ids]
     assert len(mine) == 40

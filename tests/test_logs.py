@@ -197,7 +197,7 @@ def _free_port() -> int:
 
 
 async def test_podium_serve_writes_only_json_lines(tmp_path: Path) -> None:
-    pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn", reason="needs `pip install podium[server]`")
     (tmp_path / "podium.toml").write_text("")
     port = _free_port()
     err = await Podium.start("serve", "--port", str(port), env=_env(tmp_path))

@@ -15,7 +15,7 @@ import podium
 from podium.memory import Item, Memory, close_stores, store_for
 from podium.testing.embedding import hash_vector
 
-pytest.importorskip("numpy")
+pytest.importorskip("numpy", reason="the memory layer needs `pip install podium[memory]`")
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from podium.memory import (
 from podium.memory.query import filter_pg
 from podium.testing.embedding import hash_vector
 
-np = pytest.importorskip("numpy")
+np = pytest.importorskip("numpy", reason="the memory layer needs `pip install podium[memory]`")
 
 DOCS = {
     "tea": ("Green tea is brewed at eighty degrees for two minutes.", {"topic": "drinks", "year": 2021}),

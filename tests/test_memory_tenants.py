@@ -16,7 +16,7 @@ from podium.memory.ingest import ingest_flow
 from podium.memory.retrieval import search_collection
 from podium.memory.threads import Thread
 
-pytest.importorskip("numpy")
+pytest.importorskip("numpy", reason="the memory layer needs `pip install podium[memory]`")
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PostgresSchemas, settings_for
+from conftest import PostgresSchemas, settings_for, workers_on
 from queue_app import LEDGER, plain, render, tiny, train
 
 import podium
@@ -40,27 +40,12 @@ def most_at_once(ledger: list[tuple[str, str]], runs: set[str]) -> int:
 async def test_a_queue_limit_holds_across_workers_and_flows(store_url: str) -> None:
     LEDGER.clear()
     settings = settings_for(store_url).with_(lease_seconds=10, concurrency=3, queues={"gpu": 3})
-    shared = make_store(settings) if store_url == "memory://" else None  # memory: one store, two workers
-    stores = [shared or make_store(settings) for _ in range(2)]
-    async with podium.Client(settings, store=stores[0], worker=False) as client:
-        for s in stores[1:]:
-            if s is not shared:
-                await s.open()
-        workers = [Worker(s, settings) for s in stores]
-        for w in workers:
-            await w.start()
-        try:
-            gpu = [await client.start(f, 0.05) for _ in range(8) for f in (render, train)]
-            others = [await client.start(plain, 0.3) for _ in range(3)]
-            for h in gpu + others:
-                await h.result(timeout=WAIT)
-            run = await client.get(gpu[0].id)
-        finally:
-            for w in workers:
-                await w.stop()
-            for s in stores[1:]:
-                if s is not shared:
-                    await s.close()
+    async with workers_on(store_url, settings) as (client, _):
+        gpu = [await client.start(f, 0.05) for _ in range(8) for f in (render, train)]
+        others = [await client.start(plain, 0.3) for _ in range(3)]
+        for h in gpu + others:
+            await h.result(timeout=WAIT)
+        run = await client.get(gpu[0].id)
     assert run.queue == "gpu"
     assert most_at_once(LEDGER, {h.id for h in gpu}) == 3  # held, and reached: 6 slots in two workers
     assert most_at_once(LEDGER, {h.id for h in others}) == 3, "the default queue has no limit"

@@ -13,7 +13,7 @@ from podium.memory import close_stores
 from podium.memory.threads import Thread, tokens_of
 from podium.models import ModelRequest, register
 
-pytest.importorskip("numpy")
+pytest.importorskip("numpy", reason="the memory layer needs `pip install podium[memory]`")
 
 CALLS: list[str] = []
 
